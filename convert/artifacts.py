@@ -1,0 +1,135 @@
+"""Atomic output: artifacts are built in a hidden staging folder beside their destination and moved
+into place only when complete, so a failed, interrupted or killed export never leaves half a file
+and never destroys the previous artifact. Every artifact gets a JSON sidecar tracing it to the
+weights and toolkit that made it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convert.errors import ConvertError
+
+STAGING_PREFIX = ".shvit-staging-"
+
+
+def sha256_path(path: Path) -> str:
+    """Hash of a file, or of a directory's files in sorted order (for ``.mlpackage`` bundles)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Fail before any work when the output folder can never receive the artifact."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConvertError(f"output path {out_dir} is a file: pass a folder with --out")
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConvertError(f"output folder {out_dir} is not writable: pass a writable folder with --out")
+
+
+@dataclass
+class Staging:
+    """A private folder to build into; :meth:`commit` moves its files into the output folder."""
+
+    out_dir: Path
+    root: Path
+    names: list[str] = field(default_factory=list)
+
+    def path(self, name: str) -> Path:
+        """Where to write ``name`` while staging (recorded for commit)."""
+        if name not in self.names:
+            self.names.append(name)
+        return self.root / name
+
+    def commit(self) -> list[Path]:
+        """Move every staged file into place; replacing a previous artifact only at the last moment."""
+        placed = []
+        for name in self.names:
+            src, dst = self.root / name, self.out_dir / name
+            if not src.exists():
+                raise ConvertError(f"internal error: staged file {name} was never written")
+            _replace(src, dst)
+            placed.append(dst)
+        return placed
+
+
+def _replace(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        if dst.exists():
+            trash = dst.with_name(f"{STAGING_PREFIX}old-{dst.name}-{os.getpid()}")
+            os.replace(dst, trash)
+            os.replace(src, dst)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(src, dst)
+    else:
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        os.replace(src, dst)
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: Path, artifact_names: list[str], *, force: bool) -> Iterator[Staging]:
+    """Staging folder inside ``out_dir``; removed on any failure or interruption (Ctrl-C included).
+
+    An existing artifact is refused unless ``force``; with ``force`` it is replaced only once the
+    new one is complete.
+    """
+    check_output_dir(out_dir)
+    existing = [out_dir / n for n in artifact_names if (out_dir / n).exists()]
+    if existing and not force:
+        raise ConvertError(f"{existing[0]} already exists: pass --force to replace it, or choose another --out")
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        yield Staging(out_dir, root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def toolkit_versions() -> dict[str, str]:
+    """Versions of everything that shapes an artifact's bytes."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("shvit-mobile", "torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "onnx2tf", "tensorflow", "ai-edge-litert"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+def write_sidecar(path: Path, *, artifact: Path, config: dict[str, Any], weights: dict[str, Any], extra: dict[str, Any]) -> None:
+    """``<artifact>.json``: inputs, versions and hashes, so the artifact can be traced and reproduced."""
+    record = {
+        "artifact": artifact.name,
+        "sha256": sha256_path(artifact),
+        "config": config,
+        "weights": weights,
+        "versions": toolkit_versions(),
+        **extra,
+    }
+    path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,54 @@
+"""Shared CLI plumbing: one clear line per error, exit codes, ``--debug`` for the traceback, Ctrl-C → 130."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from shvit.errors import SHViTError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from convert.errors import ToleranceError
+
+    errors: list[type[BaseException]] = [SHViTError, ToleranceError]
+    try:
+        from calib import CalibError
+
+        errors.append(CalibError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def run_command(command: click.Command, argv: Sequence[str] | None = None) -> int:
+    """Run a click command the way users need it: no traceback unless ``--debug``, one line per error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = command.name or "shvit"
+    debug = "--debug" in args
+    try:
+        result = command.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        click.echo(f"{prog}: error: {exc.format_message()} (see {prog} --help)", err=True)
+        return EXIT_USAGE
+    except (click.Abort, KeyboardInterrupt):
+        click.echo(f"{prog}: interrupted; nothing was written", err=True)
+        return EXIT_INTERRUPTED
+    except _user_errors() as exc:
+        if debug:
+            raise
+        click.echo(f"{prog}: error: {exc}", err=True)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug, not bad input: still one line, traceback on request
+        if debug:
+            raise
+        click.echo(f"{prog}: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", err=True)
+        return EXIT_ERROR
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,75 @@
+"""The variant table: every SHViT size is one row, everything else is derived from it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class SHViTConfig:
+    """Hyper-parameters of one SHViT network (names follow the paper and the official code)."""
+
+    embed_dim: tuple[int, int, int]
+    depth: tuple[int, int, int]
+    partial_dim: tuple[int, int, int]
+    types: tuple[str, str, str] = ("i", "s", "s")
+    qk_dim: tuple[int, int, int] = (16, 16, 16)
+    num_classes: int = 1000
+    distillation: bool = False
+    img_size: int = 224
+    in_chans: int = 3
+
+    def with_classes(self, num_classes: int) -> "SHViTConfig":
+        return replace(self, num_classes=num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SHViTConfig":
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class PublishedFacts:
+    """Numbers from the paper's table that tests hold the implementation to."""
+
+    params: int
+    macs_m: int
+    top1: float
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    config: SHViTConfig
+    published: PublishedFacts
+    aliases: tuple[str, ...] = field(default=())
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("s1", SHViTConfig((128, 224, 320), (2, 4, 5), (32, 48, 68)), PublishedFacts(6_330_808, 241, 72.8)),
+        Variant("s2", SHViTConfig((128, 308, 448), (2, 4, 5), (32, 66, 96)), PublishedFacts(11_483_072, 365, 75.2)),
+        Variant("s3", SHViTConfig((192, 352, 448), (3, 5, 5), (48, 75, 96)), PublishedFacts(14_245_273, 601, 77.4)),
+        Variant(
+            "s4",
+            SHViTConfig((224, 336, 448), (4, 7, 6), (48, 72, 96), img_size=256),
+            PublishedFacts(16_588_484, 986, 79.4),
+        ),
+    )
+}
+
+RELEASE_URL = "https://github.com/ysj9909/SHViT/releases/download/v1.0/shvit_{variant}.pth"
+
+
+def get_variant(name: str) -> Variant:
+    key = name.strip().lower().removeprefix("shvit_").removeprefix("shvit-")
+    if key not in VARIANTS:
+        raise ValueError(f"unknown SHViT variant {name!r}: choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[key]

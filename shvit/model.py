@@ -1,0 +1,65 @@
+"""The SHViT network (Yun & Ro, CVPR 2024), in the official code's module layout."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shvit.config import SHViTConfig
+from shvit.layers import FFN, BasicBlock, BNLinear, Conv2dBN, PatchMerging, Residual, fuse_module
+
+
+def _conv_ffn_pair(dim: int) -> nn.Sequential:
+    """The (depthwise conv, FFN) pair placed on both sides of every PatchMerging."""
+    return nn.Sequential(Residual(Conv2dBN(dim, dim, 3, 1, 1, groups=dim)), Residual(FFN(dim, dim * 2)))
+
+
+class SHViT(nn.Module):
+    """16x16 patchify stem, three stages of BasicBlocks, pooled BN+Linear head.
+
+    Attribute names match the released checkpoints (``blocks1..3``, ``head``, ``head_dist``) so
+    they load without renaming; the timm layout is translated by :mod:`shvit.weights`.
+    """
+
+    def __init__(self, config: SHViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        e = config.embed_dim
+        self.patch_embed = nn.Sequential(
+            Conv2dBN(config.in_chans, e[0] // 8, 3, 2, 1), nn.ReLU(),
+            Conv2dBN(e[0] // 8, e[0] // 4, 3, 2, 1), nn.ReLU(),
+            Conv2dBN(e[0] // 4, e[0] // 2, 3, 2, 1), nn.ReLU(),
+            Conv2dBN(e[0] // 2, e[0], 3, 2, 1),
+        )
+        stages: list[list[nn.Module]] = [[], [], []]
+        for i in range(3):
+            if i > 0:
+                stages[i] += [_conv_ffn_pair(e[i - 1]), PatchMerging(e[i - 1], e[i]), _conv_ffn_pair(e[i])]
+            stages[i] += [
+                BasicBlock(e[i], config.qk_dim[i], config.partial_dim[i], config.types[i]) for _ in range(config.depth[i])
+            ]
+        self.blocks1, self.blocks2, self.blocks3 = (nn.Sequential(*blocks) for blocks in stages)
+        self.head: nn.Module = BNLinear(e[2], config.num_classes)
+        self.head_dist: nn.Module | None = BNLinear(e[2], config.num_classes) if config.distillation else None
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks3(self.blocks2(self.blocks1(self.patch_embed(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x).mean((2, 3))
+        if self.head_dist is None:
+            return self.head(x)
+        if self.training:
+            raise RuntimeError("training with a distillation head is not supported by this toolkit")
+        return (self.head(x) + self.head_dist(x)) / 2
+
+    @torch.no_grad()
+    def fuse(self) -> "SHViT":
+        """Fuse every child; a distillation head pair becomes one Linear (the mean of two linears is linear)."""
+        for name in ("patch_embed", "blocks1", "blocks2", "blocks3", "head"):
+            setattr(self, name, fuse_module(getattr(self, name)))
+        if self.head_dist is not None:
+            dist = fuse_module(self.head_dist)
+            self.head.weight.copy_((self.head.weight + dist.weight) / 2)
+            self.head.bias.copy_((self.head.bias + dist.bias) / 2)
+            self.head_dist = None
+        return self
