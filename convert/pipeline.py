@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from convert.artifacts import staged_output, write_sidecar
+from convert.artifacts import check_output_dir, staged_output, write_sidecar
 from convert.config import ExportConfig
-from convert.errors import NotBuiltYet, ToleranceError
+from convert.errors import ConvertError, NotBuiltYet, ToleranceError
+from shvit.errors import WeightsError
 from convert.source import ModelSource, load_source
 from convert.validate.compare import ParityReport, check, compare, enforce, format_checklist, tolerance_for
 from convert.validate.runner import run_artifact
@@ -75,6 +76,7 @@ def run_export(
     target = _target_module(config.target)
     artifact_name = config.artifact_path.name
     names = [artifact_name, f"{artifact_name}.json", *target.EXTRA_FILES(config)]
+    preflight(config, images_dir=images_dir, names=names, random_init=random_init or source is not None)
     with staged_output(config.out_dir, names, force=config.force) as staging:
         started = time.perf_counter()
         if source is None:
@@ -108,6 +110,26 @@ def run_export(
             exc.outcome = outcome  # type: ignore[attr-defined]
             raise
     return outcome
+
+
+def preflight(config: ExportConfig, *, images_dir: Path | None, names: list[str], random_init: bool) -> None:
+    """Every check that needs no work, before any work: a bad argument costs the user nothing."""
+    if not random_init and config.weights not in (None, "imagenet"):
+        weights = Path(config.weights)
+        if not weights.exists():
+            raise WeightsError(f"weights file {weights} does not exist: pass the path of a downloaded .pth/.bin/.safetensors file")
+        if weights.is_dir():
+            raise WeightsError(f"weights path {weights} is a directory: pass the checkpoint file inside it")
+    for option, folder in (("--calib", config.calib_dir), ("--images", images_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            what = "is a file" if Path(folder).exists() else "does not exist"
+            raise ConvertError(f"{option} folder {folder} {what}: pass a folder of images")
+    if config.labels is not None and not config.labels.is_file():
+        raise ConvertError(f"labels file {config.labels} does not exist or is not a file: pass a text file with one label per line")
+    check_output_dir(config.out_dir)
+    existing = [config.out_dir / n for n in names if (config.out_dir / n).exists()]
+    if existing and not config.force:
+        raise ConvertError(f"{existing[0]} already exists: pass --force to replace it, or choose another --out")
 
 
 def _target_module(name: str):

@@ -4,12 +4,14 @@ Loading never executes code from a file: pickles go through ``torch.load(weights
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import re
 import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -23,7 +25,8 @@ from shvit.errors import WeightsError
 
 WEIGHTS_URL_ENV = "SHVIT_WEIGHTS_URL"
 CACHE_ENV = "SHVIT_CACHE_DIR"
-DOWNLOAD_TIMEOUT_S = 10.0
+DOWNLOAD_TIMEOUT_S = 8.0
+DNS_TIMEOUT_S = 5.0
 
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 
@@ -87,19 +90,17 @@ def _read_torch(path: Path, head: bytes) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many unrelated types for foreign bytes
-        text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "UnpicklingError" in type(exc).__name__:
-            if head[:2] == b"PK" and not zipfile.is_zipfile(path):
-                raise WeightsError(f"weights file {path} is truncated: download it again") from None
-            if "Weights only load failed" in text:
-                raise WeightsError(
-                    f"weights file {path} contains Python objects other than tensors (possibly code); "
-                    "refusing to load it: use the released .pth or a .safetensors file"
-                ) from None
         if head[:2] == b"PK" and not zipfile.is_zipfile(path):
             raise WeightsError(f"weights file {path} is truncated: download it again") from None
+        text = str(exc)
+        if re.search(r"unsupported global", text, re.IGNORECASE):
+            raise WeightsError(
+                f"weights file {path} contains Python objects other than tensors (possibly code); "
+                "refusing to load it: use the released .pth or a .safetensors file"
+            ) from None
         raise WeightsError(
-            f"weights file {path} is not a PyTorch or safetensors checkpoint ({_first_line(exc)}): "
+            f"weights file {path} is not a PyTorch or safetensors checkpoint "
+            f"({'unreadable pickle data' if 'Weights only load failed' in text else _first_line(exc)}): "
             "pass a released .pth/.bin/.safetensors file"
         ) from None
 
@@ -290,9 +291,22 @@ def fetch_released(variant: str, *, progress: bool = True) -> Path:
     return target
 
 
+def _resolve_host(url: str, *, timeout_s: float) -> None:
+    """DNS lookups ignore urlopen's timeout; bound them so an offline machine fails fast."""
+    parsed = urllib.parse.urlsplit(url)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(socket.getaddrinfo, parsed.hostname, parsed.port or 443).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise OSError(f"looking up {parsed.hostname} took over {timeout_s:.0f} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _download(url: str, out, *, progress: bool) -> None:
     hint = "download it by hand and pass --weights PATH (or weights=PATH)"
     try:
+        _resolve_host(url, timeout_s=DNS_TIMEOUT_S)
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             from tqdm import tqdm

@@ -1,0 +1,49 @@
+"""Shared test helpers: image-dependent weights and the one compare assertion everyone uses."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import calib
+
+
+@torch.no_grad()
+def randomize_bn(model: nn.Module, *, seed: int = 0) -> nn.Module:
+    """Non-trivial BN/GroupNorm statistics and affines: a fresh SHViT has zero-init BN weights that hide fusion bugs."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+        elif isinstance(m, nn.GroupNorm):
+            m.weight.copy_(torch.rand(m.num_channels, generator=g) + 0.5)
+            m.bias.copy_(torch.rand(m.num_channels, generator=g) * 0.4 - 0.2)
+    return model.eval()
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, *, size: int, images: int = 16, seed: int = 0) -> nn.Module:
+    """BN statistics measured on natural-looking images, so logits depend on the image like a trained model's."""
+    randomize_bn(model, seed=seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the passes below
+    x = torch.from_numpy(calib.normalize(calib.synthetic_images(images, size, seed=seed)))
+    model.train()
+    for chunk in x.split(8):
+        model(chunk)
+    return model.eval()
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, *, rel: float, what: str = "logits") -> None:
+    """max |Δ| relative to the expected values' scale; the message shows the figures, not just False."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = float(np.abs(expected).max()) or 1.0
+    err = float(np.abs(actual - expected).max())
+    assert err <= rel * scale, f"{what}: max |Δ| {err:.3g} = {err / scale:.3g} of scale {scale:.3g} > {rel:g}"

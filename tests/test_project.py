@@ -1,0 +1,38 @@
+"""The project's promises about itself: CI runs README's test command, README lists every CLI flag."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _fenced_commands() -> list[str]:
+    return [line.strip() for block in re.findall(r"```bash\n(.*?)```", README, re.S) for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    commands = _fenced_commands()
+    test_command = next(c for c in commands if "pytest" in c)
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci_lines
+
+
+def test_ci_installs_with_the_readme_install_command() -> None:
+    install = next(c for c in _fenced_commands() if "pip install" in c)
+    ci = (ROOT / ".ci" / "run").read_text()
+    for part in install.split("&&"):
+        assert part.strip() in ci
+
+
+@pytest.mark.parametrize("module", ["convert.cli"])
+def test_readme_documents_every_flag(module: str) -> None:
+    import importlib
+
+    command = importlib.import_module(module).convert_command
+    flags = {opt for p in command.params for opt in p.opts if opt.startswith("--")}
+    missing = sorted(f for f in flags if f"`{f}" not in README)
+    assert not missing, f"README lacks {missing}"
