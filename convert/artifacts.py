@@ -75,7 +75,7 @@ class Staging:
 def _replace(src: Path, dst: Path) -> None:
     if src.is_dir():
         if dst.exists():
-            trash = dst.with_name(f"{STAGING_PREFIX}old-{dst.name}-{os.getpid()}")
+            trash = dst.with_name(f"{STAGING_PREFIX}{os.getpid()}-old-{dst.name}")
             os.replace(dst, trash)
             os.replace(src, dst)
             shutil.rmtree(trash, ignore_errors=True)
@@ -100,7 +100,8 @@ def staged_output(out_dir: Path, artifact_names: list[str], *, force: bool) -> I
         raise ConvertError(f"{existing[0]} already exists: pass --force to replace it, or choose another --out")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    sweep_stale_staging(out_dir)
+    root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     try:
         yield Staging(out_dir, root)
     except BaseException:
@@ -109,6 +110,32 @@ def staged_output(out_dir: Path, artifact_names: list[str], *, force: bool) -> I
             out_dir.rmdir()
         raise
     shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove staging folders left by a killed export (SIGKILL leaves no chance to clean up in-process)."""
+    removed = []
+    for entry in out_dir.glob(f"{STAGING_PREFIX}*"):
+        pid_text = entry.name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        kept_name = entry.name.split("-old-", 1)[1] if "-old-" in entry.name else None
+        if kept_name and not (out_dir / kept_name).exists():
+            os.replace(entry, out_dir / kept_name)  # killed mid-swap: the previous artifact comes back
+            continue
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def toolkit_versions() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Shared CLI plumbing: one clear line per error, exit codes, ``--debug`` for the traceback, Ctrl-C → 130."""
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -26,11 +27,24 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (a killed job, a closed IDE) cleans up exactly like Ctrl-C: staging removed, exit 130."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def run_command(command: click.Command, argv: Sequence[str] | None = None) -> int:
     """Run a click command the way users need it: no traceback unless ``--debug``, one line per error."""
     args = list(sys.argv[1:] if argv is None else argv)
     prog = command.name or "shvit"
     debug = "--debug" in args
+    _terminate_like_interrupt()
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
