@@ -36,14 +36,22 @@ def sha256_path(path: Path) -> str:
 
 
 def check_output_dir(out_dir: Path) -> None:
-    """Fail before any work when the output folder can never receive the artifact."""
+    """Fail before any work when the output folder can never receive the artifact.
+
+    Probes by writing, not with ``os.access``: root passes permission checks yet still cannot
+    write to a read-only filesystem.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise ConvertError(f"output path {out_dir} is a file: pass a folder with --out")
     probe = out_dir
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConvertError(f"output folder {out_dir} is not writable: pass a writable folder with --out")
+    if not probe.is_dir():
+        raise ConvertError(f"output path {out_dir} is inside {probe}, which is a file: pass a folder with --out")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise ConvertError(f"output folder {out_dir} is not writable ({exc.strerror}): pass a writable folder with --out") from None
 
 
 @dataclass

@@ -77,12 +77,12 @@ def run_export(
     artifact_name = config.artifact_path.name
     names = [artifact_name, f"{artifact_name}.json", *target.EXTRA_FILES(config)]
     preflight(config, images_dir=images_dir, names=names, random_init=random_init or source is not None)
+    started = time.perf_counter()
+    images = check_images(config, images_dir=images_dir)
     with staged_output(config.out_dir, names, force=config.force) as staging:
-        started = time.perf_counter()
         if source is None:
             log(f"→ loading SHViT-{config.variant.upper()} ({config.weights or 'random init'}) and fusing BatchNorms")
             source = load_source(config, random_init=random_init)
-        images = check_images(config, images_dir=images_dir)
         metadata = target.export(source, config, staging, log=log)
         staged = staging.path(artifact_name)
         for extra in target.EXTRA_FILES(config):

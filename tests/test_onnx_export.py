@@ -85,25 +85,6 @@ def test_reexport_is_refused_without_force_and_byte_identical_with_it(exported, 
     assert not [p for p in out.iterdir() if p.name.startswith(".shvit-staging")]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--variant", "s9", "--target", "onnx"], "Invalid value for '--variant': 's9' is not one of"),
-        (["--variant", "s1", "--target", "caffe"], "Invalid value for '--target'"),
-        (["--variant", "s1", "--target", "onnx", "--precision", "fp16"], "precision 'fp16' is not available for onnx: choose one of fp32"),
-        (["--variant", "s1", "--target", "onnx", "--weights", "/nonexistent.pth"], "weights file /nonexistent.pth does not exist"),
-    ],
-)
-def test_bad_arguments_give_one_line_and_no_traceback(args: list[str], message: str, tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) as info:
-        convert_main([*args, "--out", str(tmp_path / "out")])
-    assert info.value.code in (1, 2)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
-    assert "Traceback" not in err[0]
-    assert not (tmp_path / "out").exists()
-
-
 def test_output_path_that_is_a_file(tmp_path: Path, capsys) -> None:
     target = tmp_path / "file.txt"
     target.write_text("x")

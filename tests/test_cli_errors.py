@@ -1,0 +1,155 @@
+"""What users get wrong, fed to `shvit-convert`: one line naming the problem and the fix, a non-zero
+exit, no traceback, and nothing written."""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import shvit
+from convert.cli import main as convert_main
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/shvit-pwned",))
+
+
+def _write(kind: str, root: Path) -> Path:
+    """Bad checkpoint files of every kind users have handed us."""
+    path = root / f"{kind}.pth"
+    if kind == "other_variant":
+        torch.save({"model": shvit.create_model("s2").state_dict()}, path)
+    elif kind == "other_architecture":
+        torch.save({"model": {"conv1.weight": torch.zeros(8, 3, 7, 7)}}, path)
+    elif kind == "truncated":
+        torch.save({"model": shvit.create_model("s1").state_dict()}, path)
+        path.write_bytes(path.read_bytes()[:100_000])
+    elif kind == "random_bytes":
+        path.write_bytes(os.urandom(50_000))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "exploit":
+        path.write_bytes(pickle.dumps({"model": {"x": _Exploit()}}, protocol=2))
+    elif kind == "directory":
+        path.mkdir()
+    return path
+
+
+def _labels(kind: str, root: Path) -> Path:
+    path = root / f"{kind}.txt"
+    if kind == "wrong_count":
+        path.write_text("\n".join(f"c{i}" for i in range(999)) + "\n")
+    elif kind == "blank_lines":
+        path.write_text("\n".join(["a", "", *[f"c{i}" for i in range(998)]]) + "\n")
+    elif kind == "duplicates":
+        path.write_text("\n".join(["same"] * 1000) + "\n")
+    return path
+
+
+def _calib(kind: str, root: Path) -> Path:
+    path = root / f"calib_{kind}"
+    if kind == "empty":
+        path.mkdir()
+    elif kind == "all_bad":
+        path.mkdir()
+        (path / "a.jpg").write_text("not a jpeg")
+        (path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
+    elif kind == "file":
+        path.write_text("x")
+    return path
+
+
+CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
+    ("unknown variant", lambda r: ["--variant", "s7", "--target", "onnx"], "Invalid value for '--variant': 's7' is not one of", 2),
+    ("unknown target", lambda r: ["--variant", "s1", "--target", "tensorrt"], "Invalid value for '--target': 'tensorrt' is not one of", 2),
+    ("unknown precision", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int4"], "Invalid value for '--precision': 'int4'", 2),
+    ("precision of another target", lambda r: ["--variant", "s1", "--target", "onnx", "--precision", "int8"], "precision 'int8' is not available for onnx", 1),
+    ("int8 without calib (coreml)", lambda r: ["--variant", "s1", "--target", "coreml", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
+    ("int8 without calib (tflite)", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
+    ("checkpoint of another variant", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("other_variant", r))], "does not fit SHViT-S1: it looks like SHViT-S2", 1),
+    ("checkpoint of another architecture", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("other_architecture", r))], "it looks like not an SHViT checkpoint", 1),
+    ("truncated checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("truncated", r))], "is truncated: download it again", 1),
+    ("random bytes", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("random_bytes", r))], "is not a PyTorch or safetensors checkpoint", 1),
+    ("empty checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("empty", r))], "is empty: download it again", 1),
+    ("pickle that runs code", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("exploit", r))], "refusing to load it", 1),
+    ("directory as checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("directory", r))], "is a directory: pass the checkpoint file inside it", 1),
+    ("labels: wrong count", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(_labels("wrong_count", r))], "has 999 labels but the model has 1000 classes", 1),
+    ("labels: blank lines", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(_labels("blank_lines", r))], "has blank lines (line 2)", 1),
+    ("labels: duplicates", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(_labels("duplicates", r))], "repeats 'same' (line 2)", 1),
+    ("labels: missing file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(r / "nope.txt")], "labels file", 1),
+    ("calib: missing folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(r / "nope")], "does not exist", 1),
+    ("calib: a file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(_calib("file", r))], "is a file", 1),
+    ("calib: empty folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(_calib("empty", r))], "no image files", 1),
+    ("calib: all bad files", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(_calib("all_bad", r))], "unreadable", 1),
+    ("calib-count zero", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib-count", "0"], "--calib-count must be at least 1", 1),
+    ("input size not a multiple of 32", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--input-size", "100"], "input size must be a multiple of 32", 1),
+]
+
+
+@pytest.mark.parametrize(("name", "make_args", "message", "code"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line(name: str, make_args, message: str, code: int, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = make_args(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        convert_main([*args, "--out", str(out)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert info.value.code == code, err
+    assert len(errors) == 1 and message in errors[0], err
+    assert err.strip().splitlines()[-1] == errors[0], "the error must be the last thing printed"
+    assert "Traceback" not in err
+    assert not out.exists(), "nothing may be written on bad input"
+    assert not Path("/tmp/shvit-pwned").exists()
+
+
+@contextlib.contextmanager
+def _read_only_dir(root: Path) -> Iterator[Path]:
+    """A folder the current user cannot write to: a read-only mount as root, chmod otherwise."""
+    path = root / "ro"
+    path.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True).returncode:
+            pytest.skip("running as root without permission to mount a read-only filesystem: cannot build a read-only folder")
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", str(path)], capture_output=True)
+    else:
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(0o755)
+
+
+def test_output_inside_a_read_only_directory(tmp_path: Path, capsys) -> None:
+    with _read_only_dir(tmp_path) as ro:
+        with pytest.raises(SystemExit) as info:
+            convert_main(["--variant", "s1", "--target", "onnx", "--random-init", "--out", str(ro / "exports")])
+        assert info.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"shvit-convert: error: output folder {ro / 'exports'} is not writable")
+        assert err.endswith("pass a writable folder with --out")
+        assert len(err.splitlines()) == 1 and not list(ro.iterdir())
+
+
+def test_imagenet_weights_without_network_fail_fast_with_a_hint(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(SystemExit) as info:
+        convert_main(["--variant", "s1", "--target", "onnx", "--weights", "imagenet", "--out", str(tmp_path / "out")])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "cannot download https://github.com/" in err and "pass --weights PATH" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, capsys) -> None:
+    with pytest.raises(Exception):
+        convert_main(["--variant", "s1", "--target", "onnx", "--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o"), "--debug"])
