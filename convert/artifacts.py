@@ -120,11 +120,14 @@ def staged_output(out_dir: Path, artifact_names: list[str], *, force: bool) -> I
     shutil.rmtree(root, ignore_errors=True)
 
 
-def sweep_stale_staging(out_dir: Path) -> list[Path]:
-    """Remove staging folders left by a killed export (SIGKILL leaves no chance to clean up in-process)."""
+def sweep_stale_staging(out_dir: Path, *, prefix: str = STAGING_PREFIX) -> list[Path]:
+    """Remove staging folders left by a killed run (SIGKILL leaves no chance to clean up in-process).
+
+    Folders of a run still alive are left alone; a previous artifact parked mid-swap is put back.
+    """
     removed = []
-    for entry in out_dir.glob(f"{STAGING_PREFIX}*"):
-        pid_text = entry.name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+    for entry in out_dir.glob(f"{prefix}*"):
+        pid_text = entry.name.removeprefix(prefix).split("-", 1)[0]
         if pid_text.isdigit() and _alive(int(pid_text)):
             continue
         kept_name = entry.name.split("-old-", 1)[1] if "-old-" in entry.name else None

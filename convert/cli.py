@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from convert.cliutil import EXIT_ERROR, run_command
-from convert.config import DEFAULT_CALIB_COUNT, PRECISIONS, TARGETS, ExportConfig
+from convert.config import DEFAULT_CALIB_COUNT, DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, TARGETS, ExportConfig
 
 _ALL_PRECISIONS = sorted({p for ps in PRECISIONS.values() for p in ps})
 
@@ -44,14 +44,17 @@ def _log(message: str) -> None:
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of images for the parity check. Default: --calib images, else generated natural-looking images.")
 @click.option("--input-size", type=int, default=None, help="Input resolution. Default: the variant's (224; 256 for S4).")
-@click.option("--min-ios", type=click.Choice(["16", "17", "18"]), default="16", show_default=True,
-              help="Core ML deployment target (W8A8 int8 needs iOS 17 and raises it automatically only if you pass 17+).")
+@click.option("--min-ios", type=click.Choice(MIN_IOS_CHOICES), default=DEFAULT_MIN_IOS, show_default=True,
+              help="Core ML deployment target. auto: iOS 16, or iOS 17 for --precision int8 (W8A8 needs iOS 17+).")
+@click.option("--demo", "demo_dir", type=click.Path(path_type=Path), default=None,
+              help="Also generate a demo app around the artifact into this folder (iOS for coreml, Android for tflite; "
+                   "same as shvit-demo).")
 @click.option("--force", is_flag=True, help="Replace an existing artifact (atomically, once the new one is complete).")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def convert_command(
     variant: str, target: str, precision: str | None, weights: str, random_init: bool, out_dir: Path,
     labels: Path | None, calib_dir: Path | None, calib_count: int, images_dir: Path | None,
-    input_size: int | None, min_ios: str, force: bool, debug: bool,
+    input_size: int | None, min_ios: str, demo_dir: Path | None, force: bool, debug: bool,
 ) -> int:
     """Convert SHViT to a mobile model and check it against the PyTorch reference.
 
@@ -60,8 +63,11 @@ def convert_command(
     After export the artifact is run in its own runtime on images and compared with PyTorch
     (max/mean |Δ|, cosine, top-1/top-5 agreement); the command fails if it is outside tolerance.
     """
+    from convert.errors import ConvertError
     from convert.pipeline import run_export
 
+    if demo_dir is not None and target.lower() == "onnx":
+        raise ConvertError("--demo builds an iOS app for --target coreml or an Android app for --target tflite, not for onnx")
     config = ExportConfig(
         variant=variant.lower(), target=target.lower(), out_dir=out_dir, precision=precision or "",
         weights=None if random_init else weights, input_size=input_size or 0, labels=labels,
@@ -69,6 +75,11 @@ def convert_command(
     )
     outcome = run_export(config, images_dir=images_dir, random_init=random_init, log=_log)
     click.echo(str(outcome.artifact))
+    if demo_dir is not None:
+        from mobile_demo.generate import generate_demo
+
+        _log(f"→ generating the demo app in {demo_dir}")
+        click.echo(str(generate_demo(outcome.artifact, demo_dir, force=force, log=_log)))
     return 0 if outcome.passed else EXIT_ERROR
 
 

@@ -1,9 +1,11 @@
 """Shared CLI plumbing: one clear line per error, exit codes, ``--debug`` for the traceback, Ctrl-C → 130."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import click
 
@@ -31,12 +33,20 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _terminate_like_interrupt() -> None:
-    """SIGTERM (a killed job, a closed IDE) cleans up exactly like Ctrl-C: staging removed, exit 130."""
-    import threading
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """SIGTERM (a killed job, a closed IDE) cleans up exactly like Ctrl-C: staging removed, exit 130.
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    The previous handler comes back afterwards, so calling a command in-process changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(command: click.Command, argv: Sequence[str] | None = None) -> int:
@@ -44,9 +54,9 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     args = list(sys.argv[1:] if argv is None else argv)
     prog = command.name or "shvit"
     debug = "--debug" in args
-    _terminate_like_interrupt()
     try:
-        result = command.main(args=args, prog_name=prog, standalone_mode=False)
+        with _terminate_like_interrupt():
+            result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:

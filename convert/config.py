@@ -16,7 +16,10 @@ DEFAULT_PRECISION: dict[str, str] = {"onnx": "fp32", "coreml": "fp16", "tflite":
 CALIBRATED_PRECISIONS: frozenset[str] = frozenset({"int8"})
 SUFFIX: dict[str, str] = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite"}
 DEFAULT_CALIB_COUNT = 32
-DEFAULT_MIN_IOS = "16"
+DEFAULT_MIN_IOS = "auto"
+MIN_IOS_CHOICES: tuple[str, ...] = ("auto", "16", "17", "18")
+W8A8_MIN_IOS = "17"
+"""Core ML W8A8 (``--precision int8``) needs iOS 17: its activation quantize/dequantize ops start there."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,26 @@ class ExportConfig:
                 f"--precision {self.precision} calibrates activations on real images: pass --calib DIR "
                 "(a folder of photos; 32+ recommended)"
             )
+        self._resolve_min_ios()
         if self.calib_count < 1:
             raise ConvertError(f"--calib-count must be at least 1, not {self.calib_count}")
         if self.input_size < 32 or self.input_size % 32:
             raise ConvertError(f"input size must be a multiple of 32 (the stem and two merges stride by 32), not {self.input_size}")
+
+    def _resolve_min_ios(self) -> None:
+        """``auto`` → iOS 16, or 17 for Core ML W8A8; an explicit target too old for W8A8 is an error, never rewritten."""
+        from convert.errors import ConvertError
+
+        w8a8 = self.target == "coreml" and self.precision == "int8"
+        if self.min_ios not in MIN_IOS_CHOICES:
+            raise ConvertError(f"--min-ios {self.min_ios} is not supported: choose one of {', '.join(MIN_IOS_CHOICES)}")
+        if self.min_ios == "auto":
+            object.__setattr__(self, "min_ios", W8A8_MIN_IOS if w8a8 else "16")
+        elif w8a8 and int(self.min_ios) < int(W8A8_MIN_IOS):
+            raise ConvertError(
+                f"--precision int8 (W8A8) needs iOS {W8A8_MIN_IOS}+ for its int8 activation ops, but --min-ios is "
+                f"{self.min_ios}: pass --min-ios {W8A8_MIN_IOS} (or leave it out), or use --precision int8-weights for iOS {self.min_ios}"
+            )
 
     @property
     def stem(self) -> str:

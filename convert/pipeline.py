@@ -5,6 +5,7 @@ Each target lives in its own package exposing ``export(source, config, staging, 
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Callable
@@ -91,6 +92,9 @@ def run_export(
         logits, runtime = run_artifact(staged, images.pixels)
         report = compare(source.reference_logits(images.pixels), logits)
         tolerance = tolerance_for(config.target, config.precision)
+        if random_init and tolerance.top1 is not None:
+            tolerance = dataclasses.replace(tolerance, top1=None)
+            log("  · top-1 agreement reported, not enforced: random weights give near-tied logits, so it measures chance")
         passed = all(ok for _, ok, _ in check(report, tolerance))
         log(f"  runtime: {runtime}")
         for line in format_checklist(report, tolerance):

@@ -37,7 +37,8 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny(request: pytest.FixtureRequest) -> tiny_model.TinyModel:
-    """The tiny SHViT trained on generated shapes (trained once, cached in pytest's cache folder)."""
-    root = Path(request.config.cache.mkdir("shvit-tiny-model"))
+def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tiny_model.TinyModel:
+    """The tiny SHViT trained on generated shapes (trained once, cached in pytest's cache folder if enabled)."""
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("shvit-tiny-model")) if cache is not None else tmp_path_factory.mktemp("shvit-tiny-model")
     return tiny_model.build(root)

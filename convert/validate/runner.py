@@ -79,10 +79,15 @@ def _child(module_name: str, artifact: str, inp: str, out: str) -> int:
         logits, runtime = module.run(Path(artifact), pixels)
         np.savez(out, logits=np.asarray(logits, dtype=np.float32), runtime=np.array(runtime))
     except Exception as exc:  # reported to the parent as one line
-        text = str(exc).strip().splitlines()
-        print(f"SHVIT_ERROR: {type(exc).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        report_child_error(exc)
         return 1
     return 0
+
+
+def report_child_error(exc: BaseException) -> None:
+    """The one line a parent's :func:`_last_error_line` picks out of a child's stderr."""
+    text = str(exc).strip().splitlines()
+    print(f"SHVIT_ERROR: {type(exc).__name__}: {text[0] if text else ''}", file=sys.stderr)
 
 
 if __name__ == "__main__":

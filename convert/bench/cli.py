@@ -1,0 +1,140 @@
+"""``shvit-bench``: one run that shows every export (and the plain baselines) with its size, parity,
+accuracy and host latency next to the PyTorch reference."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from convert.bench.latency import host_description
+from convert.bench.output import draw_chart, format_table, write_csv, write_json
+from convert.bench.run import BenchRow, BenchSettings, bench_variant, export_config, parse_target
+from convert.cliutil import EXIT_ERROR, run_command
+from convert.config import DEFAULT_CALIB_COUNT, TARGETS, ExportConfig
+from convert.validate.check import load_images
+
+DEFAULT_RUNS = 50
+DEFAULT_WARMUP = 10
+DEFAULT_COUNT = 64
+VARIANT_NAMES = ("s1", "s2", "s3", "s4", "auto")
+
+
+def _log(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """``--variant s1,s2 --variant s3`` → [s1, s2, s3]."""
+    return [v.strip().lower() for value in values for v in value.split(",") if v.strip()]
+
+
+@click.command(
+    "shvit-bench",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Example: shvit-bench --variant s1,s3 --target onnx --target tflite --target tflite:int8 --calib photos/ "
+           "--images val/ --labels-from-folders --out bench/",
+)
+@click.option("--variant", "variants", multiple=True, required=True,
+              help="SHViT size(s) to benchmark: s1, s2, s3, s4 (repeat or comma-separate), or 'auto' with --weights PATH.")
+@click.option("--target", "targets", multiple=True, default=TARGETS, show_default=True,
+              help="TARGET[:PRECISION] to export and time, e.g. tflite:int8 (repeatable). PyTorch is always the reference.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="'imagenet' (released weights, per variant, cached) or a checkpoint PATH (one variant only).")
+@click.option("--random-init", is_flag=True, help="Random weights (latency and toolchain only; parity on them proves little).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Class names file for a fine-tuned head.")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
+              help="Photos for parity and accuracy. Default: generated natural-looking images (agreement only).")
+@click.option("--labels-from-folders", is_flag=True, help="Report top-1/top-5 accuracy using --images' class sub-folders.")
+@click.option("--labels-file", type=click.Path(path_type=Path), default=None, help="File mapping --images files to classes.")
+@click.option("--count", type=int, default=DEFAULT_COUNT, show_default=True, help="Images for parity/accuracy (0 = all of --images).")
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None, help="Calibration photos for int8 targets.")
+@click.option("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, show_default=True, help="Calibration images to sample.")
+@click.option("--input-size", type=int, default=None, help="Input resolution. Default: each variant's (224; 256 for S4).")
+@click.option("--runs", type=int, default=DEFAULT_RUNS, show_default=True, help="Timed runs per model (after warm-up).")
+@click.option("--warmup", type=int, default=DEFAULT_WARMUP, show_default=True, help="Untimed warm-up runs per model.")
+@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for every runtime.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
+              help="Folder for exports/ and bench.csv, bench.json, bench.png.")
+@click.option("--reexport", is_flag=True, help="Export again even when an identical earlier export is in --out.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also convert and time the plain Core ML/TFLite conversions ours are measured against.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def bench_command(
+    variants: tuple[str, ...], targets: tuple[str, ...], weights: str, random_init: bool, labels: Path | None,
+    images_dir: Path | None, labels_from_folders: bool, labels_file: Path | None, count: int, calib_dir: Path | None,
+    calib_count: int, input_size: int | None, runs: int, warmup: int, threads: int, out_dir: Path, reexport: bool,
+    baselines: bool, debug: bool,
+) -> int:
+    """Benchmark SHViT exports: status, parity, accuracy, size and host latency per target.
+
+    For each variant and TARGET[:PRECISION]: exports through the shvit-convert pipeline (reusing an
+    identical earlier export in --out), checks every artifact against PyTorch on the same images as
+    shvit-check, and times each in the runtime that will run it (ONNX Runtime, LiteRT/XNNPACK,
+    PyTorch eager for the reference; Core ML only on macOS). Writes bench.csv, bench.json and a
+    speed–accuracy chart bench.png. Exits non-zero if any of our exports fails or misses its tolerance.
+    """
+    from convert.artifacts import check_output_dir
+    from convert.source import load_source
+
+    names = _split(variants)
+    for name in names:
+        if name not in VARIANT_NAMES:
+            raise click.UsageError(f"unknown variant {name!r}: choose from {', '.join(VARIANT_NAMES)}")
+    specs = list(dict.fromkeys(parse_target(t) for t in _split(targets)))
+    if (labels_from_folders or labels_file) and images_dir is None:
+        raise click.UsageError("--labels-from-folders/--labels-file need --images DIR")
+    if labels_from_folders and labels_file is not None:
+        raise click.UsageError("pass either --labels-from-folders or --labels-file, not both")
+    for option, value, low in (("--runs", runs, 1), ("--warmup", warmup, 0), ("--threads", threads, 1), ("--count", count, 0)):
+        if value < low:
+            raise click.UsageError(f"{option} must be at least {low}, not {value}")
+    if random_init and "auto" in names:
+        raise click.UsageError("--variant auto infers the architecture from --weights PATH; it cannot be combined with --random-init")
+    if not random_init and weights != "imagenet" and len(names) > 1:
+        raise click.UsageError(f"--weights {weights} is one checkpoint: benchmark one variant with it, or use --weights imagenet")
+    check_output_dir(out_dir)
+    settings = BenchSettings(out_dir=out_dir, weights=None if random_init else weights, runs=runs, warmup=warmup, threads=threads,
+                             input_size=input_size, labels=labels, calib_dir=calib_dir, calib_count=calib_count,
+                             reexport=reexport, baselines=baselines)
+    sizes = {name: ExportConfig(variant=name, target="onnx", out_dir=out_dir, input_size=input_size or 0).input_size for name in names}
+    for name in names:
+        for spec in specs:
+            export_config(name, spec, settings, input_size=sizes[name])  # bad combinations fail here, before any work
+    rows: list[BenchRow] = []
+    labelled = False
+    for name in names:
+        _log(f"━━ SHViT-{name.upper()} ━━")
+        config = ExportConfig(variant=name, target="onnx", out_dir=out_dir, weights=settings.weights, input_size=sizes[name], labels=labels)
+        source = load_source(config, random_init=random_init)
+        images = load_images(images_dir, size=sizes[name], count=count, class_names=source.labels,
+                             labels_from_folders=labels_from_folders, labels_file=labels_file,
+                             sorted_order=labels is None and source.num_classes == 1000)
+        labelled = images.truth is not None
+        _log(f"→ images: {images.description}")
+        rows += bench_variant(name, specs, source=source, images=images, images_dir=images_dir, settings=settings, log=_log)
+    host = host_description()
+    click.echo(f"Host: {host}; batch 1, {threads} thread(s), median/p90 of {runs} runs after {warmup} warm-up")
+    click.echo("\n".join(format_table(rows, labelled=labelled)))
+    record = {"variants": names, "targets": [s.label for s in specs], "weights": weights if not random_init else "random init",
+              "images": str(images_dir) if images_dir else "generated", "count": count, "runs": runs, "warmup": warmup,
+              "threads": threads, "baselines": baselines, "labelled": labelled}
+    write_csv(rows, out_dir / "bench.csv")
+    write_json(rows, out_dir / "bench.json", settings=record, host=host)
+    draw_chart(rows, out_dir / "bench.png", labelled=labelled, host=host, threads=threads)
+    click.echo(f"Wrote {out_dir / 'bench.csv'}, {out_dir / 'bench.json'}, {out_dir / 'bench.png'}")
+    bad = [r for r in rows if not r.ok]
+    if bad:
+        click.echo("✗ " + "; ".join(f"SHViT-{r.variant.upper()} {r.name}: {r.export if r.export != 'exported' and r.export != 'reused' else r.parity}" for r in bad), err=True)
+        return EXIT_ERROR
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_command(bench_command, argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Core ML target: classifier ``.mlpackage`` export and a reference MIL executor to check it on Linux."""

@@ -1,0 +1,51 @@
+"""Import coremltools quietly and without TensorFlow.
+
+``import coremltools`` also imports TensorFlow (for its TF converter, which this toolkit never
+uses): that costs 3-8 s in every export and every parity subprocess and prints a screen of
+warnings. Blocking the import while coremltools loads makes it skip that converter; the block is
+lifted right after, so TensorFlow stays importable for everything else in the process.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from types import ModuleType
+
+
+def import_coremltools() -> ModuleType:
+    """``coremltools``, imported once, with its version and missing-runtime warnings silenced."""
+    if "coremltools" in sys.modules:
+        return sys.modules["coremltools"]
+    block_tf = "tensorflow" not in sys.modules
+    if block_tf:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` fail fast
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import coremltools
+    finally:
+        logger.setLevel(level)
+        if block_tf and sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]
+    return coremltools
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Hide coremltools' per-pass progress bars and info warnings during a conversion; errors still propagate."""
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,155 @@
+"""Deploy model → TFLite (fp32, fp16, int8-weights, int8) via ONNX and onnx2tf, with metadata.
+
+Float models take NHWC float32 RGB pixels 0-255 (ImageNet normalisation baked into the graph) and
+output logits. Full-int8 models take uint8 RGB pixels (scale 1, zero point 0) and output float32
+logits. Every model carries its labels and an input description (see :mod:`.metadata`).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from convert.errors import ConvertError
+from convert.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from convert.tflite import graphinfo, metadata
+from convert.tflite.graph import tflite_friendly
+from convert.tflite.onnx2tf_runner import convert_onnx
+from convert.tflite.quantize import FLOAT_ISLAND_OPS
+
+Log = Callable[[str], None]
+
+INPUT_NOTES: dict[str, str] = {
+    "float32": "RGB pixels 0-255 as float32, NHWC; ImageNet normalisation is inside the model",
+    "uint8": "RGB pixels 0-255 as uint8, NHWC (camera bytes as they are); normalisation is inside the model",
+}
+OUTPUT_NOTE = "class logits (apply softmax for probabilities), float32"
+
+
+@dataclass(frozen=True)
+class TFLiteExport:
+    """One written ``.tflite`` and what its graph holds."""
+
+    path: Path
+    precision: str
+    op_counts: dict[str, int]
+    input: graphinfo.TensorInfo
+    output: graphinfo.TensorInfo
+    toolchain: dict[str, Any]
+
+
+def labels_file_name(config: Any) -> str:
+    """The label file written beside the model (also packed inside it)."""
+    return f"{config.stem}.labels.txt"
+
+
+def EXTRA_FILES(config: Any) -> list[str]:  # noqa: N802 - the pipeline's per-target hook
+    return [labels_file_name(config)]
+
+
+def export_tflite(
+    pixel_model: nn.Module,
+    outputs: Mapping[str, Path],
+    *,
+    input_size: int,
+    labels: list[str],
+    name: str = "SHViT",
+    calib_pixels: np.ndarray | None = None,
+    opset: int = 17,
+    rewrite: bool = True,
+    progress: bool = True,
+    log: Log = print,
+) -> dict[str, TFLiteExport]:
+    """Write one ``.tflite`` per ``outputs[precision]`` from a single onnx2tf conversion.
+
+    ``pixel_model`` is a :class:`shvit.PixelInput`; ``rewrite=False`` converts it as it is (the
+    plain path, for comparison) instead of in its TFLite-friendly form (:mod:`.graph`).
+    ``calib_pixels`` (uint8 NHWC, from :func:`calib.load_folder`) are needed for ``int8``.
+    """
+    unknown = sorted(set(outputs) - {"fp32", "fp16", "int8-weights", "int8"})
+    if unknown:
+        raise ConvertError(f"unknown TFLite precision {unknown[0]!r}: choose fp32, fp16, int8-weights or int8")
+    model = tflite_friendly(pixel_model) if rewrite else pixel_model.eval()
+    with tempfile.TemporaryDirectory(prefix="shvit-tflite-") as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        log(f"→ exporting ONNX (opset {opset}, batch 1{', TFLite-friendly graph' if rewrite else ''})")
+        export_onnx(model, onnx_path, input_size=input_size, opset=opset, dynamic_batch=False)
+        log(f"→ converting with onnx2tf to TFLite {', '.join(outputs)}" + (f" (int8 calibrated on {len(calib_pixels)} images)" if "int8" in outputs and calib_pixels is not None else ""))
+        raw = {p: Path(tmp) / f"{p}.tflite" for p in outputs}
+        run = convert_onnx(onnx_path, raw, calib_pixels=calib_pixels, progress=progress, log=log)
+        log("  " + ", ".join(f"{step} {seconds} s" for step, seconds in run["timings_s"].items()))
+        toolchain = {"onnx2tf": run["onnx2tf_version"], "onnxsim": run["onnxsim"], "seconds": run["timings_s"]}
+        written = {}
+        for precision, out in outputs.items():
+            data = raw[precision].read_bytes()
+            inp, outp = (replace(t, name=n) for t, n in zip(graphinfo.io_tensors(data), (INPUT_NAME, OUTPUT_NAME)))
+            _check_io(precision, inp, outp, input_size, len(labels))
+            info = metadata.ModelInfo(
+                name=name, description=f"{name} image classifier ({precision}), exported by shvit-mobile",
+                version=precision, labels=list(labels), labels_file=Path(out).with_suffix(".labels.txt").name,
+                input_size=input_size, input_description=INPUT_NOTES[inp.dtype], output_description=OUTPUT_NOTE,
+                extra={"input": _io_record(inp, layout="NHWC"), "output": _io_record(outp), "export": {
+                    "precision": precision, "onnx2tf": run["onnx2tf_version"], "graph": "tflite-friendly" if rewrite else "plain",
+                }},
+            )
+            Path(out).write_bytes(metadata.embed(data, info, io_names=(INPUT_NAME, OUTPUT_NAME)))
+            written[precision] = TFLiteExport(Path(out), precision, graphinfo.op_counts(data), inp, outp, toolchain)
+    return written
+
+
+def _check_io(precision: str, inp: graphinfo.TensorInfo, out: graphinfo.TensorInfo, size: int, classes: int) -> None:
+    """The contract the app relies on: NHWC image in, one float score per class out."""
+    expected_in = "uint8" if precision == "int8" else "float32"
+    problems = []
+    if inp.shape != (1, size, size, 3) or inp.dtype != expected_in:
+        problems.append(f"input {inp.dtype}{list(inp.shape)}, expected {expected_in}[1, {size}, {size}, 3]")
+    if precision == "int8" and (inp.scale != 1.0 or inp.zero_point != 0):
+        problems.append(f"uint8 input quantised with scale {inp.scale:g} and zero point {inp.zero_point}, expected 1 and 0")
+    if out.shape != (1, classes) or out.dtype != "float32":
+        problems.append(f"output {out.dtype}{list(out.shape)}, expected float32[1, {classes}]")
+    if problems:
+        raise ConvertError(f"the TFLite {precision} model does not have the expected interface: {'; '.join(problems)}")
+
+
+def _io_record(tensor: graphinfo.TensorInfo, *, layout: str | None = None) -> dict[str, Any]:
+    record = tensor.as_dict()
+    if layout:
+        record.update(layout=layout, range="RGB 0-255", normalization="baked into the model (ImageNet mean/std)")
+    if tensor.dtype == "float32":
+        for key in ("scale", "zero_point"):
+            record.pop(key)
+    return record
+
+
+def export(source: Any, config: Any, staging: Any, *, log: Log) -> dict[str, Any]:
+    """Pipeline hook: the pixel-input deploy model as one ``.tflite`` at ``config.precision``."""
+    started = time.perf_counter()
+    calib_pixels = None
+    if config.precision == "int8":
+        import calib
+
+        log(f"→ loading up to {config.calib_count} calibration images from {config.calib_dir}")
+        calib_pixels = calib.load_folder(config.calib_dir, size=config.input_size, count=config.calib_count, progress=config.progress).pixels
+    artifact = staging.path(config.artifact_path.name)
+    result = export_tflite(
+        source.pixel_model, {config.precision: artifact}, input_size=config.input_size, labels=source.labels,
+        name=f"SHViT-{config.variant.upper()}", calib_pixels=calib_pixels, opset=config.opset, progress=config.progress, log=log,
+    )[config.precision]
+    staging.path(labels_file_name(config)).write_text("\n".join(source.labels) + "\n", encoding="utf-8")
+    delegation = graphinfo.delegation(artifact)
+    log(f"  graph: {sum(result.op_counts.values())} ops, {delegation.partitions} XNNPACK partition{'s' if delegation.partitions != 1 else ''}")
+    record: dict[str, Any] = {
+        "input": _io_record(result.input, layout="NHWC"), "output": _io_record(result.output),
+        "op_counts": result.op_counts, **delegation.as_dict(), "labels_file": labels_file_name(config), "toolchain": result.toolchain,
+        "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME], "seconds": round(time.perf_counter() - started, 1),
+    }
+    if config.precision == "int8":
+        record["calibration_images"] = len(calib_pixels) if calib_pixels is not None else 0
+        record["float_islands"] = list(FLOAT_ISLAND_OPS)
+    return record

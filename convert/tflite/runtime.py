@@ -1,0 +1,64 @@
+"""LiteRT backend for :mod:`convert.validate.runner` (runs inside its subprocess).
+
+The interpreter applies XNNPACK by default, as on Android. Pixels arrive as uint8 NHWC RGB:
+float models take them as float32 0-255, integer models through their input quantisation
+(scale 1 and zero point 0 for this toolkit's uint8 input, so the bytes go in unchanged).
+Integer outputs are dequantised so every runtime returns float logits.
+"""
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THREADS_ENV = "SHVIT_THREADS"
+
+
+def interpreter(path: Path, *, threads: int | None = None) -> tuple[Any, str]:
+    """An allocated LiteRT interpreter for ``path`` and a description of it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if threads is None:
+        threads = int(os.environ.get(THREADS_ENV, "0")) or None
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    version = metadata.version("ai-edge-litert")
+    return it, f"LiteRT {version} (XNNPACK, {threads or 'default'} thread{'s' if threads != 1 else ''})"
+
+
+def to_input(pixels: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """uint8 NHWC pixels in the dtype and quantisation the model's input tensor takes."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return pixels.astype(np.float32)
+    scale, zero = detail["quantization"]
+    if dtype == np.uint8 and scale == 1.0 and zero == 0:
+        return pixels.astype(np.uint8)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(dtype)
+
+
+def from_output(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)):
+        scale, zero = detail["quantization"]
+        return (values.astype(np.float32) - zero) * scale
+    return values.astype(np.float32)
+
+
+def run(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    it, runtime = interpreter(path)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    expected = tuple(int(d) for d in inp["shape"])
+    if len(expected) != 4 or expected[1:] != pixels.shape[1:]:
+        raise ValueError(
+            f"model input {inp['name']} has shape {list(expected)}, images are {list(pixels.shape)}: wrong variant or input size?"
+        )
+    logits = []
+    for image in pixels:
+        it.set_tensor(inp["index"], to_input(image[None], inp))
+        it.invoke()
+        logits.append(from_output(it.get_tensor(out["index"]), out))
+    return np.concatenate(logits), runtime

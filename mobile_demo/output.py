@@ -1,0 +1,102 @@
+"""Atomic output of a whole project tree: build in a hidden sibling folder, then rename into place.
+
+A failed, interrupted or killed generation leaves nothing behind and never touches the previous
+demo; ``--force`` replaces only a folder this tool wrote (it carries :data:`MARKER`), so a typo in
+``--out`` cannot wipe an unrelated folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from convert.artifacts import sweep_stale_staging
+from mobile_demo.errors import DemoError
+
+MARKER = "shvit-demo.json"
+STAGING_PREFIX = ".shvit-demo-staging-"
+
+
+def generator_name() -> str:
+    """``shvit-demo <version>``, recorded in :data:`MARKER` so a demo can be traced to its generator."""
+    from importlib import metadata
+
+    try:
+        return f"shvit-demo {metadata.version('shvit-mobile')}"
+    except metadata.PackageNotFoundError:
+        return "shvit-demo (not installed)"
+
+
+def check_destination(out_dir: Path, *, model: Path, force: bool) -> None:
+    """Refuse, before any work, an --out that cannot or must not receive the demo."""
+    out_abs, model_abs = out_dir.resolve(), model.resolve()
+    if out_abs == model_abs or out_abs in model_abs.parents:
+        raise DemoError(f"--out {out_dir} contains the model {model}: choose a new folder for the demo app")
+    if model_abs in out_abs.parents:
+        raise DemoError(f"--out {out_dir} is inside the model package {model}: choose a folder outside it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DemoError(f"--out {out_dir} is a file: pass a folder (it is created if missing)")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise DemoError(f"{out_dir} already exists and is not empty: pass --force to replace it, or choose another --out")
+        if not (out_dir / MARKER).is_file():
+            raise DemoError(
+                f"{out_dir} is not a demo written by shvit-demo (no {MARKER} in it), so --force will not replace it: "
+                "choose another --out or remove the folder yourself"
+            )
+    probe = out_abs.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise DemoError(f"cannot create {out_dir}: {probe} is not a writable folder; pass a writable --out")
+
+
+@contextlib.contextmanager
+def staged_tree(out_dir: Path, *, model: Path, force: bool) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``out_dir``; on success it becomes ``out_dir``."""
+    parent = out_dir.resolve().parent
+    if parent.is_dir():
+        sweep_stale_staging(parent, prefix=STAGING_PREFIX)
+    check_destination(out_dir, model=model, force=force)
+    created = _make_parents(parent)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
+    try:
+        try:
+            yield staging
+            _swap_in(staging, out_dir.resolve())
+        except OSError as exc:
+            raise DemoError(f"could not write the demo to {out_dir}: {exc.strerror or exc}; nothing was written") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    missing = []
+    probe = parent
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+    return list(reversed(missing))
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    trash = out_dir.with_name(f"{STAGING_PREFIX}{os.getpid()}-old-{out_dir.name}")
+    os.replace(out_dir, trash)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        os.replace(trash, out_dir)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
