@@ -23,8 +23,7 @@ from torch import nn
 
 import calib
 import shvit
-from convert.coreml.ctimport import import_coremltools, quiet
-from convert.coreml.export import PRECISIONS, export_coreml, non_const_op_count, op_counts
+from convert.coreml.export import PRECISIONS, export_coreml, non_const_op_count, op_counts, plain_conversion
 from convert.coreml.graph import CoreMLClassifierGraph
 from convert.labels import imagenet_labels
 
@@ -44,13 +43,8 @@ class LogitsOnly(nn.Module):
 
 
 def tensor_conversion_ops(module: nn.Module, size: int) -> dict[str, int]:
-    """Trace ``module`` and convert it with coremltools' defaults (TensorType input, iOS 16, fp16)."""
-    ct = import_coremltools()
-    with quiet(), torch.no_grad():
-        traced = torch.jit.trace(module.eval(), torch.zeros(1, 3, size, size))
-        model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, size, size))],
-                           minimum_deployment_target=ct.target.iOS16, convert_to="mlprogram")
-    return op_counts(model.get_spec())
+    """Op counts of coremltools' default conversion of ``module`` (TensorType input, iOS 16, fp16)."""
+    return op_counts(plain_conversion(module, size).get_spec())
 
 
 @torch.no_grad()

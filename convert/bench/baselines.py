@@ -1,25 +1,21 @@
 """The plain conversions our Core ML and TFLite exports are measured against, made by their own code.
 
-The TFLite and Core ML packages (or their benchmark scripts) own what a "plain" conversion is; this
+The TFLite and Core ML packages own what a "plain" conversion is; this
 module only calls them and writes the result beside the benchmark's exports, so one run shows ours
 and the baselines side by side. A baseline whose code is missing becomes a row that says so.
 """
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from convert.errors import NotBuiltYet
 
 Log = Callable[[str], None]
-BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @dataclass(frozen=True)
@@ -51,27 +47,13 @@ def _tflite_plain(source: Any, path: Path, input_size: int, log: Log) -> None:
     export_tflite(source.pixel_model, {"fp32": path}, input_size=input_size, labels=source.labels, rewrite=False, log=log)
 
 
-def _bench_script(name: str) -> ModuleType:
-    """A benchmark script of this checkout (``benchmarks/`` is not installed with the package)."""
-    script = BENCHMARKS_DIR / f"{name}.py"
-    if not script.is_file():
-        raise NotBuiltYet(f"{script} not found (the plain conversions live in the repository's benchmarks/)")
-    spec = importlib.util.spec_from_file_location(f"shvit_benchmarks_{name}", script)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def _coreml_plain(source: Any, path: Path, input_size: int, log: Log) -> None:
-    """benchmarks/bench_coreml.py's plain conversion: ``ct.convert`` of the traced fused model, defaults."""
-    script = _bench_script("bench_coreml")
-    for name in ("tensor_conversion_ops", "plain_conversion_ops"):
-        make = getattr(script, name, None)
-        if make is not None and "path" in inspect.signature(make).parameters:
-            make(source.deploy, input_size, path=path)
-            return
-    raise NotBuiltYet("benchmarks/bench_coreml.py converts the plain baseline without saving it "
-                      "(its tensor_conversion_ops needs a path= argument that saves the package)")
+    """convert.coreml's plain conversion: ``ct.convert`` of the traced fused model, coremltools' defaults."""
+    try:
+        from convert.coreml.export import plain_conversion
+    except ImportError as exc:
+        raise NotBuiltYet(f"no Core ML exporter in this version ({exc})") from None
+    plain_conversion(source.deploy, input_size).save(str(path))
 
 
 BASELINES: tuple[Baseline, ...] = (

@@ -139,6 +139,16 @@ def convert_classifier(deploy: nn.Module, *, input_size: int, labels: list[str],
         )
 
 
+def plain_conversion(module: nn.Module, size: int) -> Any:
+    """The baseline our package is measured against: coremltools' defaults on the traced fused model
+    (tensor input, iOS 16, fp16), with none of this package's graph rewrites or image front end."""
+    ct = import_coremltools()
+    with quiet(), torch.no_grad():
+        traced = torch.jit.trace(module.eval(), torch.zeros(1, 3, size, size))
+        return ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, size, size))],
+                          minimum_deployment_target=ct.target.iOS16, convert_to="mlprogram")
+
+
 def op_counts(spec: Any) -> dict[str, int]:
     """Op types of the main function (every op, consts included), sorted by name."""
     function = spec.mlProgram.functions["main"]
