@@ -29,6 +29,9 @@ from typing import Any
 import flatbuffers
 import numpy as np
 
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+"""The earliest date a zip entry can hold; every packed file gets it."""
+
 METADATA_NAME = "TFLITE_METADATA"
 JSON_NAME = "shvit_metadata"
 JSON_SCHEMA = "shvit-mobile/tflite-metadata/1"
@@ -90,7 +93,8 @@ def _append_zip(model: bytes, files: dict[str, str]) -> bytes:
     out.write(model)
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
         for name, text in files.items():
-            archive.writestr(name, text.encode("utf-8"))
+            # A fixed timestamp keeps re-exports byte-identical.
+            archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), text.encode("utf-8"))
     return out.getvalue()
 
 

@@ -1,0 +1,24 @@
+"""Re-running the same export gives the same bytes: byte-identical TFLite files, an identical Core ML weight file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from convert.config import ExportConfig
+from convert.pipeline import run_export
+
+
+def _export(tiny, target: str, out: Path) -> Path:
+    config = ExportConfig(variant="auto", target=target, out_dir=out, weights=str(tiny.checkpoint),
+                          input_size=tiny.input_size, labels=tiny.labels_file, progress=False)
+    return run_export(config, log=lambda _: None).artifact
+
+
+PAYLOAD = {"tflite": "", "coreml": "Data/com.apple.CoreML/weights/weight.bin"}
+
+
+@pytest.mark.parametrize("target", sorted(PAYLOAD))
+def test_the_same_export_twice_gives_the_same_bytes(tiny, tmp_path: Path, target: str) -> None:
+    first, second = (_export(tiny, target, tmp_path / run) / PAYLOAD[target] for run in ("a", "b"))
+    assert first.read_bytes() == second.read_bytes()
