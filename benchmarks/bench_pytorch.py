@@ -10,7 +10,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,18 +18,12 @@ import onnxruntime as ort
 import torch
 
 import shvit
+from convert.bench.latency import time_runs
 from convert.onnx.export import export_onnx
 
 
 def median_ms(fn: Callable[[], object], *, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(time_runs(fn, runs=runs, warmup=warmup))
 
 
 def bench_variant(variant: str, *, runs: int, warmup: int, all_threads: int) -> dict[str, float]:

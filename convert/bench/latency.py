@@ -100,7 +100,8 @@ def _error_line(stderr: str) -> str:
 # ---- inside the subprocess -------------------------------------------------------------------
 
 
-def _timed(step: Callable[[], object], *, runs: int, warmup: int) -> list[float]:
+def time_runs(step: Callable[[], object], *, runs: int, warmup: int) -> list[float]:
+    """Milliseconds of ``runs`` calls of ``step`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         step()
     times = []
@@ -196,7 +197,7 @@ def _child(spec_json: str, out: str) -> int:
     try:
         spec = json.loads(spec_json)
         step, runtime = _RUNTIMES[spec["kind"]](spec)
-        times = _timed(step, runs=spec["runs"], warmup=spec["warmup"])
+        times = time_runs(step, runs=spec["runs"], warmup=spec["warmup"])
         Path(out).write_text(json.dumps({"runtime": runtime, "times_ms": times}))
     except Exception as exc:  # reported to the parent as one line
         report_child_error(exc)
