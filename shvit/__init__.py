@@ -13,7 +13,7 @@ from shvit.errors import SHViTError, WeightsError
 from shvit.model import SHViT
 from shvit.profile import count_macs, count_params
 from shvit.reparam import reparameterize
-from shvit.weights import fetch_released, infer_config, load_into, read_state_dict
+from shvit.weights import as_official, fetch_released, infer_config, load_into, read_state_dict
 
 __version__ = "0.1.0"
 
@@ -48,7 +48,7 @@ def create_model(
         if weights is None or str(weights) == "imagenet":
             raise SHViTError("variant 'auto' infers the architecture from a checkpoint: pass weights=PATH")
         state_dict = read_state_dict(weights)
-        inferred = infer_config(_official(state_dict))
+        inferred = infer_config(as_official(state_dict))
         if inferred is None:
             raise WeightsError(f"{weights} is not an SHViT checkpoint: no patch_embed/blocks/head keys found")
         model = SHViT(inferred)
@@ -59,12 +59,6 @@ def create_model(
         config = VARIANTS[name].config.with_classes(num_classes)
     model = SHViT(config)
     if weights is not None:
-        path = resolve_weights(name or "custom", weights) if name else Path(weights)
+        path = resolve_weights(name, weights) if name else Path(weights)
         load_into(model, read_state_dict(path), source=str(path))
     return model.eval()
-
-
-def _official(state_dict: dict) -> dict:
-    from shvit.weights import is_timm_layout, timm_to_official
-
-    return timm_to_official(state_dict) if is_timm_layout(state_dict) else state_dict

@@ -148,6 +148,11 @@ def timm_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
+def as_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The official layout of either layout (detected from the keys)."""
+    return timm_to_official(state_dict) if is_timm_layout(state_dict) else dict(state_dict)
+
+
 def official_to_timm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of :func:`timm_to_official` (to write timm-layout files in tests and tools)."""
     out: dict[str, torch.Tensor] = {}
@@ -231,7 +236,7 @@ def describe_config(config: SHViTConfig | None) -> str:
 
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str) -> None:
     """Strictly load ``state_dict`` into ``model``, or raise one WeightsError that says what it is."""
-    sd = timm_to_official(state_dict) if is_timm_layout(state_dict) else dict(state_dict)
+    sd = as_official(state_dict)
     expected = model.state_dict()
     for key, value in list(sd.items()):
         target = expected.get(key)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.validate.runner import report_child_error
+from convert.validate.runner import ChildFailure, report_child_error, run_child
 
 DEFAULT_TIMEOUT_S = 900.0
 KINDS = ("pytorch", "onnx", "tflite", "coreml")
@@ -69,32 +67,21 @@ def measure(
         raise LatencyUnavailable(OFF_MACOS)
     spec = {"kind": kind, "artifact": str(artifact) if artifact else None, "variant": variant, "weights": weights,
             "input_size": input_size, "runs": runs, "warmup": warmup, "threads": threads}
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory(prefix="shvit-bench-") as tmp:
         out = Path(tmp) / "latency.json"
-        cmd = [sys.executable, "-m", "convert.bench.latency", json.dumps(spec), str(out)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise LatencyUnavailable(f"did not finish within {timeout_s:.0f} s") from None
-        if proc.returncode < 0:
-            raise LatencyUnavailable(f"the runtime crashed with {signal.Signals(-proc.returncode).name}")
-        if proc.returncode != 0 or not out.exists():
-            raise LatencyUnavailable(_error_line(proc.stderr) or f"exited with code {proc.returncode}")
+            run_child(["convert.bench.latency", json.dumps(spec), str(out)], timeout_s=timeout_s,
+                      env={"OMP_NUM_THREADS": str(threads)})
+        except ChildFailure as exc:
+            raise LatencyUnavailable(exc.describe("the runtime", "while timing the model")) from None
+        if not out.exists():
+            raise LatencyUnavailable("the timing run wrote no result")
         result = json.loads(out.read_text())
     times = np.asarray(result["times_ms"], dtype=np.float64)
     return Latency(
         median_ms=float(np.median(times)), p90_ms=float(np.percentile(times, 90)), mean_ms=float(times.mean()),
         min_ms=float(times.min()), runs=runs, warmup=warmup, threads=threads, runtime=result["runtime"],
     )
-
-
-def _error_line(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("SHVIT_ERROR:"):
-            return line.removeprefix("SHVIT_ERROR:").strip()
-    return lines[-1][:300] if lines else ""
 
 
 # ---- inside the subprocess -------------------------------------------------------------------

@@ -10,9 +10,6 @@ partition boundary costs a hand-over between the two.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.errors import ConvertError, RuntimeCrash
+from convert.validate.runner import ChildFailure, run_child
 
 PARTITION_TIMEOUT_S = 300.0
 
@@ -101,18 +99,15 @@ class Delegation:
 
 def delegation(path: Path, *, timeout_s: float = PARTITION_TIMEOUT_S) -> Delegation:
     """XNNPACK partitions of ``path``, read in a subprocess (a native abort becomes :class:`RuntimeCrash`)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "convert.tflite.graphinfo", str(path)]
+    name = Path(path).name
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise RuntimeCrash(f"{Path(path).name}: LiteRT did not load the model within {timeout_s:.0f} s") from None
-    if proc.returncode < 0:
-        raise RuntimeCrash(f"{Path(path).name}: LiteRT crashed with {signal.Signals(-proc.returncode).name} while delegating the model")
+        proc = run_child(["convert.tflite.graphinfo", str(path)], timeout_s=timeout_s)
+    except ChildFailure as exc:
+        detail = f"LiteRT could not load the model: {exc.error}" if exc.error else exc.describe("LiteRT", "while delegating the model")
+        raise RuntimeCrash(f"{name}: {detail}") from None
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeCrash(f"{Path(path).name}: LiteRT could not load the model: {tail[:300]}")
+    if not lines:
+        raise RuntimeCrash(f"{name}: LiteRT could not load the model: no output")
     data = json.loads(lines[-1])
     return Delegation(data["partitions"], data["nodes"], data["runtime"])
 

@@ -45,22 +45,46 @@ def run_artifact(
     with tempfile.TemporaryDirectory(prefix="shvit-run-") as tmp:
         inp, out = Path(tmp) / "in.npy", Path(tmp) / "out.npz"
         np.save(inp, np.ascontiguousarray(pixels, dtype=np.uint8))
-        cmd = [sys.executable, "-m", "convert.validate.runner", module, str(artifact), str(inp), str(out)]
-        env = dict(os.environ)
-        if threads:
-            env["SHVIT_THREADS"] = str(threads)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env = {"SHVIT_THREADS": str(threads)} if threads else {}
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise RuntimeCrash(f"{artifact.name}: the runtime did not finish within {timeout_s:.0f} s") from None
-        if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name
-            raise RuntimeCrash(f"{artifact.name}: the runtime crashed with {name} while loading or running the model")
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeCrash(f"{artifact.name}: {_last_error_line(proc.stderr) or f'runtime exited with code {proc.returncode}'}")
+            run_child(["convert.validate.runner", module, str(artifact), str(inp), str(out)], timeout_s=timeout_s, env=env)
+        except ChildFailure as exc:
+            raise RuntimeCrash(f"{artifact.name}: {exc.describe('the runtime', 'while loading or running the model')}") from None
+        if not out.exists():
+            raise RuntimeCrash(f"{artifact.name}: the runtime wrote no result")
         with np.load(out) as data:
             return data["logits"], str(data["runtime"])
+
+
+class ChildFailure(Exception):
+    """A child process that timed out, died of a signal, or exited with an error line."""
+
+    def __init__(self, *, timeout_s: float | None = None, signal_name: str | None = None, error: str = "") -> None:
+        self.timeout_s, self.signal_name, self.error = timeout_s, signal_name, error
+        super().__init__(error or signal_name or f"timeout after {timeout_s} s")
+
+    def describe(self, subject: str, during: str) -> str:
+        """One line: ``"<subject> crashed with SIGABRT <during>"`` and the like."""
+        if self.timeout_s is not None:
+            return f"{subject} did not finish within {self.timeout_s:.0f} s"
+        if self.signal_name is not None:
+            return f"{subject} crashed with {self.signal_name} {during}"
+        return self.error
+
+
+def run_child(args: list[str], *, timeout_s: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` isolated in a child: a native abort or hang becomes a :class:`ChildFailure`."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    try:
+        proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout_s,
+                              env=full_env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ChildFailure(timeout_s=timeout_s) from None
+    if proc.returncode < 0:
+        raise ChildFailure(signal_name=signal.Signals(-proc.returncode).name)
+    if proc.returncode != 0:
+        raise ChildFailure(error=_last_error_line(proc.stderr) or f"exited with code {proc.returncode}")
+    return proc
 
 
 def _last_error_line(stderr: str) -> str:
