@@ -9,7 +9,7 @@ from __future__ import annotations
 from .cache import CACHE_ENV_VAR, default_cache_dir
 from .dataset import CLASS_NAMES, make_class_dataset, write_dataset
 from .errors import CalibError
-from .folder import IMAGE_EXTENSIONS, MAX_PIXELS, ImageSet, load_folder
+from .folder import IMAGE_EXTENSIONS, MAX_PIXELS, ImageSet, load_folder, scan_folder
 from .preprocess import (
     CROP_PCT,
     IMAGENET_MEAN,
@@ -40,6 +40,7 @@ __all__ = [
     "make_class_dataset",
     "normalize",
     "resized_size",
+    "scan_folder",
     "synthetic_images",
     "to_pixels",
     "to_rgb",

@@ -315,6 +315,23 @@ def _check_root(path: Path | str) -> Path:
     return root
 
 
+def scan_folder(path: Path | str, *, warn: Warn | None = None) -> int:
+    """How many image files a folder holds, without decoding any: the cheap check a command
+    runs before slow work, raising the same CalibError as :func:`load_folder` would."""
+    root = _check_root(path)
+    groups, _ = _discover(root, warn if warn is not None else _default_warn)
+    total = sum(len(g) for g in groups)
+    if total == 0:
+        raise _no_images(root)
+    return total
+
+
+def _no_images(root: Path) -> CalibError:
+    return CalibError(
+        f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} or its sub-folders; pass a folder of photos"
+    )
+
+
 def load_folder(
     path: Path | str,
     *,
@@ -346,10 +363,7 @@ def load_folder(
     groups, class_names = _discover(root, report)
     total = sum(len(g) for g in groups)
     if total == 0:
-        raise CalibError(
-            f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} or its sub-folders; "
-            "pass a folder of photos"
-        )
+        raise _no_images(root)
 
     stamps: list[FileStamp] = [(f.rel, f.size, f.mtime_ns) for g in groups for f in g]
     entry_path: Path | None = None
@@ -408,7 +422,7 @@ def _decode_all(
         desc=f"decoding {root.name or root}",
         unit="img",
         file=sys.stderr,
-        disable=not progress,
+        disable=None if progress else True,  # drawn on a terminal only, not into logs
         leave=False,
         dynamic_ncols=True,
     )

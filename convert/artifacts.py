@@ -6,6 +6,7 @@ weights and toolkit that made it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any
 from convert.errors import ConvertError
 
 STAGING_PREFIX = ".shvit-staging-"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def sha256_path(path: Path) -> str:
@@ -35,23 +37,32 @@ def sha256_path(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_output_dir(out_dir: Path) -> None:
-    """Fail before any work when the output folder can never receive the artifact.
+def output_dir_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` can never receive a file ("is a file", "is not writable (...)"), or None.
 
     Probes by writing, not with ``os.access``: root passes permission checks yet still cannot
     write to a read-only filesystem.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConvertError(f"output path {out_dir} is a file: pass a folder with --out")
+        return "is a file"
     probe = out_dir
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise ConvertError(f"output path {out_dir} is inside {probe}, which is a file: pass a folder with --out")
+        return f"is inside {probe}, which is a file"
     try:
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as exc:
-        raise ConvertError(f"output folder {out_dir} is not writable ({exc.strerror}): pass a writable folder with --out") from None
+        return f"is not writable ({exc.strerror})"
+    return None
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Fail before any work when the output folder can never receive the artifact."""
+    problem = output_dir_problem(out_dir)
+    if problem:
+        noun, fix = ("output path", "pass a folder") if problem.endswith("a file") else ("output folder", "pass a writable folder")
+        raise ConvertError(f"{noun} {out_dir} {problem}: {fix} with --out")
 
 
 @dataclass
@@ -96,6 +107,22 @@ def _replace(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
+def created_folders(folder: Path) -> Iterator[None]:
+    """Create ``folder`` and its missing parents; if the block fails, remove the ones made here while empty."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for made in created:
+            try:
+                made.rmdir()
+            except OSError:  # not empty: something else lives there now
+                break
+        raise
+
+
+@contextlib.contextmanager
 def staged_output(out_dir: Path, artifact_names: list[str], *, force: bool) -> Iterator[Staging]:
     """Staging folder inside ``out_dir``; removed on any failure or interruption (Ctrl-C included).
 
@@ -106,18 +133,35 @@ def staged_output(out_dir: Path, artifact_names: list[str], *, force: bool) -> I
     existing = [out_dir / n for n in artifact_names if (out_dir / n).exists()]
     if existing and not force:
         raise ConvertError(f"{existing[0]} already exists: pass --force to replace it, or choose another --out")
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sweep_stale_staging(out_dir)
-    root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
-    try:
-        yield Staging(out_dir, root)
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
-        if created and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise
-    shutil.rmtree(root, ignore_errors=True)
+    with created_folders(out_dir):
+        sweep_stale_staging(out_dir)
+        root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
+        try:
+            yield Staging(out_dir, root)
+        except OSError as exc:
+            if exc.errno in DISK_FULL and (exc.filename is None or str(root) in str(exc.filename)):
+                raise ConvertError(
+                    f"no space left on the device writing to {out_dir} (no partial files left): free some space or pass another --out"
+                ) from exc
+            raise
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Complete file or none: written beside ``path`` (hidden) then renamed over it."""
+    with created_folders(path.parent):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def sweep_stale_staging(out_dir: Path, *, prefix: str = STAGING_PREFIX) -> list[Path]:

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import re
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import click
 
@@ -27,6 +31,55 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
+
+
+def _os_failure(exc: BaseException) -> tuple[int, str | None] | None:
+    """(errno, path) of a disk-full or permission failure anywhere in the exception chain.
+
+    ``shutil.copytree`` collects its per-file failures as ``(src, dst, text)`` inside one
+    ``shutil.Error``, so the errno is read back from the text and the path is the destination.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, shutil.Error) and current.args and isinstance(current.args[0], list):
+            for item in current.args[0]:
+                found = _ERRNO_IN_TEXT.search(str(item[-1])) if isinstance(item, tuple) and len(item) == 3 else None
+                if found and int(found.group(1)) in _DISK_FULL + _NOT_ALLOWED:
+                    return int(found.group(1)), str(item[1])
+        elif isinstance(current, OSError) and current.errno in _DISK_FULL + _NOT_ALLOWED:
+            return current.errno, current.filename if isinstance(current.filename, str) else None
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _folder_of(path: str | None) -> str | None:
+    """The user-visible folder a failed write was aimed at (above any private staging folder)."""
+    if not path:
+        return None
+    parts = Path(path).parts
+    for index, part in enumerate(parts):
+        if "staging-" in part and part.startswith("."):
+            return str(Path(*parts[:index])) if index else "."
+    return str(Path(path).parent)
+
+
+def _environment_message(code: int, path: str | None) -> str:
+    """The machine, not the input, stopped the command: say where and what to do."""
+    folder = _folder_of(path)
+    if code in _DISK_FULL:
+        where = f" writing to {folder}" if folder else ""
+        return f"no space left on the device{where} (no partial files left): free some space or write to another disk"
+    if code == errno.EROFS:
+        return f"{folder or 'the output folder'} is on a read-only file system (no partial files left): write to another folder"
+    shown = path if path and folder == str(Path(path).parent) else folder
+    return f"permission denied on {shown or 'a file it needs'}: fix its permissions or use another path"
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -73,6 +126,10 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     except Exception as exc:  # a bug, not bad input: still one line, traceback on request
         if debug:
             raise
+        failure = _os_failure(exc)
+        if failure is not None:
+            click.echo(f"{prog}: error: {_environment_message(*failure)}", err=True)
+            return EXIT_ERROR
         click.echo(f"{prog}: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", err=True)
         return EXIT_ERROR
     return result if isinstance(result, int) else 0

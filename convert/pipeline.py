@@ -124,16 +124,29 @@ def preflight(config: ExportConfig, *, images_dir: Path | None, names: list[str]
             raise WeightsError(f"weights file {weights} does not exist: pass the path of a downloaded .pth/.bin/.safetensors file")
         if weights.is_dir():
             raise WeightsError(f"weights path {weights} is a directory: pass the checkpoint file inside it")
-    for option, folder in (("--calib", config.calib_dir), ("--images", images_dir)):
-        if folder is not None and not Path(folder).is_dir():
-            what = "is a file" if Path(folder).exists() else "does not exist"
-            raise ConvertError(f"{option} folder {folder} {what}: pass a folder of images")
+    check_image_folders({"--calib": config.calib_dir, "--images": images_dir})
     if config.labels is not None and not config.labels.is_file():
         raise ConvertError(f"labels file {config.labels} does not exist or is not a file: pass a text file with one label per line")
     check_output_dir(config.out_dir)
     existing = [config.out_dir / n for n in names if (config.out_dir / n).exists()]
     if existing and not config.force:
         raise ConvertError(f"{existing[0]} already exists: pass --force to replace it, or choose another --out")
+
+
+def check_image_folders(folders: dict[str, Path | None]) -> None:
+    """Each given image folder exists, can be listed and holds image files: a listing, no decoding."""
+    import calib
+
+    for option, folder in folders.items():
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
+            what = "is a file" if Path(folder).exists() else "does not exist"
+            raise ConvertError(f"{option} folder {folder} {what}: pass a folder of images")
+        try:
+            calib.scan_folder(folder)
+        except calib.CalibError as exc:
+            raise ConvertError(f"{option}: {exc}") from None
 
 
 def _target_module(name: str):

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from convert.artifacts import sweep_stale_staging
+from convert.artifacts import DISK_FULL, created_folders, output_dir_problem, sweep_stale_staging
 from mobile_demo.errors import DemoError
 
 MARKER = "shvit-demo.json"
@@ -47,11 +47,9 @@ def check_destination(out_dir: Path, *, model: Path, force: bool) -> None:
                 f"{out_dir} is not a demo written by shvit-demo (no {MARKER} in it), so --force will not replace it: "
                 "choose another --out or remove the folder yourself"
             )
-    probe = out_abs.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise DemoError(f"cannot create {out_dir}: {probe} is not a writable folder; pass a writable --out")
+    problem = output_dir_problem(out_abs.parent)
+    if problem:
+        raise DemoError(f"cannot create {out_dir}: its folder {out_abs.parent} {problem}; pass a writable --out")
 
 
 @contextlib.contextmanager
@@ -61,31 +59,18 @@ def staged_tree(out_dir: Path, *, model: Path, force: bool) -> Iterator[Path]:
     if parent.is_dir():
         sweep_stale_staging(parent, prefix=STAGING_PREFIX)
     check_destination(out_dir, model=model, force=force)
-    created = _make_parents(parent)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
-    try:
+    with created_folders(parent):
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
         try:
             yield staging
             _swap_in(staging, out_dir.resolve())
         except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise DemoError(f"no space left on the device writing to {out_dir} (no partial files left): "
+                                "free some space or pass another --out") from exc
             raise DemoError(f"could not write the demo to {out_dir}: {exc.strerror or exc}; nothing was written") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def _make_parents(parent: Path) -> list[Path]:
-    missing = []
-    probe = parent
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for folder in reversed(missing):
-        folder.mkdir()
-    return list(reversed(missing))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:

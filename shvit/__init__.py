@@ -46,7 +46,10 @@ def create_model(
         config, name = variant.with_classes(num_classes), None
     elif variant == "auto":
         if weights is None or str(weights) == "imagenet":
-            raise SHViTError("variant 'auto' infers the architecture from a checkpoint: pass weights=PATH")
+            raise SHViTError(
+                "variant 'auto' infers the architecture from a checkpoint file: pass its path as the weights (--weights PATH), "
+                "or name the variant (s1-s4) to use the released ImageNet weights"
+            )
         state_dict = read_state_dict(weights)
         inferred = infer_config(as_official(state_dict))
         if inferred is None:

@@ -267,6 +267,8 @@ def _mismatch_message(
     if mismatched:
         k = mismatched[0]
         parts.append(f"{len(mismatched)} shape mismatches (first: {k} {list(sd[k].shape)} vs {list(model.state_dict()[k].shape)})")
+    if found is not None:
+        parts.append("to load it as it is, use variant 'auto' (--variant auto), which builds the model the checkpoint describes")
     return "; ".join(parts)
 
 
@@ -314,14 +316,16 @@ def _download(url: str, out, *, progress: bool) -> None:
         _resolve_host(url, timeout_s=DNS_TIMEOUT_S)
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            from tqdm import tqdm
+            from shvit.progress import progress_bar
 
-            with tqdm(total=total, unit="B", unit_scale=True, desc="downloading weights", disable=not progress, leave=False) as bar:
+            received = 0  # counted here: a hidden bar (not a terminal) counts nothing
+            with progress_bar(total=total, unit="B", unit_scale=True, desc="downloading weights", enabled=progress) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-            if total is not None and bar.n != total:
-                raise WeightsError(f"download of {url} was cut short ({bar.n} of {total} bytes): try again or {hint}")
+            if total is not None and received != total:
+                raise WeightsError(f"download of {url} was cut short ({received} of {total} bytes): try again or {hint}")
     except urllib.error.HTTPError as exc:
         raise WeightsError(f"cannot download {url}: HTTP {exc.code}: {hint}") from None
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:

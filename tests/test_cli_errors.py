@@ -2,68 +2,13 @@
 exit, no traceback, and nothing written."""
 from __future__ import annotations
 
-import contextlib
-import os
-import pickle
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
-import shvit
+from bad_inputs import PWNED_MARKER, checkpoint, image_folder, labels, read_only_dir
 from convert.cli import main as convert_main
-
-
-class _Exploit:
-    def __reduce__(self):
-        return (os.system, ("touch /tmp/shvit-pwned",))
-
-
-def _write(kind: str, root: Path) -> Path:
-    """Bad checkpoint files of every kind users have handed us."""
-    path = root / f"{kind}.pth"
-    if kind == "other_variant":
-        torch.save({"model": shvit.create_model("s2").state_dict()}, path)
-    elif kind == "other_architecture":
-        torch.save({"model": {"conv1.weight": torch.zeros(8, 3, 7, 7)}}, path)
-    elif kind == "truncated":
-        torch.save({"model": shvit.create_model("s1").state_dict()}, path)
-        path.write_bytes(path.read_bytes()[:100_000])
-    elif kind == "random_bytes":
-        path.write_bytes(os.urandom(50_000))
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "exploit":
-        path.write_bytes(pickle.dumps({"model": {"x": _Exploit()}}, protocol=2))
-    elif kind == "directory":
-        path.mkdir()
-    return path
-
-
-def _labels(kind: str, root: Path) -> Path:
-    path = root / f"{kind}.txt"
-    if kind == "wrong_count":
-        path.write_text("\n".join(f"c{i}" for i in range(999)) + "\n")
-    elif kind == "blank_lines":
-        path.write_text("\n".join(["a", "", *[f"c{i}" for i in range(998)]]) + "\n")
-    elif kind == "duplicates":
-        path.write_text("\n".join(["same"] * 1000) + "\n")
-    return path
-
-
-def _calib(kind: str, root: Path) -> Path:
-    path = root / f"calib_{kind}"
-    if kind == "empty":
-        path.mkdir()
-    elif kind == "all_bad":
-        path.mkdir()
-        (path / "a.jpg").write_text("not a jpeg")
-        (path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
-    elif kind == "file":
-        path.write_text("x")
-    return path
 
 
 CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
@@ -73,21 +18,21 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
     ("precision of another target", lambda r: ["--variant", "s1", "--target", "onnx", "--precision", "int8"], "precision 'int8' is not available for onnx", 1),
     ("int8 without calib (coreml)", lambda r: ["--variant", "s1", "--target", "coreml", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
     ("int8 without calib (tflite)", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
-    ("checkpoint of another variant", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("other_variant", r))], "does not fit SHViT-S1: it looks like SHViT-S2", 1),
-    ("checkpoint of another architecture", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("other_architecture", r))], "it looks like not an SHViT checkpoint", 1),
-    ("truncated checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("truncated", r))], "is truncated: download it again", 1),
-    ("random bytes", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("random_bytes", r))], "is not a PyTorch or safetensors checkpoint", 1),
-    ("empty checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("empty", r))], "is empty: download it again", 1),
-    ("pickle that runs code", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("exploit", r))], "refusing to load it", 1),
-    ("directory as checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(_write("directory", r))], "is a directory: pass the checkpoint file inside it", 1),
-    ("labels: wrong count", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(_labels("wrong_count", r))], "has 999 labels but the model has 1000 classes", 1),
-    ("labels: blank lines", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(_labels("blank_lines", r))], "has blank lines (line 2)", 1),
-    ("labels: duplicates", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(_labels("duplicates", r))], "repeats 'same' (line 2)", 1),
+    ("checkpoint of another variant", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_variant", r))], "does not fit SHViT-S1: it looks like SHViT-S2", 1),
+    ("checkpoint of another architecture", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_architecture", r))], "it looks like not an SHViT checkpoint", 1),
+    ("truncated checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("truncated", r))], "is truncated: download it again", 1),
+    ("random bytes", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("random_bytes", r))], "is not a PyTorch or safetensors checkpoint", 1),
+    ("empty checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("empty", r))], "is empty: download it again", 1),
+    ("pickle that runs code", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("exploit", r))], "refusing to load it", 1),
+    ("directory as checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("directory", r))], "is a directory: pass the checkpoint file inside it", 1),
+    ("labels: wrong count", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("wrong_count", r, classes=1000))], "has 999 labels but the model has 1000 classes", 1),
+    ("labels: blank lines", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("blank_lines", r, classes=1000))], "has blank lines (line 2)", 1),
+    ("labels: duplicates", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("duplicates", r, classes=1000))], "repeats 'same' (line 2)", 1),
     ("labels: missing file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(r / "nope.txt")], "labels file", 1),
     ("calib: missing folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(r / "nope")], "does not exist", 1),
-    ("calib: a file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(_calib("file", r))], "is a file", 1),
-    ("calib: empty folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(_calib("empty", r))], "no image files", 1),
-    ("calib: all bad files", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(_calib("all_bad", r))], "unreadable", 1),
+    ("calib: a file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("file", r))], "is a file", 1),
+    ("calib: empty folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("empty", r))], "no image files", 1),
+    ("calib: all bad files", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("all_bad", r))], "unreadable", 1),
     ("calib-count zero", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib-count", "0"], "--calib-count must be at least 1", 1),
     ("input size not a multiple of 32", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--input-size", "100"], "input size must be a multiple of 32", 1),
 ]
@@ -106,31 +51,11 @@ def test_bad_input_gets_one_clear_line(name: str, make_args, message: str, code:
     assert err.strip().splitlines()[-1] == errors[0], "the error must be the last thing printed"
     assert "Traceback" not in err
     assert not out.exists(), "nothing may be written on bad input"
-    assert not Path("/tmp/shvit-pwned").exists()
-
-
-@contextlib.contextmanager
-def _read_only_dir(root: Path) -> Iterator[Path]:
-    """A folder the current user cannot write to: a read-only mount as root, chmod otherwise."""
-    path = root / "ro"
-    path.mkdir()
-    if os.geteuid() == 0:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True).returncode:
-            pytest.skip("running as root without permission to mount a read-only filesystem: cannot build a read-only folder")
-        try:
-            yield path
-        finally:
-            subprocess.run(["umount", str(path)], capture_output=True)
-    else:
-        path.chmod(0o555)
-        try:
-            yield path
-        finally:
-            path.chmod(0o755)
+    assert not PWNED_MARKER.exists()
 
 
 def test_output_inside_a_read_only_directory(tmp_path: Path, capsys) -> None:
-    with _read_only_dir(tmp_path) as ro:
+    with read_only_dir(tmp_path) as ro:
         with pytest.raises(SystemExit) as info:
             convert_main(["--variant", "s1", "--target", "onnx", "--random-init", "--out", str(ro / "exports")])
         assert info.value.code == 1

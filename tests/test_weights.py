@@ -206,6 +206,30 @@ def test_imagenet_download_404_is_clear_and_leaves_no_partial_file(served: _Serv
     assert list((tmp_path / "cache" / "weights").iterdir()) == []
 
 
+def test_imagenet_download_cut_short_is_refused_and_leaves_no_partial_file(monkeypatch, tmp_path: Path) -> None:
+    class Truncating(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # promises 1 MB, sends 1 kB, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"x" * 1024)
+            self.close_connection = True
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Truncating)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SHVIT_WEIGHTS_URL", f"http://127.0.0.1:{httpd.server_address[1]}/shvit_{{variant}}.pth")
+    monkeypatch.setenv("SHVIT_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        with pytest.raises(WeightsError, match=r"cut short \(1024 of 1048576 bytes\): try again or download it by hand"):
+            shvit.create_model("s1", weights="imagenet")
+    finally:
+        httpd.shutdown()
+    assert list((tmp_path / "cache" / "weights").iterdir()) == []
+
+
 def test_imagenet_without_network_fails_fast_with_a_hint(monkeypatch, tmp_path: Path) -> None:
     """The real release URL, with the test's network guard standing in for a machine that is offline."""
     monkeypatch.delenv("SHVIT_WEIGHTS_URL", raising=False)

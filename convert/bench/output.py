@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from convert.bench.run import EXPORT_FAILED, NOT_BUILT, OURS, REFERENCE, BenchRow
-from convert.validate.report import drop, grid, pct, pyplot, with_change, write_text_atomic
+from convert.artifacts import write_atomic
+from convert.validate.report import drop, grid, pct, pyplot, with_change
 
 SCHEMA = "shvit-bench/1"
 CSV_FIELDS = (
@@ -97,7 +98,7 @@ def write_csv(rows: Sequence[BenchRow], path: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row_record(row).items()})
-    write_text_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def write_json(rows: Sequence[BenchRow], path: Path, *, settings: dict[str, Any], host: str) -> None:
@@ -105,7 +106,7 @@ def write_json(rows: Sequence[BenchRow], path: Path, *, settings: dict[str, Any]
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": host,
         "settings": settings, "rows": [row_record(row) for row in rows],
     }
-    write_text_atomic(path, json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_atomic(path, json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def draw_chart(rows: Sequence[BenchRow], path: Path, *, labelled: bool, host: str, threads: int) -> None:
@@ -148,7 +149,4 @@ def draw_chart(rows: Sequence[BenchRow], path: Path, *, labelled: bool, host: st
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    write_atomic(path, buffer.getvalue())

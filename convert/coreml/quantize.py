@@ -9,7 +9,6 @@ image's), and model outputs get ranges too (the pass needs one for every tensor 
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -76,12 +75,12 @@ class RangeCollector:
 
 def activation_stats(package: Path, pixels: np.ndarray, *, progress: bool = False, batch_size: int = 8) -> ActivationStats:
     """Per-tensor ranges of the float ``package`` on calibration ``pixels`` (uint8 NHWC), concat groups shared."""
-    from tqdm import tqdm
+    from shvit.progress import progress_bar
 
     executor = MILExecutor(package)
     collector = RangeCollector()
     starts = range(0, len(pixels), batch_size)
-    for start in tqdm(starts, desc="calibrating activations", unit="batch", disable=not progress, file=sys.stderr, leave=False):
+    for start in progress_bar(iterable=starts, desc="calibrating activations", unit="batch", enabled=progress):
         executor.run(executor.image_feeds(pixels[start : start + batch_size]), observe=collector, batch_size=batch_size)
     stats = collector.stats()
     share_concat_ranges(stats, executor.concat_groups())

@@ -115,11 +115,11 @@ def convert_onnx(
 
 
 def _run_child(work: Path, precisions: Sequence[str], *, calib_count: int, progress: bool, log: Log | None) -> dict[str, Any]:
-    from tqdm import tqdm
+    from shvit.progress import progress_bar
 
     env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     steps = 1 + len(precisions) + (calib_count if "int8" in precisions else 0)
-    bar = tqdm(total=steps, desc="onnx2tf", unit="step", file=sys.stderr, disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc="onnx2tf", unit="step", enabled=progress)
     started = time.perf_counter()
     result: dict[str, Any] = {}
     error = ""
@@ -134,7 +134,7 @@ def _run_child(work: Path, precisions: Sequence[str], *, calib_count: int, progr
                 kind = event.get("event")
                 if kind == "stage":
                     bar.set_description(event["name"])
-                    if log is not None and not progress:
+                    if log is not None and bar.disable:  # no bar (not a terminal): the stage as a line
                         log(f"  {event['name']}")
                 elif kind == "step":
                     bar.update(1)

@@ -20,6 +20,7 @@ import numpy as np
 from convert.cliutil import EXIT_ERROR, run_command
 from convert.config import DEFAULT_PRECISION, ExportConfig
 from convert.errors import ConvertError, RuntimeCrash
+from convert.pipeline import check_image_folders
 from convert.source import ModelSource
 from convert.validate.accuracy import GroundTruth, accuracy, from_folders, from_label_map
 from convert.validate.artifact_info import TARGET_OF_SUFFIX, ArtifactInfo, inspect
@@ -158,14 +159,14 @@ def check_artifact(
 def reference_logits(source: ModelSource, pixels: np.ndarray, *, batch: int = 16, progress: bool = True) -> np.ndarray:
     """PyTorch logits through the shared calib normalisation, with a progress bar for big sets."""
     import torch
-    from tqdm import tqdm
 
     import calib
+    from shvit.progress import progress_bar
 
     outs = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(pixels), batch), desc="PyTorch reference", unit="batch", file=sys.stderr,
-                          disable=not progress or len(pixels) <= batch, leave=False):
+        for start in progress_bar(iterable=range(0, len(pixels), batch), desc="PyTorch reference", unit="batch",
+                                  enabled=progress and len(pixels) > batch):
             outs.append(source.reference(torch.from_numpy(calib.normalize(pixels[start : start + batch]))).numpy())
     return np.concatenate(outs).astype(np.float32)
 
@@ -310,6 +311,7 @@ def check_command(
         if path is not None:
             check_output_path(path, option=option)
     paths = artifact_paths(artifacts)
+    check_image_folders({"--images": images_dir})
     variant = variant.lower()
     _log(f"→ reading {len(paths)} artifact{'s' if len(paths) > 1 else ''}")
     infos = [inspect(p) for p in paths]

@@ -9,14 +9,13 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from convert.artifacts import write_atomic
 from convert.errors import ConvertError
 from convert.validate.accuracy import Accuracy
 from convert.validate.compare import ParityReport, Tolerance
@@ -192,34 +191,17 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 def check_output_path(path: Path, *, option: str) -> None:
     """Fail before any slow work when a report can never be written to ``path``."""
-    from convert.artifacts import check_output_dir
+    from convert.artifacts import output_dir_problem
 
     if path.is_dir():
         raise ConvertError(f"{option} {path} is a folder: pass a file name, e.g. {path / 'report'}{path.suffix or '.json'}")
-    try:
-        check_output_dir(path.parent)
-    except ConvertError as exc:
-        raise ConvertError(f"{option} {path}: {exc}") from None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Complete file or none: written beside ``path`` then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    problem = output_dir_problem(path.parent)
+    if problem:
+        raise ConvertError(f"cannot write {option} {path}: its folder {path.parent} {problem}; pass a path in a writable folder")
 
 
 def write_json(report: CheckReport, path: Path) -> None:
-    write_text_atomic(path, json.dumps(as_json(report), indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(as_json(report), indent=2, ensure_ascii=False) + "\n")
 
 
 def pyplot() -> Any:
@@ -345,4 +327,4 @@ def render_html(report: CheckReport) -> str:
 
 
 def write_html(report: CheckReport, path: Path) -> None:
-    write_text_atomic(path, render_html(report))
+    write_atomic(path, render_html(report))
