@@ -13,11 +13,13 @@ from pathlib import Path
 
 import click
 
+from convert.scratch import run_scratch
 from shvit.errors import SHViTError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted; no partial output was left behind"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -108,7 +110,7 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     prog = command.name or "shvit"
     debug = "--debug" in args
     try:
-        with _terminate_like_interrupt():
+        with _terminate_like_interrupt(), run_scratch():
             result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -116,7 +118,7 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
         click.echo(f"{prog}: error: {exc.format_message()} (see {prog} --help)", err=True)
         return EXIT_USAGE
     except (click.Abort, KeyboardInterrupt):
-        click.echo(f"{prog}: interrupted; nothing was written", err=True)
+        click.echo(f"{prog}: {INTERRUPTED}", err=True)
         return EXIT_INTERRUPTED
     except _user_errors() as exc:
         if debug:

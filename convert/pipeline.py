@@ -57,7 +57,10 @@ def check_images(config: ExportConfig, *, images_dir: Path | None, count: int = 
 
     folder = images_dir or config.calib_dir
     if folder is not None:
-        found = calib.load_folder(folder, size=config.input_size, count=count, seed=0, progress=config.progress)
+        # the calibration folder's bad files are reported once, when the export loads it for int8
+        quiet = images_dir is None and config.precision == "int8"
+        found = calib.load_folder(folder, size=config.input_size, count=count, seed=0, progress=config.progress,
+                                  warn=(lambda _message: None) if quiet else None)
         return CheckImages(found.pixels, f"{len(found.pixels)} images from {folder}")
     return CheckImages(
         calib.synthetic_images(count, config.input_size, seed=0),

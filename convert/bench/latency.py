@@ -193,4 +193,7 @@ def _child(spec_json: str, out: str) -> int:
 
 
 if __name__ == "__main__":
+    from convert.scratch import exit_with_parent
+
+    exit_with_parent()
     sys.exit(_child(sys.argv[1], sys.argv[2]))

@@ -123,4 +123,7 @@ def _child(path: str) -> int:
 
 
 if __name__ == "__main__":
+    from convert.scratch import exit_with_parent
+
+    exit_with_parent()
     sys.exit(_child(sys.argv[1]))

@@ -10,7 +10,7 @@ in a child process that:
 * has the Python environment's own ``bin`` first on PATH, so ``onnxsim`` is found even when the
   CLI was started by absolute path from a virtual environment that is not activated;
 * refuses every network connection and name lookup, and fails the conversion if any was tried;
-* writes onnx2tf's and TensorFlow's output to a log (kept in the temporary folder on failure and
+* writes onnx2tf's and TensorFlow's output to a log (moved out of the scratch folder on failure and
   named in the error), and reports progress to the parent on its own channel.
 
 The child converts once with onnx2tf (to an in-memory Keras model), then writes one ``.tflite`` per
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from convert.errors import ConvertError, RuntimeCrash
+from convert.scratch import keep_file
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SAMPLE_COUNT, SAMPLE_SIZE = 20, 128
@@ -72,22 +73,12 @@ def tool_path(environ: Mapping[str, str] | None = None) -> str:
 
 @contextmanager
 def private_workdir() -> Iterator[Path]:
-    """A fresh temporary folder, removed afterwards unless a failure's log must be kept."""
+    """A fresh temporary folder, removed afterwards (a failure's log is moved out first)."""
     root = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-    keep = False
     try:
         yield root
-    except ConvertError:
-        keep = (root / LOG_NAME).exists()
-        raise
     finally:
-        for entry in list(root.iterdir()) if keep else []:
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            elif entry.name != LOG_NAME:
-                entry.unlink(missing_ok=True)
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def convert_onnx(
@@ -150,10 +141,12 @@ def _run_child(work: Path, precisions: Sequence[str], *, calib_count: int, progr
         finally:
             bar.close()
     if proc.returncode < 0:
-        raise RuntimeCrash(f"onnx2tf crashed with {signal.Signals(-proc.returncode).name}; its log: {work / LOG_NAME}")
+        kept = keep_file(work / LOG_NAME, prefix=WORKDIR_PREFIX)
+        raise RuntimeCrash(f"onnx2tf crashed with {signal.Signals(-proc.returncode).name}; its log: {kept}")
     if proc.returncode != 0 or not result:
         detail = error or _last_error(work / LOG_NAME) or f"exited with code {proc.returncode}"
-        raise ConvertError(f"TFLite conversion failed: {detail} (full log: {work / LOG_NAME})")
+        kept = keep_file(work / LOG_NAME, prefix=WORKDIR_PREFIX)
+        raise ConvertError(f"TFLite conversion failed: {detail} (full log: {kept})")
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -299,4 +292,7 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from convert.scratch import exit_with_parent
+
+    exit_with_parent()
     sys.exit(_child(sys.argv[1]))

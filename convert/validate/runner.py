@@ -115,5 +115,8 @@ def report_child_error(exc: BaseException) -> None:
 
 
 if __name__ == "__main__":
+    from convert.scratch import exit_with_parent
+
+    exit_with_parent()
     sys.exit(_child(*sys.argv[1:5]))
 
