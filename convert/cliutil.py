@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from convert.artifacts import DISK_FULL, STAGING_PREFIX
 from convert.scratch import run_scratch
 from shvit.errors import SHViTError
 
@@ -35,7 +36,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
 
@@ -53,9 +53,9 @@ def _os_failure(exc: BaseException) -> tuple[int, str | None] | None:
         if isinstance(current, shutil.Error) and current.args and isinstance(current.args[0], list):
             for item in current.args[0]:
                 found = _ERRNO_IN_TEXT.search(str(item[-1])) if isinstance(item, tuple) and len(item) == 3 else None
-                if found and int(found.group(1)) in _DISK_FULL + _NOT_ALLOWED:
+                if found and int(found.group(1)) in DISK_FULL + _NOT_ALLOWED:
                     return int(found.group(1)), str(item[1])
-        elif isinstance(current, OSError) and current.errno in _DISK_FULL + _NOT_ALLOWED:
+        elif isinstance(current, OSError) and current.errno in DISK_FULL + _NOT_ALLOWED:
             return current.errno, current.filename if isinstance(current.filename, str) else None
         current = current.__cause__ or current.__context__
     return None
@@ -65,9 +65,11 @@ def _folder_of(path: str | None) -> str | None:
     """The user-visible folder a failed write was aimed at (above any private staging folder)."""
     if not path:
         return None
+    from mobile_demo.output import STAGING_PREFIX as DEMO_STAGING_PREFIX
+
     parts = Path(path).parts
     for index, part in enumerate(parts):
-        if "staging-" in part and part.startswith("."):
+        if part.startswith((STAGING_PREFIX, DEMO_STAGING_PREFIX)):
             return str(Path(*parts[:index])) if index else "."
     return str(Path(path).parent)
 
@@ -75,7 +77,7 @@ def _folder_of(path: str | None) -> str | None:
 def _environment_message(code: int, path: str | None) -> str:
     """The machine, not the input, stopped the command: say where and what to do."""
     folder = _folder_of(path)
-    if code in _DISK_FULL:
+    if code in DISK_FULL:
         where = f" writing to {folder}" if folder else ""
         return f"no space left on the device{where} (no partial files left): free some space or write to another disk"
     if code == errno.EROFS:

@@ -96,7 +96,8 @@ def bench_command(
         raise click.UsageError("--variant auto infers the architecture from --weights PATH; it cannot be combined with --random-init")
     if not random_init and weights != "imagenet" and len(names) > 1:
         raise click.UsageError(f"--weights {weights} is one checkpoint: benchmark one variant with it, or use --weights imagenet")
-    check_image_folders({"--calib": calib_dir if any(s.precision == "int8" for s in specs) else None, "--images": images_dir})
+    needs_calib = any(spec.precision == "int8" for spec in specs)
+    check_image_folders({"--calib": calib_dir if needs_calib else None, "--images": images_dir})
     check_output_dir(out_dir)
     settings = BenchSettings(out_dir=out_dir, weights=None if random_init else weights, runs=runs, warmup=warmup, threads=threads,
                              input_size=input_size, labels=labels, calib_dir=calib_dir, calib_count=calib_count,
@@ -105,7 +106,7 @@ def bench_command(
     for name in names:
         for spec in specs:
             export_config(name, spec, settings, input_size=sizes[name])  # bad combinations fail here, before any work
-    if calib_dir is not None and any(spec.precision == "int8" for spec in specs):
+    if calib_dir is not None and needs_calib:
         import calib
 
         for size in sorted(set(sizes.values())):  # decoded once here (and cached): a folder of bad files fails before any export

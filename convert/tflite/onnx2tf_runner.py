@@ -27,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +70,6 @@ def tool_path(environ: Mapping[str, str] | None = None) -> str:
     return os.pathsep.join([bin_dir, *rest])
 
 
-@contextmanager
-def private_workdir() -> Iterator[Path]:
-    """A fresh temporary folder, removed afterwards (a failure's log is moved out first)."""
-    root = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def convert_onnx(
     onnx_path: Path,
     outputs: Mapping[str, Path],
@@ -95,7 +84,8 @@ def convert_onnx(
     """
     if "int8" in outputs and (calib_pixels is None or not len(calib_pixels)):
         raise ConvertError("int8 calibration needs images: pass --calib DIR (a folder of photos)")
-    with private_workdir() as work:
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as tmp:
+        work = Path(tmp)
         np.save(work / SAMPLE_FILE, sample_data(calib_pixels))
         job: dict[str, Any] = {"onnx": str(Path(onnx_path).resolve()), "outputs": {p: str(Path(o).resolve()) for p, o in outputs.items()}}
         if calib_pixels is not None and "int8" in outputs:
