@@ -1,9 +1,37 @@
 """Exporters for SHViT: one sub-package per target, staged config → export → optimise/quantise → validate.
 
-- :mod:`convert.config`    what an export is (a dataclass) and which targets/precisions exist
-- :mod:`convert.onnx`      ONNX export (also the front half of the TFLite path)
-- :mod:`convert.coreml`    Core ML ``.mlpackage`` export, quantisation and the reference MIL executor
-- :mod:`convert.tflite`    TFLite export through onnx2tf, LiteRT quantisation and metadata
-- :mod:`convert.validate`  parity against PyTorch: runtimes in subprocesses, metrics, tolerances
-- :mod:`convert.artifacts` atomic output and the JSON sidecar that traces every artifact
+Python API (what the commands are thin layers over)::
+
+    import convert
+    result = convert.export(model, target="coreml", labels=["cat", "dog"])   # -> ExportResult
+    report = convert.check([result.path], reference=model)                   # -> CheckReport
+
+- :mod:`convert.targets`   the registry of targets (one :class:`~convert.targets.Target` per sub-package)
+- :mod:`convert.config`    what an export is: model, options, output
+- :mod:`convert.onnx`, :mod:`convert.coreml`, :mod:`convert.tflite`   the targets
+- :mod:`convert.api`       export and check, stage by stage
+- :mod:`convert.validate`  parity against PyTorch: runtimes in subprocesses, reports
+- :mod:`convert.bench`     the benchmark
+- :mod:`convert.io`        atomic staging, scratch folders, sidecars
+- :mod:`convert.cli`, ``convert/validate/check.py``, ``convert/bench/cli.py``  the commands
 """
+from __future__ import annotations
+
+from typing import Any
+
+from convert.errors import ArgumentError, ConvertError, ToleranceError
+
+__all__ = ["ArgumentError", "CheckReport", "ConvertError", "ExportResult", "ToleranceError", "check", "export"]
+
+
+def __getattr__(name: str) -> Any:
+    """The API loads torch and the pipeline on first use: ``import convert`` stays cheap."""
+    if name in ("export", "check", "ExportResult"):
+        from convert import api
+
+        return getattr(api, name)
+    if name == "CheckReport":
+        from convert.validate.report import CheckReport
+
+        return CheckReport
+    raise AttributeError(f"module 'convert' has no attribute {name!r}")

@@ -1,19 +1,53 @@
-"""``shvit-convert``: SHViT → ONNX / Core ML / TFLite, checked against PyTorch after every export."""
+"""``shvit-convert``: SHViT → any registered target, checked against PyTorch after every export.
+
+A thin layer over :func:`convert.export`: flags become its arguments, its log becomes the output.
+Target choices, precisions and target-specific flags (``--min-ios``) come from the registry.
+"""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from convert import targets
 from convert.cliutil import EXIT_ERROR, run_command
-from convert.config import DEFAULT_CALIB_COUNT, DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, TARGETS, ExportConfig
+from convert.config import DEFAULT_CALIB_COUNT
 
-_ALL_PRECISIONS = sorted({p for ps in PRECISIONS.values() for p in ps})
+
+
+class RegistryChoice(click.Choice):
+    """A choice read from the target registry when the command runs, so plugin targets appear too."""
+
+    def __init__(self, read: Callable[[], list[str]]) -> None:
+        self._read = read
+        super().__init__([], case_sensitive=False)
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        return self._read()
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass
 
 
 def _log(message: str) -> None:
     click.echo(message, err=True)
+
+
+def _target_help() -> str:
+    return " ".join(f"{t.name}: {t.summary}." for t in targets.available())
+
+
+def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One flag per target-specific option, named after it, passed on only when given."""
+    for option, owners in reversed(list(targets.option_table().values())):
+        command = click.option(option.flag, option.name, type=click.Choice(option.choices), default=None,
+                               help=f"{option.help} (--target {', '.join(owners)}; default {option.default})")(command)
+    return command
 
 
 @click.command(
@@ -23,10 +57,8 @@ def _log(message: str) -> None:
 )
 @click.option("--variant", required=True, type=click.Choice(["s1", "s2", "s3", "s4", "auto"], case_sensitive=False),
               help="SHViT size; 'auto' infers the architecture from --weights (fine-tuned or custom checkpoints).")
-@click.option("--target", required=True, type=click.Choice(TARGETS, case_sensitive=False),
-              help="onnx: NCHW float model for ONNX Runtime. coreml: .mlpackage classifier for iOS/macOS. "
-                   "tflite: NHWC model for Android (LiteRT).")
-@click.option("--precision", type=click.Choice(_ALL_PRECISIONS), default=None,
+@click.option("--target", required=True, type=RegistryChoice(lambda: list(targets.names())), help=_target_help())
+@click.option("--precision", type=RegistryChoice(targets.all_precisions), default=None,
               help="Default: fp16 for coreml, fp32 otherwise. int8-weights: 8-bit weights only. "
                    "int8: weights and activations, calibrated on --calib images.")
 @click.option("--weights", default="imagenet", show_default=True,
@@ -44,8 +76,7 @@ def _log(message: str) -> None:
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of images for the parity check. Default: --calib images, else generated natural-looking images.")
 @click.option("--input-size", type=int, default=None, help="Input resolution. Default: the variant's (224; 256 for S4).")
-@click.option("--min-ios", type=click.Choice(MIN_IOS_CHOICES), default=DEFAULT_MIN_IOS, show_default=True,
-              help="Core ML deployment target. auto: iOS 16, or iOS 17 for --precision int8 (W8A8 needs iOS 17+).")
+@_target_option_flags
 @click.option("--demo", "demo_dir", type=click.Path(path_type=Path), default=None,
               help="Also generate a demo app around the artifact into this folder (iOS for coreml, Android for tflite; "
                    "same as shvit-demo).")
@@ -54,7 +85,7 @@ def _log(message: str) -> None:
 def convert_command(
     variant: str, target: str, precision: str | None, weights: str, random_init: bool, out_dir: Path,
     labels: Path | None, calib_dir: Path | None, calib_count: int, images_dir: Path | None,
-    input_size: int | None, min_ios: str, demo_dir: Path | None, force: bool, debug: bool,
+    input_size: int | None, demo_dir: Path | None, force: bool, debug: bool, **target_options: str | None,
 ) -> int:
     """Convert SHViT to a mobile model and check it against the PyTorch reference.
 
@@ -63,24 +94,26 @@ def convert_command(
     After export the artifact is run in its own runtime on images and compared with PyTorch
     (max/mean |Δ|, cosine, top-1/top-5 agreement); the command fails if it is outside tolerance.
     """
-    from convert.errors import ConvertError
-    from convert.pipeline import run_export
+    from convert.api.pipeline import export
+    from convert.errors import ArgumentError
 
-    if demo_dir is not None and target.lower() == "onnx":
-        raise ConvertError("--demo builds an iOS app for --target coreml or an Android app for --target tflite, not for onnx")
-    config = ExportConfig(
-        variant=variant.lower(), target=target.lower(), out_dir=out_dir, precision=precision or "",
-        weights=None if random_init else weights, input_size=input_size or 0, labels=labels,
-        calib_dir=calib_dir, calib_count=calib_count, min_ios=min_ios, force=force,
+    chosen = targets.get(target)
+    if demo_dir is not None and chosen.demo_platform is None:
+        apps = ", ".join(f"{t.demo_platform} for --target {t.name}" for t in targets.available() if t.demo_platform)
+        raise ArgumentError(f"--demo builds a demo app ({apps}), not for {chosen.name}")
+    given = {name: value for name, value in target_options.items() if value is not None}
+    result = export(
+        variant.lower(), target=chosen.name, precision=precision, weights=None if random_init else weights, out_dir=out_dir,
+        labels=labels, calib=calib_dir, calib_count=calib_count, images=images_dir, input_size=input_size, force=force,
+        progress=True, **given,
     )
-    outcome = run_export(config, images_dir=images_dir, random_init=random_init, log=_log)
-    click.echo(str(outcome.artifact))
+    click.echo(str(result.path))
     if demo_dir is not None:
         from mobile_demo.generate import generate_demo
 
         _log(f"→ generating the demo app in {demo_dir}")
-        click.echo(str(generate_demo(outcome.artifact, demo_dir, force=force, log=_log)))
-    return 0 if outcome.passed else EXIT_ERROR
+        click.echo(str(generate_demo(result.path, demo_dir, force=force)))
+    return 0 if result.passed else EXIT_ERROR
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,10 @@
-"""Shared CLI plumbing: one clear line per error, exit codes, ``--debug`` for the traceback, Ctrl-C → 130."""
+"""Shared CLI plumbing: one clear line per error, exit codes, ``--debug`` for the traceback, Ctrl-C → 130,
+and the library's log records shown as the command's progress lines."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import re
 import shutil
 import signal
@@ -13,14 +15,17 @@ from pathlib import Path
 
 import click
 
-from convert.artifacts import DISK_FULL, STAGING_PREFIX
-from convert.scratch import run_scratch
-from shvit.errors import SHViTError
+from convert.errors import UsageError
+from convert.io.staging import DISK_FULL, visible_folder
+from shvit.errors import Message, SHViTError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 INTERRUPTED = "interrupted; no partial output was left behind"
+FLAGS: dict[str, str] = {"out_dir": "--out"}
+"""Python argument → command-line flag, where the flag is not simply ``--argument-name``."""
+LOGGERS: tuple[str, ...] = ("convert", "mobile_demo", "shvit")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -61,22 +66,9 @@ def _os_failure(exc: BaseException) -> tuple[int, str | None] | None:
     return None
 
 
-def _folder_of(path: str | None) -> str | None:
-    """The user-visible folder a failed write was aimed at (above any private staging folder)."""
-    if not path:
-        return None
-    from mobile_demo.output import STAGING_PREFIX as DEMO_STAGING_PREFIX
-
-    parts = Path(path).parts
-    for index, part in enumerate(parts):
-        if part.startswith((STAGING_PREFIX, DEMO_STAGING_PREFIX)):
-            return str(Path(*parts[:index])) if index else "."
-    return str(Path(path).parent)
-
-
 def _environment_message(code: int, path: str | None) -> str:
     """The machine, not the input, stopped the command: say where and what to do."""
-    folder = _folder_of(path)
+    folder = visible_folder(path)
     if code in DISK_FULL:
         where = f" writing to {folder}" if folder else ""
         return f"no space left on the device{where} (no partial files left): free some space or write to another disk"
@@ -84,6 +76,35 @@ def _environment_message(code: int, path: str | None) -> str:
         return f"{folder or 'the output folder'} is on a read-only file system (no partial files left): write to another folder"
     shown = path if path and folder == str(Path(path).parent) else folder
     return f"permission denied on {shown or 'a file it needs'}: fix its permissions or use another path"
+
+
+class _ProgressLines(logging.Handler):
+    """Log records as plain lines on stderr, written around any progress bar that is being drawn."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        message = record.msg.for_cli(FLAGS) if isinstance(record.msg, Message) else record.getMessage()
+        tqdm.write(f"warning: {message}" if record.levelno >= logging.WARNING else message, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _showing_logs() -> Iterator[None]:
+    handler = _ProgressLines()
+    saved = []
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -112,12 +133,17 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     prog = command.name or "shvit"
     debug = "--debug" in args
     try:
-        with _terminate_like_interrupt(), run_scratch():
+        with _terminate_like_interrupt(), _showing_logs():
             result = command.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
         click.echo(f"{prog}: error: {exc.format_message()} (see {prog} --help)", err=True)
+        return EXIT_USAGE
+    except UsageError as exc:
+        if debug:
+            raise
+        click.echo(f"{prog}: error: {exc.for_cli(FLAGS)} (see {prog} --help)", err=True)
         return EXIT_USAGE
     except (click.Abort, KeyboardInterrupt):
         click.echo(f"{prog}: {INTERRUPTED}", err=True)
@@ -125,7 +151,7 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     except _user_errors() as exc:
         if debug:
             raise
-        click.echo(f"{prog}: error: {exc}", err=True)
+        click.echo(f"{prog}: error: {exc.for_cli(FLAGS) if isinstance(exc, SHViTError) else exc}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: still one line, traceback on request
         if debug:

@@ -1,97 +1,115 @@
-"""What an export is: targets, precisions, and one frozen dataclass per export."""
+"""What one export is, in three parts: what model, how to export it, where to write it.
+
+:class:`ModelSpec` (variant, weights, classes, labels, input size), :class:`ExportOptions`
+(target, precision, calibration, the target's own options) and :class:`OutputSpec` (folder,
+force, progress) are plain frozen dataclasses; :func:`plan` validates them together against the
+target registry before any work, so a bad argument costs nothing.
+"""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from shvit.config import get_variant
+from convert import targets
+from convert.errors import ArgumentError
+from convert.targets import Target
 
-TARGETS: tuple[str, ...] = ("onnx", "coreml", "tflite")
-PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32",),
-    "coreml": ("fp16", "fp32", "int8-weights", "int8"),
-    "tflite": ("fp32", "fp16", "int8-weights", "int8"),
-}
-DEFAULT_PRECISION: dict[str, str] = {"onnx": "fp32", "coreml": "fp16", "tflite": "fp32"}
-CALIBRATED_PRECISIONS: frozenset[str] = frozenset({"int8"})
-SUFFIX: dict[str, str] = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite"}
 DEFAULT_CALIB_COUNT = 32
-DEFAULT_MIN_IOS = "auto"
-MIN_IOS_CHOICES: tuple[str, ...] = ("auto", "16", "17", "18")
-W8A8_MIN_IOS = "17"
-"""Core ML W8A8 (``--precision int8``) needs iOS 17: its activation quantize/dequantize ops start there."""
+DEFAULT_OPSET = 17
+INPUT_STRIDE = 32
+"""The stem and the two patch merges stride by 32 in all."""
 
 
 @dataclass(frozen=True)
-class ExportConfig:
-    """Everything one export needs; validated on construction so exporters can trust it."""
+class ModelSpec:
+    """What model: a variant (``s1``…``s4``, or ``auto`` to infer it from ``weights``) and its weights."""
 
-    variant: str
-    target: str
-    out_dir: Path
-    precision: str = ""
-    weights: str | None = "imagenet"
-    input_size: int = 0
+    variant: str = "auto"
+    weights: str | Path | None = "imagenet"
+    """A checkpoint file, ``"imagenet"`` (the released weights, downloaded once) or None (random, not for deployment)."""
     num_classes: int = 1000
-    labels: Path | None = None
-    calib_dir: Path | None = None
+    labels: Path | Sequence[str] | None = None
+    input_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export: the target, its precision, calibration images and the target's own options."""
+
+    target: str
+    precision: str | None = None
+    calib: Path | None = None
     calib_count: int = DEFAULT_CALIB_COUNT
-    min_ios: str = DEFAULT_MIN_IOS
-    opset: int = 17
+    target_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where to write: the folder, whether an existing artifact may be replaced, and progress bars."""
+
+    out_dir: Path = Path("exports")
     force: bool = False
-    progress: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
+    progress: bool = False
 
-    def __post_init__(self) -> None:
-        from convert.errors import ConvertError
 
-        if self.target not in TARGETS:
-            raise ConvertError(f"unknown target {self.target!r}: choose one of {', '.join(TARGETS)}")
-        if not self.precision:
-            object.__setattr__(self, "precision", DEFAULT_PRECISION[self.target])
-        if self.precision not in PRECISIONS[self.target]:
-            raise ConvertError(
-                f"precision {self.precision!r} is not available for {self.target}: "
-                f"choose one of {', '.join(PRECISIONS[self.target])}"
-            )
-        if self.variant != "auto":
-            name = get_variant(self.variant).name
-            object.__setattr__(self, "variant", name)
-            if not self.input_size:
-                object.__setattr__(self, "input_size", get_variant(name).config.img_size)
-        elif not self.input_size:
-            object.__setattr__(self, "input_size", 224)
-        if self.precision in CALIBRATED_PRECISIONS and self.calib_dir is None:
-            raise ConvertError(
-                f"--precision {self.precision} calibrates activations on real images: pass --calib DIR "
-                "(a folder of photos; 32+ recommended)"
-            )
-        self._resolve_min_ios()
-        if self.calib_count < 1:
-            raise ConvertError(f"--calib-count must be at least 1, not {self.calib_count}")
-        if self.input_size < 32 or self.input_size % 32:
-            raise ConvertError(f"input size must be a multiple of 32 (the stem and two merges stride by 32), not {self.input_size}")
+@dataclass(frozen=True)
+class ExportPlan:
+    """An export validated against its target: the resolved precision and options and the file names."""
 
-    def _resolve_min_ios(self) -> None:
-        """``auto`` → iOS 16, or 17 for Core ML W8A8; an explicit target too old for W8A8 is an error, never rewritten."""
-        from convert.errors import ConvertError
+    target: Target
+    precision: str
+    options: dict[str, Any]
+    calib: Path | None
+    calib_count: int
+    output: OutputSpec
 
-        w8a8 = self.target == "coreml" and self.precision == "int8"
-        if self.min_ios not in MIN_IOS_CHOICES:
-            raise ConvertError(f"--min-ios {self.min_ios} is not supported: choose one of {', '.join(MIN_IOS_CHOICES)}")
-        if self.min_ios == "auto":
-            object.__setattr__(self, "min_ios", W8A8_MIN_IOS if w8a8 else "16")
-        elif w8a8 and int(self.min_ios) < int(W8A8_MIN_IOS):
-            raise ConvertError(
-                f"--precision int8 (W8A8) needs iOS {W8A8_MIN_IOS}+ for its int8 activation ops, but --min-ios is "
-                f"{self.min_ios}: pass --min-ios {W8A8_MIN_IOS} (or leave it out), or use --precision int8-weights for iOS {self.min_ios}"
-            )
-
-    @property
-    def stem(self) -> str:
+    def stem(self, variant: str) -> str:
         """File name without suffix, e.g. ``shvit_s3_fp16``."""
-        return f"shvit_{self.variant}_{self.precision.replace('-', '_')}"
+        return f"shvit_{variant}_{self.precision.replace('-', '_')}"
+
+    def artifact_name(self, variant: str) -> str:
+        return self.stem(variant) + self.target.suffix
+
+    def file_names(self, variant: str) -> list[str]:
+        """Everything the export writes: artifact, sidecar and the target's extra files."""
+        name = self.artifact_name(variant)
+        return [name, f"{name}.json", *self.target.extra_files(self.stem(variant))]
 
     @property
-    def artifact_path(self) -> Path:
-        return self.out_dir / f"{self.stem}{SUFFIX[self.target]}"
+    def calibrated(self) -> bool:
+        return self.precision in self.target.calibrated
+
+    def record(self) -> dict[str, Any]:
+        """The export settings as the sidecar records them."""
+        return {"target": self.target.name, "precision": self.precision, **self.options,
+                "calib_dir": str(self.calib) if self.calib else None, "calib_count": self.calib_count}
+
+
+def plan(options: ExportOptions, output: OutputSpec | None = None) -> ExportPlan:
+    """Validate ``options`` against the target registry: every argument error before any work."""
+    target = targets.get(options.target)
+    precision = targets.resolve_precision(target, options.precision)
+    if precision in target.calibrated and options.calib is None:
+        raise ArgumentError(
+            f"{{precision={precision}}} calibrates activations on real images: pass {{calib=DIR}} (a folder of photos; 32+ recommended)",
+            argument="calib",
+        )
+    if options.calib_count < 1:
+        raise ArgumentError(f"{{calib_count}} must be at least 1, not {options.calib_count}", argument="calib_count")
+    declared = {option.name for option in target.options}
+    foreign = sorted(set(options.target_options) - declared)
+    if foreign:
+        takes = ", ".join(sorted(declared)) or "no options of its own"
+        raise ArgumentError(f"{{{foreign[0]}}} does not apply to {{target={target.name}}} (it takes {takes})", argument=foreign[0])
+    resolved = target.resolve_options(precision, dict(options.target_options))
+    return ExportPlan(target, precision, resolved, Path(options.calib) if options.calib else None, options.calib_count,
+                      output or OutputSpec())
+
+
+def check_input_size(size: int) -> int:
+    if size < INPUT_STRIDE or size % INPUT_STRIDE:
+        raise ArgumentError(f"input size must be a multiple of {INPUT_STRIDE} (the stem and two merges stride by {INPUT_STRIDE}), "
+                            f"not {size}", argument="input_size")
+    return size

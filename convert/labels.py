@@ -1,10 +1,10 @@
-"""Class labels shipped inside exported models: ImageNet-1k by default, ``--labels FILE`` for fine-tunes."""
+"""Class labels shipped inside exported models: ImageNet-1k by default, a file or a list for fine-tunes."""
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
 
-from convert.errors import ConvertError
+from convert.errors import ArgumentError
 
 
 def imagenet_labels() -> list[str]:
@@ -13,25 +13,41 @@ def imagenet_labels() -> list[str]:
     return text.splitlines()
 
 
+def default_labels(num_classes: int) -> list[str]:
+    return imagenet_labels() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+
+
 def read_labels(path: Path, *, num_classes: int) -> list[str]:
     """One label per line, exactly ``num_classes`` of them, none blank, none repeated."""
     if not path.is_file():
-        raise ConvertError(f"labels file {path} does not exist or is not a file: pass a text file with one label per line")
+        raise ArgumentError(f"labels file {path} does not exist or is not a file: pass a text file with one label per line",
+                            argument="labels")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise ConvertError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line") from None
+        raise ArgumentError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line", argument="labels") from None
     while lines and not lines[-1].strip():
         lines.pop()
     blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
     if blank:
-        raise ConvertError(f"labels file {path} has blank lines (line {blank[0]}): remove them, one label per line")
-    labels = [line.strip() for line in lines]
+        raise ArgumentError(f"labels file {path} has blank lines (line {blank[0]}): remove them, one label per line", argument="labels")
+    return _checked([line.strip() for line in lines], num_classes=num_classes, what=f"labels file {path}", where="line")
+
+
+def validate_labels(labels: list[str], *, num_classes: int) -> list[str]:
+    """A labels list given from Python: one non-empty, unique string per class."""
+    if any(not isinstance(label, str) or not label.strip() for label in labels):
+        raise ArgumentError("labels must be non-empty strings, one per class", argument="labels")
+    return _checked([label.strip() for label in labels], num_classes=num_classes, what="labels", where="entry")
+
+
+def _checked(labels: list[str], *, num_classes: int, what: str, where: str) -> list[str]:
     if len(labels) != num_classes:
-        raise ConvertError(f"labels file {path} has {len(labels)} labels but the model has {num_classes} classes: give one label per class")
+        raise ArgumentError(f"{what} has {len(labels)} labels but the model has {num_classes} classes: give one label per class",
+                            argument="labels")
     seen: set[str] = set()
     for i, label in enumerate(labels):
         if label in seen:
-            raise ConvertError(f"labels file {path} repeats {label!r} (line {i + 1}): classifier labels must be unique")
+            raise ArgumentError(f"{what} repeats {label!r} ({where} {i + 1}): classifier labels must be unique", argument="labels")
         seen.add(label)
     return labels

@@ -1,9 +1,12 @@
 """The PyTorch side of every export: the published network as reference, and its deploy form.
 
-Fusion happens here, after the checkpoint is loaded, never before.
+Fusion happens here, after the checkpoint is loaded, never before. A model given as an
+``nn.Module`` (say, fine-tuned in a notebook) is copied, never modified.
 """
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +15,9 @@ import torch
 from torch import nn
 
 import shvit
-from convert.config import ExportConfig
-from convert.labels import imagenet_labels, read_labels
+from convert.config import ModelSpec, check_input_size
+from convert.errors import ArgumentError
+from convert.labels import default_labels, read_labels, validate_labels
 
 
 @dataclass
@@ -27,37 +31,82 @@ class ModelSource:
     pixel_model: nn.Module
     labels: list[str]
     weights_info: dict[str, str]
+    labels_file: Path | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
 
     @torch.no_grad()
-    def reference_logits(self, pixels: np.ndarray, *, batch: int = 16) -> np.ndarray:
-        """Logits of the published network on uint8 NHWC pixels, through the shared calib normalisation."""
+    def reference_logits(self, pixels: np.ndarray, *, batch: int = 16, progress: bool = False) -> np.ndarray:
+        """Logits of the published network on uint8 NHWC pixels, through the shared normalisation."""
         from calib import normalize
+        from shvit.progress import progress_bar
 
-        outs = [self.reference(torch.from_numpy(normalize(pixels[i : i + batch]))).numpy() for i in range(0, len(pixels), batch)]
+        outs = []
+        starts = range(0, len(pixels), batch)
+        for start in progress_bar(iterable=starts, desc="PyTorch reference", unit="batch", enabled=progress and len(pixels) > batch):
+            outs.append(self.reference(torch.from_numpy(normalize(pixels[start : start + batch]))).numpy())
         return np.concatenate(outs).astype(np.float32)
 
+    def record(self) -> dict[str, object]:
+        """The model as the sidecar records it."""
+        return {"variant": self.variant, "input_size": self.input_size, "num_classes": self.num_classes,
+                "labels": str(self.labels_file) if self.labels_file else None}
 
-def load_source(config: ExportConfig, *, random_init: bool = False) -> ModelSource:
-    weights = None if random_init else config.weights
-    if weights is None:
+
+def load_source(spec: ModelSpec) -> ModelSource:
+    """Load ``spec``'s checkpoint (or random weights when ``weights`` is None) and fuse it."""
+    variant = _variant_name(spec.variant)
+    if spec.weights is None:
         info = {"source": "random initialisation (not for deployment)"}
-        model = shvit.create_model(config.variant, num_classes=config.num_classes)
+        model = shvit.create_model(variant, num_classes=spec.num_classes)
     else:
-        path = shvit.resolve_weights(config.variant, weights) if str(weights) == "imagenet" and config.variant != "auto" else weights
-        model = shvit.create_model(config.variant, weights=path, num_classes=config.num_classes)
-        info = {"source": str(weights), "path": str(path), "sha256": shvit.weights.sha256_of(Path(path))}
-    num_classes = model.config.num_classes
-    labels = read_labels(config.labels, num_classes=num_classes) if config.labels else _default_labels(num_classes)
-    deploy = shvit.reparameterize(model)
+        path = shvit.resolve_weights(variant, spec.weights) if str(spec.weights) == "imagenet" and variant != "auto" else Path(spec.weights)
+        model = shvit.create_model(variant, weights=path, num_classes=spec.num_classes)
+        info = {"source": str(spec.weights), "path": str(path), "sha256": shvit.weights.sha256_of(path)}
+    size = spec.input_size or (shvit.get_variant(variant).config.img_size if variant != "auto" else model.config.img_size)
+    return _source(model, variant=variant, input_size=size, labels=spec.labels, weights_info=info)
+
+
+def source_from_module(module: nn.Module, *, labels: Path | Sequence[str] | None = None, input_size: int | None = None) -> ModelSource:
+    """A model object (unfused or already fused, any head size) as an export source."""
+    if not isinstance(module, nn.Module):
+        raise ArgumentError(f"model must be an nn.Module, a checkpoint path or a variant name, not {type(module).__name__}",
+                            argument="model")
+    config = getattr(module, "config", None)
+    if not isinstance(config, shvit.SHViTConfig):
+        raise ArgumentError(f"model is a {type(module).__name__}, not an SHViT (shvit.create_model builds one)", argument="model")
+    model = copy.deepcopy(module).eval()
+    fused = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    variant = next((v.name for v in shvit.VARIANTS.values() if v.config == config.with_classes(1000)), "auto")
+    size = input_size or config.img_size
+    info = {"source": f"in-memory {'fused ' if fused else ''}{type(module).__name__}"}
+    return _source(model, variant=variant, input_size=size, labels=labels, weights_info=info, fused=fused)
+
+
+def _source(model: nn.Module, *, variant: str, input_size: int, labels: Path | Sequence[str] | None, weights_info: dict[str, str],
+            fused: bool = False) -> ModelSource:
+    check_input_size(input_size)
+    with torch.no_grad():
+        num_classes = int(model(torch.zeros(1, 3, input_size, input_size)).shape[-1])
+    if isinstance(labels, (str, Path)):
+        names, labels_file = read_labels(Path(labels), num_classes=num_classes), Path(labels)
+    elif labels is not None:
+        names, labels_file = validate_labels(list(labels), num_classes=num_classes), None
+    else:
+        names, labels_file = default_labels(num_classes), None
+    deploy = model if fused else shvit.reparameterize(model)
     return ModelSource(
-        variant=config.variant, input_size=config.input_size, reference=model, deploy=deploy,
-        pixel_model=shvit.PixelInput(deploy).eval(), labels=labels, weights_info=info,
+        variant=variant, input_size=input_size, reference=model, deploy=deploy, pixel_model=shvit.PixelInput(deploy).eval(),
+        labels=names, weights_info=weights_info, labels_file=labels_file,
     )
 
 
-def _default_labels(num_classes: int) -> list[str]:
-    return imagenet_labels() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+def _variant_name(variant: str) -> str:
+    if variant == "auto":
+        return variant
+    try:
+        return shvit.get_variant(variant).name
+    except ValueError as exc:
+        raise ArgumentError(str(exc), argument="variant") from None

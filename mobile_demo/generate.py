@@ -1,27 +1,32 @@
-"""One entry point for both platforms, chosen by the model's suffix (``shvit-convert --demo`` uses it)."""
+"""One entry point for both platforms, chosen by the target that wrote the model (``shvit-convert --demo`` uses it)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from convert import targets
+from convert.errors import ArgumentError
 from mobile_demo.errors import DemoError
 
-PLATFORM_BY_SUFFIX: dict[str, str] = {".mlpackage": "ios", ".tflite": "android"}
+GENERATORS: dict[str, tuple[str, str]] = {
+    "ios": ("iOS", "mobile_demo.ios:generate_ios"),
+    "android": ("Android", "mobile_demo.android:generate_android"),
+}
+"""Demo platform (a target's ``demo_platform``) → its display name and generator."""
 
 
 def generate_demo(model_path: Path, out_dir: Path, *, force: bool = False, log: Callable[[str], None] | None = None) -> Path:
-    """Write the iOS app for a ``.mlpackage`` or the Android app for a ``.tflite`` to ``out_dir``."""
+    """Write the demo app of the platform ``model_path``'s target declares (iOS for ``.mlpackage``, Android for ``.tflite``)."""
+    import importlib
+
     model_path = Path(model_path)
-    platform = PLATFORM_BY_SUFFIX.get(model_path.suffix.lower())
-    if platform == "ios":
-        from mobile_demo.ios import generate_ios
-
-        return generate_ios(model_path, Path(out_dir), force=force, log=log)
-    if platform == "android":
-        from mobile_demo.android import generate_android
-
-        return generate_android(model_path, Path(out_dir), force=force, log=log)
-    raise DemoError(
-        f"no demo app for {model_path.name}: pass a .mlpackage (iOS app) or a .tflite (Android app); "
-        ".onnx models have no demo app"
-    )
+    try:
+        platform = targets.for_path(model_path).demo_platform
+    except ArgumentError:
+        platform = None
+    if platform not in GENERATORS:
+        apps = [f"a {t.suffix} ({GENERATORS[t.demo_platform][0]} app)" for t in targets.available() if t.demo_platform in GENERATORS]
+        others = [t.suffix for t in targets.available() if t.demo_platform not in GENERATORS]
+        raise DemoError(f"no demo app for {model_path.name}: pass {' or '.join(apps)}; {', '.join(others)} models have no demo app")
+    module, function = GENERATORS[platform][1].split(":")
+    return getattr(importlib.import_module(module), function)(model_path, Path(out_dir), force=force, log=log)

@@ -7,17 +7,14 @@ demo; ``--force`` replaces only a folder this tool wrote (it carries :data:`MARK
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from convert.artifacts import DISK_FULL, created_folders, output_dir_problem, sweep_stale_staging
+from convert.io.staging import DISK_FULL, TREE_STAGING_PREFIX, output_dir_problem, replace, staging_folder, sweep_stale
 from mobile_demo.errors import DemoError
 
 MARKER = "shvit-demo.json"
-STAGING_PREFIX = ".shvit-demo-staging-"
+STAGING_PREFIX = TREE_STAGING_PREFIX
 
 
 def generator_name() -> str:
@@ -57,31 +54,17 @@ def staged_tree(out_dir: Path, *, model: Path, force: bool) -> Iterator[Path]:
     """Yield an empty staging folder beside ``out_dir``; on success it becomes ``out_dir``."""
     parent = out_dir.resolve().parent
     if parent.is_dir():
-        sweep_stale_staging(parent, prefix=STAGING_PREFIX)
+        sweep_stale(parent, prefix=STAGING_PREFIX)
     check_destination(out_dir, model=model, force=force)
-    with created_folders(parent):
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
-        try:
-            yield staging
-            _swap_in(staging, out_dir.resolve())
-        except OSError as exc:
-            if exc.errno in DISK_FULL:
-                raise DemoError(f"no space left on the device writing to {out_dir} (no partial files left): "
-                                "free some space or pass another --out") from exc
-            raise DemoError(f"could not write the demo to {out_dir}: {exc.strerror or exc}; nothing was written") from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
+    def disk_full() -> DemoError:
+        return DemoError(f"no space left on the device writing to {out_dir} (no partial files left): free some space or pass another --out")
 
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    trash = out_dir.with_name(f"{STAGING_PREFIX}{os.getpid()}-old-{out_dir.name}")
-    os.replace(out_dir, trash)
     try:
-        os.replace(staging, out_dir)
-    except BaseException:
-        os.replace(trash, out_dir)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+        with staging_folder(parent, prefix=STAGING_PREFIX, disk_full=disk_full) as staging:
+            yield staging
+            replace(staging, out_dir.resolve())
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise disk_full() from exc
+        raise DemoError(f"could not write the demo to {out_dir}: {exc.strerror or exc}; nothing was written") from exc

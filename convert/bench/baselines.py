@@ -1,81 +1,74 @@
-"""The plain conversions our Core ML and TFLite exports are measured against, made by their own code.
+"""The plain conversions our exports are measured against, made by their targets' own code.
 
-The TFLite and Core ML packages own what a "plain" conversion is; this
-module only calls them and writes the result beside the benchmark's exports, so one run shows ours
-and the baselines side by side. A baseline whose code is missing becomes a row that says so.
+Each target owns what its "plain" conversion is (:class:`convert.targets.PlainBaseline` and its
+``export_plain``); this module only asks the registry and writes the result beside the benchmark's
+exports, so one run shows ours and the baselines side by side.
 """
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from convert import targets
 from convert.errors import NotBuiltYet
+from convert.io.scratch import Scratch
+from convert.io.staging import STAGING_PREFIX
+from convert.source import ModelSource
+from convert.targets import PlainBaseline, Target
 
 Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """One plain conversion; ``not_comparable`` says why its outputs cannot be checked against PyTorch, if so."""
+    """One target's plain conversion, as a benchmark row."""
 
-    name: str
-    target: str
-    precision: str
-    description: str
-    suffix: str
-    make: Callable[[Any, Path, int, Log], None]
-    not_comparable: str = ""
+    target: Target
+    plain: PlainBaseline
+
+    @property
+    def precision(self) -> str:
+        return self.plain.precision
+
+    @property
+    def description(self) -> str:
+        return self.plain.description
+
+    @property
+    def not_comparable(self) -> str:
+        return self.plain.not_comparable
 
     @property
     def label(self) -> str:
-        return f"{self.target} {self.precision} (plain)"
+        return f"{self.target.name} {self.precision} (plain)"
 
     def filename(self, variant: str) -> str:
-        return f"shvit_{variant}_{self.precision.replace('-', '_')}_plain{self.suffix}"
+        return f"shvit_{variant}_{self.precision.replace('-', '_')}_plain{self.target.suffix}"
 
 
-def _tflite_plain(source: Any, path: Path, input_size: int, log: Log) -> None:
-    """convert.tflite's plain path: pixel-input fused model → ONNX opset 17 → onnx2tf defaults."""
-    try:
-        from convert.tflite.export import export_tflite
-    except ImportError as exc:
-        raise NotBuiltYet(f"no TFLite exporter in this version ({exc})") from None
-    export_tflite(source.pixel_model, {"fp32": path}, input_size=input_size, labels=source.labels, rewrite=False, log=log)
+def baselines_for(names: Iterable[str]) -> list[Baseline]:
+    """The baselines of the targets named, in registry order."""
+    wanted = set(names)
+    found = []
+    for target in targets.available():
+        plain = targets.baseline_of(target)
+        if target.name in wanted and plain is not None:
+            found.append(Baseline(target, plain))
+    return found
 
 
-def _coreml_plain(source: Any, path: Path, input_size: int, log: Log) -> None:
-    """convert.coreml's plain conversion: ``ct.convert`` of the traced fused model, coremltools' defaults."""
-    try:
-        from convert.coreml.export import plain_conversion
-    except ImportError as exc:
-        raise NotBuiltYet(f"no Core ML exporter in this version ({exc})") from None
-    plain_conversion(source.deploy, input_size).save(str(path))
-
-
-BASELINES: tuple[Baseline, ...] = (
-    Baseline("coreml-plain", "coreml", "fp16", "ct.convert of the traced fused model, defaults", ".mlpackage", _coreml_plain,
-             not_comparable="a tensor-input program without classifier head: not checked against PyTorch here"),
-    Baseline("tflite-plain", "tflite", "fp32", "fused model → ONNX opset 17 → onnx2tf defaults", ".tflite", _tflite_plain),
-)
-
-
-def baselines_for(targets: set[str]) -> list[Baseline]:
-    return [b for b in BASELINES if b.target in targets]
-
-
-def export_baseline(baseline: Baseline, source: Any, path: Path, *, input_size: int, log: Log) -> Path:
+def export_baseline(baseline: Baseline, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> Path:
     """Write ``baseline``'s model for ``source`` to ``path``: complete or not at all."""
-    log(f"→ exporting the plain {baseline.target} baseline ({baseline.description})")
+    log(f"→ exporting the plain {baseline.target.name} baseline ({baseline.description})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    partial = path.with_name(f"{STAGING_PREFIX}{os.getpid()}-partial-{path.name}")
     try:
-        baseline.make(source, partial, input_size, log)
+        baseline.target.export_plain(source, partial, scratch=scratch, log=log)  # type: ignore[attr-defined]
         if not partial.exists():
-            raise NotBuiltYet(f"the {baseline.name} conversion wrote no file")
+            raise NotBuiltYet(f"the plain {baseline.target.name} conversion wrote no file")
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(partial, path)

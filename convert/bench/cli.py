@@ -7,23 +7,10 @@ from pathlib import Path
 
 import click
 
-from convert.bench.latency import host_description
 from convert.bench.output import draw_chart, format_table, write_csv, write_json
-from convert.bench.run import BenchRow, BenchSettings, bench_variant, export_config, parse_target
+from convert.bench.run import DEFAULT_COUNT, DEFAULT_RUNS, DEFAULT_WARMUP, BenchSettings, default_targets, run_bench
 from convert.cliutil import EXIT_ERROR, run_command
-from convert.config import DEFAULT_CALIB_COUNT, TARGETS, ExportConfig
-from convert.validate.check import load_images
-
-DEFAULT_RUNS = 50
-DEFAULT_WARMUP = 10
-DEFAULT_COUNT = 64
-VARIANT_NAMES = ("s1", "s2", "s3", "s4", "auto")
-
-
-def _log(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
+from convert.config import DEFAULT_CALIB_COUNT
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -39,7 +26,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--variant", "variants", multiple=True, required=True,
               help="SHViT size(s) to benchmark: s1, s2, s3, s4 (repeat or comma-separate), or 'auto' with --weights PATH.")
-@click.option("--target", "targets", multiple=True, default=TARGETS, show_default=True,
+@click.option("--target", "targets", multiple=True, default=default_targets(), show_default=True,
               help="TARGET[:PRECISION] to export and time, e.g. tflite:int8 (repeatable). PyTorch is always the reference.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="'imagenet' (released weights, per variant, cached) or a checkpoint PATH (one variant only).")
@@ -76,66 +63,20 @@ def bench_command(
     PyTorch eager for the reference; Core ML only on macOS). Writes bench.csv, bench.json and a
     speed–accuracy chart bench.png. Exits non-zero if any of our exports fails or misses its tolerance.
     """
-    from convert.artifacts import check_output_dir
-    from convert.pipeline import check_image_folders
-    from convert.source import load_source
-
-    names = _split(variants)
-    for name in names:
-        if name not in VARIANT_NAMES:
-            raise click.UsageError(f"unknown variant {name!r}: choose from {', '.join(VARIANT_NAMES)}")
-    specs = list(dict.fromkeys(parse_target(t) for t in _split(targets)))
-    if (labels_from_folders or labels_file) and images_dir is None:
-        raise click.UsageError("--labels-from-folders/--labels-file need --images DIR")
-    if labels_from_folders and labels_file is not None:
-        raise click.UsageError("pass either --labels-from-folders or --labels-file, not both")
-    for option, value, low in (("--runs", runs, 1), ("--warmup", warmup, 0), ("--threads", threads, 1), ("--count", count, 0)):
-        if value < low:
-            raise click.UsageError(f"{option} must be at least {low}, not {value}")
-    if random_init and "auto" in names:
-        raise click.UsageError("--variant auto infers the architecture from --weights PATH; it cannot be combined with --random-init")
-    if not random_init and weights != "imagenet" and len(names) > 1:
-        raise click.UsageError(f"--weights {weights} is one checkpoint: benchmark one variant with it, or use --weights imagenet")
-    needs_calib = any(spec.precision == "int8" for spec in specs)
-    check_image_folders({"--calib": calib_dir if needs_calib else None, "--images": images_dir})
-    check_output_dir(out_dir)
     settings = BenchSettings(out_dir=out_dir, weights=None if random_init else weights, runs=runs, warmup=warmup, threads=threads,
                              input_size=input_size, labels=labels, calib_dir=calib_dir, calib_count=calib_count,
-                             reexport=reexport, baselines=baselines)
-    sizes = {name: ExportConfig(variant=name, target="onnx", out_dir=out_dir, input_size=input_size or 0).input_size for name in names}
-    for name in names:
-        for spec in specs:
-            export_config(name, spec, settings, input_size=sizes[name])  # bad combinations fail here, before any work
-    if calib_dir is not None and needs_calib:
-        import calib
-
-        for size in sorted(set(sizes.values())):  # decoded once here (and cached): a folder of bad files fails before any export
-            calib.load_folder(calib_dir, size=size, count=calib_count, seed=0)
-    rows: list[BenchRow] = []
-    labelled = False
-    for name in names:
-        _log(f"━━ SHViT-{name.upper()} ━━")
-        config = ExportConfig(variant=name, target="onnx", out_dir=out_dir, weights=settings.weights, input_size=sizes[name], labels=labels)
-        source = load_source(config, random_init=random_init)
-        images = load_images(images_dir, size=sizes[name], count=count, class_names=source.labels,
-                             labels_from_folders=labels_from_folders, labels_file=labels_file,
-                             sorted_order=labels is None and source.num_classes == 1000)
-        labelled = images.truth is not None
-        _log(f"→ images: {images.description}")
-        rows += bench_variant(name, specs, source=source, images=images, images_dir=images_dir, settings=settings, log=_log)
-    host = host_description()
-    click.echo(f"Host: {host}; batch 1, {threads} thread(s), median/p90 of {runs} runs after {warmup} warm-up")
-    click.echo("\n".join(format_table(rows, labelled=labelled)))
-    record = {"variants": names, "targets": [s.label for s in specs], "weights": weights if not random_init else "random init",
-              "images": str(images_dir) if images_dir else "generated", "count": count, "runs": runs, "warmup": warmup,
-              "threads": threads, "baselines": baselines, "labelled": labelled}
-    write_csv(rows, out_dir / "bench.csv")
-    write_json(rows, out_dir / "bench.json", settings=record, host=host)
-    draw_chart(rows, out_dir / "bench.png", labelled=labelled, host=host, threads=threads)
+                             reexport=reexport, baselines=baselines, progress=True)
+    result = run_bench(_split(variants), _split(targets), settings=settings, random_init=random_init, images_dir=images_dir,
+                       labels_from_folders=labels_from_folders, labels_file=labels_file, count=count)
+    click.echo(f"Host: {result.host}; batch 1, {threads} thread(s), median/p90 of {runs} runs after {warmup} warm-up")
+    click.echo("\n".join(format_table(result.rows, labelled=result.labelled)))
+    write_csv(result.rows, out_dir / "bench.csv")
+    write_json(result.rows, out_dir / "bench.json", settings=result.settings, host=result.host)
+    draw_chart(result.rows, out_dir / "bench.png", labelled=result.labelled, host=result.host, threads=threads)
     click.echo(f"Wrote {out_dir / 'bench.csv'}, {out_dir / 'bench.json'}, {out_dir / 'bench.png'}")
-    bad = [r for r in rows if not r.ok]
-    if bad:
-        click.echo("✗ " + "; ".join(f"SHViT-{r.variant.upper()} {r.name}: {r.export if r.export != 'exported' and r.export != 'reused' else r.parity}" for r in bad), err=True)
+    if result.failed:
+        click.echo("✗ " + "; ".join(f"SHViT-{r.variant.upper()} {r.name}: {r.export if r.export not in ('exported', 'reused') else r.parity}"
+                                    for r in result.failed), err=True)
         return EXIT_ERROR
     return 0
 

@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from convert.validate.runner import ChildFailure, report_child_error, run_child
+from convert import targets
+from convert.io.child import ChildFailure, report_child_error, run_child
+from convert.io.scratch import Scratch
+from convert.validate.runner import child_target
 
 DEFAULT_TIMEOUT_S = 900.0
-KINDS = ("pytorch", "onnx", "tflite", "coreml")
-OFF_MACOS = "unavailable off macOS (Core ML runs only on Apple platforms)"
+PYTORCH = "pytorch"
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,25 @@ def host_description() -> str:
 
 
 def measure(
-    kind: str, *, input_size: int, runs: int, warmup: int, threads: int, artifact: Path | None = None,
+    kind: str, *, input_size: int, runs: int, warmup: int, threads: int, scratch: Scratch, artifact: Path | None = None,
     variant: str | None = None, weights: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Latency:
-    """Latency of one model in its runtime (``kind``); raises LatencyUnavailable with a one-line reason."""
-    if kind == "coreml" and sys.platform != "darwin":
-        raise LatencyUnavailable(OFF_MACOS)
-    spec = {"kind": kind, "artifact": str(artifact) if artifact else None, "variant": variant, "weights": weights,
+    """Latency of one model in its runtime: ``kind`` is ``pytorch`` (the reference, from ``variant`` and
+    ``weights``) or a target's name (``artifact``); raises LatencyUnavailable with a one-line reason."""
+    where = ["pytorch", ""]
+    if kind != PYTORCH:
+        target = targets.get(kind)
+        reason = target.latency_unavailable()
+        if reason:
+            raise LatencyUnavailable(reason)
+        where = [type(target).__module__, target.name]
+    spec = {"where": where, "artifact": str(artifact) if artifact else None, "variant": variant, "weights": weights,
             "input_size": input_size, "runs": runs, "warmup": warmup, "threads": threads}
-    with tempfile.TemporaryDirectory(prefix="shvit-bench-") as tmp:
-        out = Path(tmp) / "latency.json"
+    with scratch.temporary("shvit-bench-") as tmp:
+        out = tmp / "latency.json"
         try:
             run_child(["convert.bench.latency", json.dumps(spec), str(out)], timeout_s=timeout_s,
-                      env={"OMP_NUM_THREADS": str(threads)})
+                      env={"OMP_NUM_THREADS": str(threads), **scratch.child_env()})
         except ChildFailure as exc:
             raise LatencyUnavailable(exc.describe("the runtime", "while timing the model")) from None
         if not out.exists():
@@ -122,68 +129,15 @@ def _pytorch(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
     return step, f"PyTorch {torch.__version__.split('+')[0]} eager (unfused), {spec['threads']} thread(s)"
 
 
-def _onnx(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = spec["threads"]
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(spec["artifact"], options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    feed = {name: _pixels(spec["input_size"]).astype(np.float32).transpose(0, 3, 1, 2).copy()}
-    return (lambda: session.run(None, feed)), f"ONNX Runtime {ort.__version__} (CPU), {spec['threads']} thread(s)"
-
-
-def _tflite(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
-    from ai_edge_litert import __version__ as litert_version
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=spec["artifact"], num_threads=spec["threads"])
-    interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    pixels = _pixels(spec["input_size"])
-    if list(detail["shape"][1:]) != list(pixels.shape[1:]):
-        pixels = pixels.transpose(0, 3, 1, 2)
-    if detail["dtype"] == np.uint8:
-        x = pixels.astype(np.uint8)
-    elif detail["dtype"] == np.int8:
-        scale, zero = detail["quantization"]
-        x = np.clip(np.round(pixels / scale + zero), -128, 127).astype(np.int8)
-    else:
-        x = pixels.astype(detail["dtype"])
-    x = np.ascontiguousarray(x)
-
-    def step() -> object:
-        interpreter.set_tensor(detail["index"], x)
-        interpreter.invoke()
-        return None
-
-    return step, f"LiteRT {litert_version} (XNNPACK), {spec['threads']} thread(s)"
-
-
-def _coreml(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
-    import coremltools as ct
-    from PIL import Image
-
-    model = ct.models.MLModel(spec["artifact"], compute_units=ct.ComputeUnit.ALL)
-    first = model.get_spec().description.input[0]
-    pixels = _pixels(spec["input_size"])
-    if first.type.WhichOneof("Type") == "imageType":
-        feed = {first.name: Image.fromarray(pixels[0])}
-    else:
-        feed = {first.name: pixels.astype(np.float32).transpose(0, 3, 1, 2)}
-    return (lambda: model.predict(feed)), f"Core ML {ct.__version__} (compute units ALL)"
-
-
-_RUNTIMES: dict[str, Callable[[dict[str, Any]], tuple[Callable[[], object], str]]] = {
-    "pytorch": _pytorch, "onnx": _onnx, "tflite": _tflite, "coreml": _coreml,
-}
-
-
 def _child(spec_json: str, out: str) -> int:
     try:
         spec = json.loads(spec_json)
-        step, runtime = _RUNTIMES[spec["kind"]](spec)
+        module, name = spec["where"]
+        if module == PYTORCH:
+            step, runtime = _pytorch(spec)
+        else:
+            target = child_target(module, name)
+            step, runtime = target.timer(Path(spec["artifact"]), _pixels(spec["input_size"]), threads=spec["threads"])
         times = time_runs(step, runs=spec["runs"], warmup=spec["warmup"])
         Path(out).write_text(json.dumps({"runtime": runtime, "times_ms": times}))
     except Exception as exc:  # reported to the parent as one line
@@ -193,7 +147,7 @@ def _child(spec_json: str, out: str) -> int:
 
 
 if __name__ == "__main__":
-    from convert.scratch import exit_with_parent
+    from convert.io.scratch import exit_with_parent
 
     exit_with_parent()
     sys.exit(_child(sys.argv[1], sys.argv[2]))

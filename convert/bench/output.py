@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.bench.run import EXPORT_FAILED, NOT_BUILT, OURS, REFERENCE, BenchRow
-from convert.artifacts import write_atomic
+from convert.io.staging import write_atomic
 from convert.validate.report import drop, grid, pct, pyplot, with_change
 
 SCHEMA = "shvit-bench/1"

@@ -1,30 +1,43 @@
-"""One benchmark variant: export (or reuse) every target, check all against PyTorch at once, time each.
+"""The benchmark: export (or reuse) every target, check all against PyTorch at once, time each.
 
-Exports go through :func:`convert.pipeline.run_export` (the same path as ``shvit-convert``);
-parity and accuracy through :func:`convert.validate.check.check_artifacts` (the same as
-``shvit-check``), so a benchmark row and a user's own check can never disagree.
+Exports go through :func:`convert.api.pipeline.run_export` (the same path as ``shvit-convert``);
+parity and accuracy through :func:`convert.validate.checker.check_artifacts` (the same as
+``shvit-check``), so a benchmark row and a user's own check can never disagree. Which targets,
+precisions and baselines exist comes from the target registry.
 """
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import shvit
+from convert import targets
+from convert.api.pipeline import run_export
 from convert.bench.baselines import Baseline, baselines_for, export_baseline
-from convert.bench.latency import OFF_MACOS, Latency, LatencyUnavailable, measure
-from convert.config import DEFAULT_PRECISION, PRECISIONS, TARGETS, ExportConfig
-from convert.errors import ConvertError, NotBuiltYet, ToleranceError
-from convert.source import ModelSource
+from convert.bench.latency import PYTORCH, Latency, LatencyUnavailable, host_description, measure
+from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, ModelSpec, OutputSpec, check_input_size, plan
+from convert.errors import ConvertError, NotBuiltYet, UsageError
+from convert.images import EvalImages, check_image_folders, check_image_options, load_images
+from convert.io.scratch import Scratch
+from convert.io.sidecar import read_sidecar
+from convert.io.staging import check_output_dir
+from convert.source import ModelSource, load_source
 from convert.validate.accuracy import Accuracy
-from convert.validate.artifact_info import ArtifactInfo, inspect, read_sidecar
-from convert.validate.check import EvalImages, check_artifacts, reference_logits, reference_runtime
+from convert.validate.artifact_info import ArtifactInfo, inspect
+from convert.validate.checker import check_artifacts, reference_runtime
 from convert.validate.report import CRASH, ERROR, MISMATCH, ArtifactResult
 
 Log = Callable[[str], None]
 OURS, BASELINE, REFERENCE = "ours", "baseline", "reference"
 EXPORTED, REUSED, NOT_BUILT, EXPORT_FAILED = "exported", "reused", "not built", "export failed"
+VARIANT_NAMES = ("s1", "s2", "s3", "s4", "auto")
+DEFAULT_RUNS = 50
+DEFAULT_WARMUP = 10
+DEFAULT_COUNT = 64
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,29 +52,32 @@ class TargetSpec:
 
 def parse_target(text: str) -> TargetSpec:
     """``tflite`` or ``tflite:int8`` → a validated target/precision pair."""
-    target, _, precision = text.strip().lower().partition(":")
-    if target not in TARGETS:
-        raise ConvertError(f"unknown target {target!r} in --target {text}: choose one of {', '.join(TARGETS)} (optionally :precision)")
-    precision = precision or DEFAULT_PRECISION[target]
-    if precision not in PRECISIONS[target]:
-        raise ConvertError(f"precision {precision!r} is not available for {target}: choose one of {', '.join(PRECISIONS[target])}")
-    return TargetSpec(target, precision)
+    name, _, precision = text.strip().lower().partition(":")
+    if name not in targets.names():
+        raise UsageError(f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} (optionally :precision)",
+                         argument="target")
+    target = targets.get(name)
+    return TargetSpec(name, targets.resolve_precision(target, precision or None))
+
+
+def default_targets() -> tuple[str, ...]:
+    return tuple(t.name for t in targets.available())
 
 
 @dataclass
 class BenchSettings:
     out_dir: Path
     weights: str | None
-    runs: int = 50
-    warmup: int = 10
+    runs: int = DEFAULT_RUNS
+    warmup: int = DEFAULT_WARMUP
     threads: int = 1
     input_size: int | None = None
     labels: Path | None = None
     calib_dir: Path | None = None
-    calib_count: int = 32
+    calib_count: int = DEFAULT_CALIB_COUNT
     reexport: bool = False
     baselines: bool = True
-    progress: bool = True
+    progress: bool = False
 
 
 @dataclass
@@ -101,55 +117,64 @@ class BenchRow:
         return self.kind != OURS or (self.export in (EXPORTED, REUSED) and self.check is not None and self.check.passed)
 
 
-def export_config(variant: str, spec: TargetSpec, settings: BenchSettings, *, input_size: int) -> ExportConfig:
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    labelled: bool
+    host: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[BenchRow]:
+        return [r for r in self.rows if not r.ok]
+
+
+def export_plan(spec: TargetSpec, settings: BenchSettings, variant: str) -> ExportPlan:
     """Validated up front for every variant × target, so a bad combination fails before any slow work."""
-    return ExportConfig(
-        variant=variant, target=spec.target, out_dir=settings.out_dir / "exports" / variant, precision=spec.precision,
-        weights=settings.weights, input_size=input_size, labels=settings.labels, calib_dir=settings.calib_dir,
-        calib_count=settings.calib_count, force=True, progress=settings.progress,
-    )
+    options = ExportOptions(target=spec.target, precision=spec.precision, calib=settings.calib_dir, calib_count=settings.calib_count)
+    return plan(options, OutputSpec(out_dir=settings.out_dir / "exports" / variant, force=True, progress=settings.progress))
 
 
-def reusable(config: ExportConfig, source: ModelSource) -> bool:
+def reusable(export: ExportPlan, source: ModelSource) -> bool:
     """An earlier export of the same weights and settings, untouched since (its sidecar's hash matches)."""
-    path = config.artifact_path
+    path = export.output.out_dir / export.artifact_name(source.variant)
     if not path.exists():
         return False
     sidecar, _ = read_sidecar(path)
     if sidecar is None or not source.weights_info.get("sha256"):
         return False
     recorded = sidecar.get("config", {})
-    wanted = {"variant": config.variant, "target": config.target, "precision": config.precision, "input_size": config.input_size,
-              "labels": str(config.labels) if config.labels else None}
-    if config.precision == "int8":
-        wanted |= {"calib_dir": str(config.calib_dir), "calib_count": config.calib_count}
+    wanted = {**source.record(), **export.record()}
+    if not export.calibrated:
+        wanted = {k: v for k, v in wanted.items() if k not in ("calib_dir", "calib_count")}
     return all(recorded.get(k) == v for k, v in wanted.items()) and sidecar.get("weights", {}).get("sha256") == source.weights_info["sha256"]
 
 
-def export_ours(config: ExportConfig, source: ModelSource, *, images_dir: Path | None, settings: BenchSettings, log: Log) -> tuple[str, str]:
+def export_ours(export: ExportPlan, source: ModelSource, *, images_dir: Path | None, settings: BenchSettings, scratch: Scratch,
+                log: Log) -> tuple[str, str]:
     """(status, detail) of one export through the pipeline; a failed parity keeps the artifact (the check reports it)."""
-    from convert.pipeline import run_export
-
-    if not settings.reexport and reusable(config, source):
-        log(f"→ reusing {config.artifact_path} (same weights and settings; --reexport to redo)")
+    path = export.output.out_dir / export.artifact_name(source.variant)
+    if not settings.reexport and reusable(export, source):
+        log(f"→ reusing {path} (same weights and settings; --reexport to redo)")
         return REUSED, ""
-    log(f"→ exporting {config.target} {config.precision}")
+    log(f"→ exporting {export.target.name} {export.precision}")
     try:
-        run_export(config, images_dir=images_dir, source=source, log=log)
-    except ToleranceError as exc:
-        return EXPORTED, f"parity failed at export: {'; '.join(exc.failures)}"
+        result = run_export(export, source, images=images_dir, scratch=scratch)
     except NotBuiltYet as exc:
         return NOT_BUILT, str(exc)
     except ConvertError as exc:
         return EXPORT_FAILED, str(exc)
+    if not result.passed:
+        failures = [f"{name} {detail} ✗" for name, ok, detail in result.tolerance.checklist(result.parity) if not ok]
+        return EXPORTED, f"parity failed at export: {'; '.join(failures)}"
     return EXPORTED, ""
 
 
-def export_plain(baseline: Baseline, source: ModelSource, folder: Path, *, input_size: int, variant: str, log: Log) -> tuple[str, str, Path | None]:
+def export_plain(baseline: Baseline, source: ModelSource, folder: Path, *, scratch: Scratch, log: Log) -> tuple[str, str, Path | None]:
     """(status, detail, path) of one plain baseline conversion, written next to our exports."""
-    path = folder / baseline.filename(variant)
+    path = folder / baseline.filename(source.variant)
     try:
-        export_baseline(baseline, source, path, input_size=input_size, log=log)
+        export_baseline(baseline, source, path, scratch=scratch, log=log)
     except NotBuiltYet as exc:
         return NOT_BUILT, str(exc), None
     except ConvertError as exc:
@@ -157,66 +182,120 @@ def export_plain(baseline: Baseline, source: ModelSource, folder: Path, *, input
     return EXPORTED, baseline.description, path
 
 
-def _latency(row: BenchRow, *, settings: BenchSettings, input_size: int, log: Log, **model: Any) -> None:
+def _latency(row: BenchRow, *, settings: BenchSettings, input_size: int, scratch: Scratch, log: Log, **model: Any) -> None:
     if row.check is not None and row.check.status in (CRASH, MISMATCH, ERROR):
         row.latency_note = f"not measured: {row.check.status} in the parity check"
-        return
-    if row.target == "coreml" and sys.platform != "darwin":
-        row.latency_note = OFF_MACOS
         return
     log(f"→ timing {row.name} ({settings.warmup} warm-up + {settings.runs} runs, {settings.threads} thread(s))")
     try:
         row.latency = measure(row.target, input_size=input_size, runs=settings.runs, warmup=settings.warmup,
-                              threads=settings.threads, **model)
+                              threads=settings.threads, scratch=scratch, **model)
     except LatencyUnavailable as exc:
         row.latency_note = str(exc)
 
 
 def bench_variant(
     variant: str, specs: list[TargetSpec], *, source: ModelSource, images: EvalImages, images_dir: Path | None,
-    settings: BenchSettings, log: Log,
+    settings: BenchSettings, scratch: Scratch, log: Log,
 ) -> list[BenchRow]:
     """Every row for one variant: the PyTorch reference, our exports, then the plain baselines."""
-    import shvit
-
     size = source.input_size
     macs = shvit.count_macs(source.reference, size)
-    rows = [BenchRow(variant, "pytorch (reference)", "pytorch", "fp32", REFERENCE, "reference", reference_runtime(), macs=macs)]
+    rows = [BenchRow(variant, "pytorch (reference)", PYTORCH, "fp32", REFERENCE, "reference", reference_runtime(), macs=macs)]
     planned: list[tuple[BenchRow, Path | None]] = []
     for spec in specs:
-        config = export_config(variant, spec, settings, input_size=size)
-        status, detail = export_ours(config, source, images_dir=images_dir, settings=settings, log=log)
-        path = config.artifact_path if status in (EXPORTED, REUSED) else None
+        export = export_plan(spec, settings, variant)
+        status, detail = export_ours(export, source, images_dir=images_dir, settings=settings, scratch=scratch, log=log)
+        path = export.output.out_dir / export.artifact_name(source.variant) if status in (EXPORTED, REUSED) else None
         planned.append((BenchRow(variant, spec.label, spec.target, spec.precision, OURS, status, detail, path, macs=macs), path))
     if settings.baselines:
         folder = settings.out_dir / "exports" / variant
-        for baseline in baselines_for({s.target for s in specs}):
-            status, detail, path = export_plain(baseline, source, folder, input_size=size, variant=variant, log=log)
-            row = BenchRow(variant, baseline.label, baseline.target, baseline.precision, BASELINE, status, detail, path, macs=macs,
-                           not_comparable=baseline.not_comparable if path else "")
+        for baseline in baselines_for(s.target for s in specs):
+            status, detail, path = export_plain(baseline, source, folder, scratch=scratch, log=log)
+            row = BenchRow(variant, baseline.label, baseline.target.name, baseline.precision, BASELINE, status, detail, path,
+                           macs=macs, not_comparable=baseline.not_comparable if path else "")
             planned.append((row, path))
-    reference = reference_logits(source, images.pixels, progress=settings.progress)
+    reference = source.reference_logits(images.pixels, progress=settings.progress)
     infos: dict[Path, ArtifactInfo] = {}
     for row, path in planned:
         if path is not None:
-            info = infos[path] = inspect(path, read_graph=True)
+            info = infos[path] = inspect(path, scratch=scratch, read_graph=True)
             row.size_bytes, row.ops = info.size_bytes, info.ops
     comparable = [infos[path] for row, path in planned if path is not None and not row.not_comparable]
-    report = check_artifacts(comparable, source=source, images=images, threads=settings.threads,
-                             log=log, progress=settings.progress, reference=reference)
+    report = check_artifacts(comparable, source=source, images=images, scratch=scratch, threads=settings.threads,
+                             progress=settings.progress, reference=reference)
     results = {r.path: r for r in report.artifacts}
     weights = source.weights_info.get("path")
-    _latency(rows[0], settings=settings, input_size=size, log=log, variant=variant, weights=weights)
+    _latency(rows[0], settings=settings, input_size=size, scratch=scratch, log=log, variant=variant, weights=weights)
     rows[0].accuracy = rows[0].reference_accuracy = report.reference_accuracy
     for row, path in planned:
         if path is not None:
             row.check = results.get(path)
             if row.check is not None:
                 row.accuracy, row.reference_accuracy = row.check.accuracy, report.reference_accuracy
-            _latency(row, settings=settings, input_size=size, log=log, artifact=path)
+            _latency(row, settings=settings, input_size=size, scratch=scratch, log=log, artifact=path)
         rows.append(row)
     if rows[0].latency is not None:
         for row in rows:
             if row.latency is not None:
                 row.speedup = rows[0].latency.median_ms / row.latency.median_ms
     return rows
+
+
+def run_bench(
+    variants: Sequence[str], target_specs: Sequence[str], *, settings: BenchSettings, random_init: bool = False,
+    images_dir: Path | None = None, labels_from_folders: bool = False, labels_file: Path | None = None, count: int = DEFAULT_COUNT,
+) -> BenchResult:
+    """Every variant × ``TARGET[:PRECISION]``, checked and timed; every argument is validated before any slow work."""
+    log = _logger.info
+    for name in variants:
+        if name not in VARIANT_NAMES:
+            raise UsageError(f"unknown variant {name!r}: choose from {', '.join(VARIANT_NAMES)}", argument="variant")
+    specs = list(dict.fromkeys(parse_target(t) for t in target_specs))
+    check_image_options(images=images_dir, labels_from_folders=labels_from_folders, labels_file=labels_file)
+    for argument, value, low in (("runs", settings.runs, 1), ("warmup", settings.warmup, 0), ("threads", settings.threads, 1),
+                                 ("count", count, 0)):
+        if value < low:
+            raise UsageError(f"{{{argument}}} must be at least {low}, not {value}", argument=argument)
+    if random_init and "auto" in variants:
+        raise UsageError("{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}",
+                         argument="variant")
+    if not random_init and settings.weights != "imagenet" and len(variants) > 1:
+        raise UsageError(f"{{weights={settings.weights}}} is one checkpoint: benchmark one variant with it, or use {{weights=imagenet}}",
+                         argument="weights")
+    calibrated = [spec for spec in specs if spec.precision in targets.get(spec.target).calibrated]
+    check_image_folders({"calib": settings.calib_dir if calibrated else None, "images": images_dir})
+    check_output_dir(settings.out_dir)
+    sizes = {name: check_input_size(settings.input_size or _default_size(name)) for name in variants}
+    for name in variants:
+        for spec in specs:
+            export_plan(spec, settings, name)  # bad combinations fail here, before any work
+    if settings.calib_dir is not None and calibrated:
+        import calib
+
+        for size in sorted(set(sizes.values())):  # decoded once here (and cached): a folder of bad files fails before any export
+            calib.load_folder(settings.calib_dir, size=size, count=settings.calib_count, seed=0)
+    rows: list[BenchRow] = []
+    labelled = False
+    with Scratch.open() as scratch:
+        for name in variants:
+            log(f"━━ SHViT-{name.upper()} ━━")
+            spec = ModelSpec(variant=name, weights=None if random_init else settings.weights, labels=settings.labels,
+                             input_size=sizes[name])
+            source = load_source(spec)
+            images = load_images(images_dir, size=sizes[name], count=count, class_names=source.labels,
+                                 labels_from_folders=labels_from_folders, labels_file=labels_file,
+                                 sorted_order=settings.labels is None and source.num_classes == 1000, progress=settings.progress)
+            labelled = images.truth is not None
+            log(f"→ images: {images.description}")
+            rows += bench_variant(name, specs, source=source, images=images, images_dir=images_dir, settings=settings,
+                                  scratch=scratch, log=log)
+    record = {"variants": list(variants), "targets": [s.label for s in specs],
+              "weights": settings.weights if not random_init else "random init", "images": str(images_dir) if images_dir else "generated",
+              "count": count, "runs": settings.runs, "warmup": settings.warmup, "threads": settings.threads,
+              "baselines": settings.baselines, "labelled": labelled}
+    return BenchResult(rows, labelled, host_description(), record)
+
+
+def _default_size(variant: str) -> int:
+    return shvit.get_variant(variant).config.img_size if variant != "auto" else 224

@@ -9,11 +9,9 @@ on macOS (the reference executor reads the same variable on Linux).
 """
 from __future__ import annotations
 
-import contextlib
-import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from convert.config import W8A8_MIN_IOS
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.graph import PIXEL_BIAS, CoreMLClassifierGraph
 from convert.coreml.metadata import PackageInfo, apply_metadata
-from convert.errors import ConvertError
+from convert.errors import ArgumentError
 
 INPUT_NAME = "image"
 PROBS_NAME = "probs"
 LOGITS_NAME = "logits"
-PRECISIONS: tuple[str, ...] = ("fp16", "fp32", "int8-weights", "int8")
-MIN_IOS: tuple[str, ...] = ("16", "17", "18")
 
 Log = Callable[[str], None]
 
@@ -55,9 +50,8 @@ class CoreMLExport:
         return record
 
 
-def export_coreml(
+def to_mlmodel(
     deploy: nn.Module,
-    path: Path,
     *,
     input_size: int,
     labels: list[str],
@@ -67,19 +61,18 @@ def export_coreml(
     info: PackageInfo | None = None,
     progress: bool = False,
     log: Log | None = None,
-) -> CoreMLExport:
-    """Write the classifier package for ``deploy`` (a :func:`shvit.reparameterize`d model) to ``path``.
+) -> Any:
+    """The classifier ``ct.models.MLModel`` for ``deploy`` (a :func:`shvit.reparameterize`d model), not saved.
 
     ``precision`` ``int8`` (W8A8) needs ``calib_pixels`` (uint8 RGB, N×H×W×3, the evaluation
     preprocessing) and ``min_ios`` 17 or later.
     """
     say = log or (lambda _message: None)
     _check_options(precision, min_ios, calib_pixels, labels, deploy)
-    path = Path(path)
     say(f"→ converting to a Core ML ML Program (iOS {min_ios}+, {'fp32' if precision == 'fp32' else 'fp16'} compute)")
     mlmodel = convert_classifier(deploy, input_size=input_size, labels=labels, fp32=precision == "fp32", min_ios=min_ios)
     if precision == "int8":
-        mlmodel = _quantize_activations(mlmodel, np.asarray(calib_pixels), scratch_parent=path.parent, progress=progress, say=say)
+        mlmodel = _quantize_activations(mlmodel, np.asarray(calib_pixels), progress=progress, say=say)
     if precision in ("int8", "int8-weights"):
         from convert.coreml.quantize import quantize_weights
 
@@ -89,8 +82,15 @@ def export_coreml(
             mlmodel = quantize_weights(mlmodel)
     if info is not None:
         apply_metadata(mlmodel, info, image_input=INPUT_NAME, logits_output=LOGITS_NAME)
-    mlmodel.save(str(path))
-    spec = mlmodel.get_spec()
+    return mlmodel
+
+
+def export_coreml(deploy: nn.Module, path: Path, **options: Any) -> CoreMLExport:
+    """:func:`to_mlmodel` saved to ``path``, with what the package holds."""
+    path = Path(path)
+    precision, min_ios = options.get("precision", "fp16"), options.get("min_ios", "16")
+    to_mlmodel(deploy, **options).save(str(path))
+    spec = import_coremltools().utils.load_spec(str(path))
     counts = op_counts(spec)
     return CoreMLExport(
         path=path, precision=precision, min_ios=min_ios, spec_version=int(spec.specificationVersion),
@@ -98,13 +98,13 @@ def export_coreml(
     )
 
 
-def _quantize_activations(mlmodel: Any, pixels: np.ndarray, *, scratch_parent: Path, progress: bool, say: Log) -> Any:
+def _quantize_activations(mlmodel: Any, pixels: np.ndarray, *, progress: bool, say: Log) -> Any:
     """W8A8 activations: ranges measured by the reference executor on the saved float package."""
     from convert.coreml.quantize import activation_stats, quantize_activations
 
     ct = import_coremltools()
-    with _scratch_dir(scratch_parent) as scratch:
-        float_path = scratch / "float.mlpackage"
+    with tempfile.TemporaryDirectory(prefix="shvit-coreml-") as scratch:
+        float_path = Path(scratch) / "float.mlpackage"
         mlmodel.save(str(float_path))
         say(f"→ measuring activation ranges on {len(pixels)} calibration images (reference MIL executor)")
         stats = activation_stats(float_path, pixels, progress=progress)
@@ -166,66 +166,18 @@ def package_size(path: Path) -> int:
 
 
 def _check_options(precision: str, min_ios: str, calib_pixels: np.ndarray | None, labels: list[str], deploy: nn.Module) -> None:
-    if precision not in PRECISIONS:
-        raise ConvertError(f"Core ML precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if min_ios not in MIN_IOS:
-        raise ConvertError(f"--min-ios {min_ios} is not supported: choose one of {', '.join(MIN_IOS)}")
-    if precision == "int8" and int(min_ios) < int(W8A8_MIN_IOS):
-        raise ConvertError(
-            f"--precision int8 (W8A8) needs iOS {W8A8_MIN_IOS} or later for its activation quantize ops: "
-            f"pass --min-ios {W8A8_MIN_IOS} (or leave --min-ios out), or use --precision int8-weights for iOS {min_ios}"
-        )
-    if precision == "int8" and (calib_pixels is None or len(calib_pixels) == 0):
-        raise ConvertError("--precision int8 calibrates activations on images: pass --calib DIR")
+    from convert.coreml.target import TARGET
+
+    if precision not in TARGET.precisions:
+        raise ArgumentError(f"Core ML precision {precision!r} is not one of {', '.join(TARGET.precisions)}", argument="precision")
+    TARGET.resolve_options(precision, {"min_ios": min_ios})
+    if precision in TARGET.calibrated and (calib_pixels is None or len(calib_pixels) == 0):
+        raise ArgumentError("{precision=int8} calibrates activations on images: pass {calib=DIR}", argument="calib")
     classes = getattr(getattr(deploy, "head", None), "out_features", None)
     if classes is not None and classes != len(labels):
-        raise ConvertError(f"{len(labels)} labels for a model with {classes} classes: give one label per class")
+        raise ArgumentError(f"{len(labels)} labels for a model with {classes} classes: give one label per class", argument="labels")
 
 
 def _target(min_ios: str) -> Any:
     ct = import_coremltools()
     return {"16": ct.target.iOS16, "17": ct.target.iOS17, "18": ct.target.iOS18}[min_ios]
-
-
-@contextlib.contextmanager
-def _scratch_dir(parent: Path) -> Iterator[Path]:
-    parent.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=".shvit-coreml-", dir=parent))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def EXTRA_FILES(config: Any) -> list[str]:  # noqa: N802 - the pipeline's per-target hook
-    return []
-
-
-def export(source: Any, config: Any, staging: Any, *, log: Log) -> dict[str, Any]:
-    """Pipeline hook: the classifier package for ``source`` in ``config.precision``."""
-    calib_pixels = None
-    calibration = None
-    if config.precision == "int8":
-        import calib
-
-        found = calib.load_folder(config.calib_dir, size=config.input_size, count=config.calib_count, progress=config.progress)
-        calib_pixels = found.pixels
-        calibration = f"{len(found.pixels)} images from {Path(config.calib_dir).name}"
-    info = PackageInfo(
-        variant=config.variant, input_size=config.input_size, precision=config.precision,
-        num_classes=source.num_classes, min_ios=config.min_ios, weights=dict(source.weights_info), calibration=calibration,
-    )
-    result = export_coreml(
-        source.deploy, staging.path(config.artifact_path.name), input_size=config.input_size, labels=source.labels,
-        precision=config.precision, min_ios=config.min_ios, calib_pixels=calib_pixels, info=info,
-        progress=config.progress, log=log,
-    )
-    log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
-    record = result.as_dict()
-    record.pop("path")
-    record.update(
-        input={"name": INPUT_NAME, "type": "image", "color": "RGB", "size": config.input_size, "normalisation": "built in"},
-        outputs={"classLabel": "top label", "classLabel_probs": "probabilities", LOGITS_NAME: "pre-softmax logits"},
-        calibration=calibration,
-    )
-    return record

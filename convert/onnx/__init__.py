@@ -1,4 +1,15 @@
-"""ONNX export: the deploy model with pixel input, traced at opset 17 and simplified."""
-from convert.onnx.export import export_onnx
+"""ONNX target: the deploy model with pixel input, traced at opset 17 and simplified (:mod:`.target`)."""
+from __future__ import annotations
 
-__all__ = ["export_onnx"]
+from typing import Any
+
+__all__ = ["export_onnx", "to_proto"]
+
+
+def __getattr__(name: str) -> Any:
+    """Pure functions load onnx and torch on first use, so the registry can read the target cheaply."""
+    if name in __all__:
+        from convert.onnx import export
+
+        return getattr(export, name)
+    raise AttributeError(name)

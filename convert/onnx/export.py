@@ -16,16 +16,10 @@ INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
 
 
-def export_onnx(
-    pixel_model: nn.Module,
-    path: Path,
-    *,
-    input_size: int,
-    opset: int = 17,
-    dynamic_batch: bool = True,
-    simplify: bool = True,
+def to_proto(
+    pixel_model: nn.Module, *, input_size: int, opset: int = 17, dynamic_batch: bool = True, simplify: bool = True
 ) -> onnx.ModelProto:
-    """Write ``pixel_model`` (a :class:`shvit.PixelInput`) to ``path`` and return the saved proto.
+    """The checked ONNX graph of ``pixel_model`` (a :class:`shvit.PixelInput`), in memory.
 
     The TorchScript exporter is used (``dynamo=False``): it is deterministic, which keeps re-exports
     byte-identical, and its graph is what onnx2tf expects.
@@ -43,6 +37,20 @@ def export_onnx(
     if simplify:
         model = _simplify(model)
     onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(
+    pixel_model: nn.Module,
+    path: Path,
+    *,
+    input_size: int,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    simplify: bool = True,
+) -> onnx.ModelProto:
+    """Write :func:`to_proto` of ``pixel_model`` to ``path`` and return the saved proto."""
+    model = to_proto(pixel_model, input_size=input_size, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify)
     onnx.save(model, str(path))
     return model
 
@@ -56,17 +64,8 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return simplified
 
 
-def EXTRA_FILES(config) -> list[str]:  # noqa: N802 - the pipeline's per-target hook
-    return []
-
-
-def export(source, config, staging, *, log) -> dict:
-    """Pipeline hook: the pixel-input deploy model as a simplified, dynamic-batch ONNX file."""
-    path = staging.path(config.artifact_path.name)
-    log(f"→ exporting ONNX (opset {config.opset}, onnxsim)")
-    model = export_onnx(source.pixel_model, path, input_size=config.input_size, opset=config.opset)
-    ops: dict[str, int] = {}
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for node in model.graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return {"input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
-            "output": {"name": OUTPUT_NAME, "classes": source.num_classes}, "op_counts": dict(sorted(ops.items()))}
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,1 +1,15 @@
-"""TFLite target: SHViT → ONNX → onnx2tf → LiteRT-ready ``.tflite`` (fp32, fp16, int8-weights, int8)."""
+"""TFLite target (:mod:`.target`): export through ONNX and onnx2tf, LiteRT quantisation and metadata."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["export_tflite", "to_flatbuffer"]
+
+
+def __getattr__(name: str) -> Any:
+    """Pure functions load torch and onnx on first use, so the registry can read the target cheaply."""
+    if name in __all__:
+        from convert.tflite import export
+
+        return getattr(export, name)
+    raise AttributeError(name)

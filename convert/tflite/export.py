@@ -6,8 +6,6 @@ logits. Every model carries its labels and an input description (see :mod:`.meta
 """
 from __future__ import annotations
 
-import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,12 +14,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from convert.errors import ConvertError
+from convert.errors import ArgumentError, ConvertError
+from convert.io.scratch import Scratch
 from convert.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from convert.tflite import graphinfo, metadata
 from convert.tflite.graph import tflite_friendly
 from convert.tflite.onnx2tf_runner import convert_onnx
-from convert.tflite.quantize import FLOAT_ISLAND_OPS
 
 Log = Callable[[str], None]
 
@@ -44,15 +42,6 @@ class TFLiteExport:
     toolchain: dict[str, Any]
 
 
-def labels_file_name(config: Any) -> str:
-    """The label file written beside the model (also packed inside it)."""
-    return f"{config.stem}.labels.txt"
-
-
-def EXTRA_FILES(config: Any) -> list[str]:  # noqa: N802 - the pipeline's per-target hook
-    return [labels_file_name(config)]
-
-
 def export_tflite(
     pixel_model: nn.Module,
     outputs: Mapping[str, Path],
@@ -63,26 +52,35 @@ def export_tflite(
     calib_pixels: np.ndarray | None = None,
     opset: int = 17,
     rewrite: bool = True,
-    progress: bool = True,
-    log: Log = print,
+    progress: bool = False,
+    scratch: Scratch | None = None,
+    log: Log | None = None,
 ) -> dict[str, TFLiteExport]:
     """Write one ``.tflite`` per ``outputs[precision]`` from a single onnx2tf conversion.
 
     ``pixel_model`` is a :class:`shvit.PixelInput`; ``rewrite=False`` converts it as it is (the
     plain path, for comparison) instead of in its TFLite-friendly form (:mod:`.graph`).
     ``calib_pixels`` (uint8 NHWC, from :func:`calib.load_folder`) are needed for ``int8``.
+    Temporary files live in ``scratch`` (a private one when not given).
     """
-    unknown = sorted(set(outputs) - {"fp32", "fp16", "int8-weights", "int8"})
+    from convert.tflite.target import TARGET
+
+    unknown = sorted(set(outputs) - set(TARGET.precisions))
     if unknown:
-        raise ConvertError(f"unknown TFLite precision {unknown[0]!r}: choose fp32, fp16, int8-weights or int8")
+        raise ArgumentError(f"unknown TFLite precision {unknown[0]!r}: choose one of {', '.join(TARGET.precisions)}", argument="precision")
+    if scratch is None:
+        with Scratch.open() as private:
+            return export_tflite(pixel_model, outputs, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,
+                                 opset=opset, rewrite=rewrite, progress=progress, scratch=private, log=log)
+    log = log or (lambda _message: None)
     model = tflite_friendly(pixel_model) if rewrite else pixel_model.eval()
-    with tempfile.TemporaryDirectory(prefix="shvit-tflite-") as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
+    with scratch.temporary("shvit-tflite-") as tmp:
+        onnx_path = tmp / "model.onnx"
         log(f"→ exporting ONNX (opset {opset}, batch 1{', TFLite-friendly graph' if rewrite else ''})")
         export_onnx(model, onnx_path, input_size=input_size, opset=opset, dynamic_batch=False)
         log(f"→ converting with onnx2tf to TFLite {', '.join(outputs)}" + (f" (int8 calibrated on {len(calib_pixels)} images)" if "int8" in outputs and calib_pixels is not None else ""))
-        raw = {p: Path(tmp) / f"{p}.tflite" for p in outputs}
-        run = convert_onnx(onnx_path, raw, calib_pixels=calib_pixels, progress=progress, log=log)
+        raw = {p: tmp / f"{p}.tflite" for p in outputs}
+        run = convert_onnx(onnx_path, raw, scratch=scratch, calib_pixels=calib_pixels, progress=progress, log=log)
         log("  " + ", ".join(f"{step} {seconds} s" for step, seconds in run["timings_s"].items()))
         toolchain = {"onnx2tf": run["onnx2tf_version"], "onnxsim": run["onnxsim"], "seconds": run["timings_s"]}
         written = {}
@@ -127,29 +125,13 @@ def _io_record(tensor: graphinfo.TensorInfo, *, layout: str | None = None) -> di
     return record
 
 
-def export(source: Any, config: Any, staging: Any, *, log: Log) -> dict[str, Any]:
-    """Pipeline hook: the pixel-input deploy model as one ``.tflite`` at ``config.precision``."""
-    started = time.perf_counter()
-    calib_pixels = None
-    if config.precision == "int8":
-        import calib
-
-        log(f"→ loading up to {config.calib_count} calibration images from {config.calib_dir}")
-        calib_pixels = calib.load_folder(config.calib_dir, size=config.input_size, count=config.calib_count, progress=config.progress).pixels
-    artifact = staging.path(config.artifact_path.name)
-    result = export_tflite(
-        source.pixel_model, {config.precision: artifact}, input_size=config.input_size, labels=source.labels,
-        name=f"SHViT-{config.variant.upper()}", calib_pixels=calib_pixels, opset=config.opset, progress=config.progress, log=log,
-    )[config.precision]
-    staging.path(labels_file_name(config)).write_text("\n".join(source.labels) + "\n", encoding="utf-8")
-    delegation = graphinfo.delegation(artifact)
-    log(f"  graph: {sum(result.op_counts.values())} ops, {delegation.partitions} XNNPACK partition{'s' if delegation.partitions != 1 else ''}")
-    record: dict[str, Any] = {
-        "input": _io_record(result.input, layout="NHWC"), "output": _io_record(result.output),
-        "op_counts": result.op_counts, **delegation.as_dict(), "labels_file": labels_file_name(config), "toolchain": result.toolchain,
-        "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME], "seconds": round(time.perf_counter() - started, 1),
-    }
-    if config.precision == "int8":
-        record["calibration_images"] = len(calib_pixels) if calib_pixels is not None else 0
-        record["float_islands"] = list(FLOAT_ISLAND_OPS)
-    return record
+def to_flatbuffer(
+    pixel_model: nn.Module, *, precision: str = "fp32", input_size: int, labels: list[str], calib_pixels: np.ndarray | None = None,
+    name: str = "SHViT", progress: bool = False,
+) -> bytes:
+    """The ``.tflite`` bytes (metadata included) of ``pixel_model`` at ``precision``, with no file left behind."""
+    with Scratch.open() as scratch, scratch.temporary("shvit-flatbuffer-") as folder:
+        path = folder / f"model{precision}.tflite"
+        export_tflite(pixel_model, {precision: path}, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,
+                      progress=progress, scratch=scratch)
+        return path.read_bytes()

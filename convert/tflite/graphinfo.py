@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.errors import ConvertError, RuntimeCrash
-from convert.validate.runner import ChildFailure, run_child
+from convert.io.child import ChildFailure, run_child
 
 PARTITION_TIMEOUT_S = 300.0
 
@@ -123,7 +123,7 @@ def _child(path: str) -> int:
 
 
 if __name__ == "__main__":
-    from convert.scratch import exit_with_parent
+    from convert.io.scratch import exit_with_parent
 
     exit_with_parent()
     sys.exit(_child(sys.argv[1]))

@@ -25,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import ConvertError, RuntimeCrash
-from convert.scratch import keep_file
+from convert.errors import ArgumentError, ConvertError, RuntimeCrash
+from convert.io.scratch import Scratch
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SAMPLE_COUNT, SAMPLE_SIZE = 20, 128
@@ -74,6 +73,7 @@ def convert_onnx(
     onnx_path: Path,
     outputs: Mapping[str, Path],
     *,
+    scratch: Scratch,
     calib_pixels: np.ndarray | None = None,
     progress: bool = True,
     log: Log | None = None,
@@ -81,24 +81,27 @@ def convert_onnx(
     """Write ``outputs[precision]`` for every requested precision; returns timings and versions.
 
     ``calib_pixels`` (uint8 NHWC) are required for ``int8``; they also make onnx2tf's sample file.
+    The child works in a folder of ``scratch`` and keeps its temporary files there.
     """
     if "int8" in outputs and (calib_pixels is None or not len(calib_pixels)):
-        raise ConvertError("int8 calibration needs images: pass --calib DIR (a folder of photos)")
-    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as tmp:
-        work = Path(tmp)
+        raise ArgumentError("int8 calibration needs images: pass {calib=DIR} (a folder of photos)", argument="calib")
+    with scratch.temporary(WORKDIR_PREFIX) as work:
         np.save(work / SAMPLE_FILE, sample_data(calib_pixels))
         job: dict[str, Any] = {"onnx": str(Path(onnx_path).resolve()), "outputs": {p: str(Path(o).resolve()) for p, o in outputs.items()}}
         if calib_pixels is not None and "int8" in outputs:
             np.save(work / CALIB_NAME, np.ascontiguousarray(calib_pixels, dtype=np.uint8))
             job["calib"] = str(work / CALIB_NAME)
         (work / JOB_NAME).write_text(json.dumps(job))
-        return _run_child(work, list(outputs), calib_count=0 if calib_pixels is None else len(calib_pixels), progress=progress, log=log)
+        return _run_child(work, list(outputs), scratch=scratch, calib_count=0 if calib_pixels is None else len(calib_pixels),
+                          progress=progress, log=log)
 
 
-def _run_child(work: Path, precisions: Sequence[str], *, calib_count: int, progress: bool, log: Log | None) -> dict[str, Any]:
+def _run_child(work: Path, precisions: Sequence[str], *, scratch: Scratch, calib_count: int, progress: bool,
+               log: Log | None) -> dict[str, Any]:
     from shvit.progress import progress_bar
 
-    env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
+               **scratch.child_env())
     steps = 1 + len(precisions) + (calib_count if "int8" in precisions else 0)
     bar = progress_bar(total=steps, desc="onnx2tf", unit="step", enabled=progress)
     started = time.perf_counter()
@@ -131,11 +134,11 @@ def _run_child(work: Path, precisions: Sequence[str], *, calib_count: int, progr
         finally:
             bar.close()
     if proc.returncode < 0:
-        kept = keep_file(work / LOG_NAME, prefix=WORKDIR_PREFIX)
+        kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
         raise RuntimeCrash(f"onnx2tf crashed with {signal.Signals(-proc.returncode).name}; its log: {kept}")
     if proc.returncode != 0 or not result:
         detail = error or _last_error(work / LOG_NAME) or f"exited with code {proc.returncode}"
-        kept = keep_file(work / LOG_NAME, prefix=WORKDIR_PREFIX)
+        kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
         raise ConvertError(f"TFLite conversion failed: {detail} (full log: {kept})")
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
@@ -282,7 +285,7 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from convert.scratch import exit_with_parent
+    from convert.io.scratch import exit_with_parent
 
     exit_with_parent()
     sys.exit(_child(sys.argv[1]))

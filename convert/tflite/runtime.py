@@ -1,4 +1,4 @@
-"""LiteRT backend for :mod:`convert.validate.runner` (runs inside its subprocess).
+"""LiteRT interpreters as Android runs them, for parity and timing (inside their subprocesses).
 
 The interpreter applies XNNPACK by default, as on Android. Pixels arrive as uint8 NHWC RGB:
 float models take them as float32 0-255, integer models through their input quantisation
@@ -46,19 +46,3 @@ def from_output(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         scale, zero = detail["quantization"]
         return (values.astype(np.float32) - zero) * scale
     return values.astype(np.float32)
-
-
-def run(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-    it, runtime = interpreter(path)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    expected = tuple(int(d) for d in inp["shape"])
-    if len(expected) != 4 or expected[1:] != pixels.shape[1:]:
-        raise ValueError(
-            f"model input {inp['name']} has shape {list(expected)}, images are {list(pixels.shape)}: wrong variant or input size?"
-        )
-    logits = []
-    for image in pixels:
-        it.set_tensor(inp["index"], to_input(image[None], inp))
-        it.invoke()
-        logits.append(from_output(it.get_tensor(out["index"]), out))
-    return np.concatenate(logits), runtime

@@ -9,16 +9,17 @@ import html
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from convert.artifacts import write_atomic
+from convert.io.staging import write_atomic
 from convert.errors import ConvertError
 from convert.validate.accuracy import Accuracy
-from convert.validate.compare import ParityReport, Tolerance
+from shvit.errors import Message
+from convert.parity import ParityReport, Tolerance
 
 SCHEMA = "shvit-check/1"
 PASS, FAIL, CRASH, MISMATCH, ERROR = "pass", "fail", "crash", "mismatch", "error"
@@ -67,6 +68,13 @@ class CheckReport:
     artifacts: list[ArtifactResult]
     versions: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    images_note: Message | None = None
+    """The images' description as a template (generated images), for a command to spell with its flags."""
+
+    def spell_for_cli(self, flags: Mapping[str, str]) -> None:
+        """Name the command's flags wherever the report tells the user what to pass."""
+        if self.images_note is not None:
+            self.images["description"] = self.images_note.for_cli(flags)
 
     @property
     def passed(self) -> bool:
@@ -191,7 +199,7 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 def check_output_path(path: Path, *, option: str) -> None:
     """Fail before any slow work when a report can never be written to ``path``."""
-    from convert.artifacts import output_dir_problem
+    from convert.io.staging import output_dir_problem
 
     if path.is_dir():
         raise ConvertError(f"{option} {path} is a folder: pass a file name, e.g. {path / 'report'}{path.suffix or '.json'}")

@@ -1,0 +1,188 @@
+"""The Core ML target: an ``.mlpackage`` classifier (ML Program) for iOS and macOS.
+
+Off macOS, Core ML cannot run: parity is checked by the reference MIL executor
+(:mod:`convert.coreml.mil_executor`) on the same package, and the output says so.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convert.errors import ArgumentError, ConvertError
+from convert.io.staging import Staging
+from convert.parity import Tolerance
+from convert.io.scratch import Scratch
+from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+
+if TYPE_CHECKING:
+    from convert.source import ModelSource
+
+COREML_FP32 = Tolerance(max_rel=1e-3)
+COREML_FP16 = Tolerance(cosine=0.9995)
+COREML_INT8_WEIGHTS = Tolerance(cosine=0.999)
+COREML_INT8 = Tolerance(cosine=0.99, top1=0.95)
+W8A8_MIN_IOS = "17"
+"""Core ML W8A8 (``int8``) needs iOS 17: its activation quantize/dequantize ops start there."""
+DEFAULT_MIN_IOS = "16"
+MIN_IOS = TargetOption(
+    "min_ios", ("auto", "16", "17", "18"), "auto",
+    f"Core ML deployment target. auto: iOS {DEFAULT_MIN_IOS}, or iOS {W8A8_MIN_IOS} for --precision int8 (W8A8 needs iOS {W8A8_MIN_IOS}+).",
+)
+OFF_MACOS = "unavailable off macOS (Core ML runs only on Apple platforms)"
+THREADS_ENV = "SHVIT_THREADS"
+
+
+class CoreMLTarget:
+    name = "coreml"
+    suffix = ".mlpackage"
+    bundle = True
+    summary = ".mlpackage classifier for iOS/macOS"
+    precisions = ("fp16", "fp32", "int8-weights", "int8")
+    default_precision = "fp16"
+    calibrated = frozenset({"int8"})
+    tolerances = {"fp32": COREML_FP32, "fp16": COREML_FP16, "int8-weights": COREML_INT8_WEIGHTS, "int8": COREML_INT8}
+    options = (MIN_IOS,)
+    demo_platform = "ios"
+    baseline = PlainBaseline(
+        "fp16", "ct.convert of the traced fused model, defaults",
+        not_comparable="a tensor-input program without classifier head: not checked against PyTorch here",
+    )
+
+    def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
+        """``auto`` → iOS 16, or 17 for W8A8; an explicit target too old for W8A8 is an error, never rewritten."""
+        min_ios = str(given.get("min_ios") or MIN_IOS.default)
+        w8a8 = precision == "int8"
+        if min_ios not in MIN_IOS.choices:
+            raise ArgumentError(f"{{min_ios={min_ios}}} is not supported: choose one of {', '.join(MIN_IOS.choices)}", argument="min_ios")
+        if min_ios == "auto":
+            min_ios = W8A8_MIN_IOS if w8a8 else DEFAULT_MIN_IOS
+        elif w8a8 and int(min_ios) < int(W8A8_MIN_IOS):
+            raise ArgumentError(
+                f"{{precision=int8}} (W8A8) needs iOS {W8A8_MIN_IOS}+ for its int8 activation ops, but {{min_ios}} is {min_ios}: "
+                f"pass {{min_ios={W8A8_MIN_IOS}}} (or leave it out), or use {{precision=int8-weights}} for iOS {min_ios}",
+                argument="min_ios",
+            )
+        return {"min_ios": min_ios}
+
+    def extra_files(self, stem: str) -> list[str]:
+        return []
+
+    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+        from convert.coreml.export import INPUT_NAME, LOGITS_NAME, export_coreml
+        from convert.coreml.metadata import PackageInfo
+
+        source, min_ios = context.source, context.options["min_ios"]
+        info = PackageInfo(
+            variant=source.variant, input_size=context.input_size, precision=context.precision, num_classes=source.num_classes,
+            min_ios=min_ios, weights=dict(source.weights_info), calibration=context.calib_description,
+        )
+        with context.scratch.hosting():  # coremltools writes its temporary packages where tempfile says
+            result = export_coreml(
+                source.deploy, staging.path(context.stem + self.suffix), input_size=context.input_size, labels=source.labels,
+                precision=context.precision, min_ios=min_ios, calib_pixels=context.calib_pixels, info=info,
+                progress=context.progress, log=context.log,
+            )
+        context.log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
+        record = result.as_dict()
+        record.pop("path")
+        record.update(
+            input={"name": INPUT_NAME, "type": "image", "color": "RGB", "size": context.input_size, "normalisation": "built in"},
+            outputs={"classLabel": "top label", "classLabel_probs": "probabilities", LOGITS_NAME: "pre-softmax logits"},
+            calibration=context.calib_description,
+        )
+        return record
+
+    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        if sys.platform == "darwin":
+            return _run_core_ml(path, pixels)
+        import torch
+
+        from convert.coreml.mil_executor import MILExecutor
+
+        threads = int(os.environ.get(THREADS_ENV, "0"))
+        if threads:
+            torch.set_num_threads(threads)
+        executor = MILExecutor(path)
+        mode = "fp16 emulated" if executor.is_fp16 else "fp32"
+        return executor.logits(pixels), f"reference MIL executor, {mode} (Core ML cannot run on Linux)"
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        from convert.coreml.ctimport import import_coremltools
+        from convert.onnx.target import spatial_size
+
+        spec = import_coremltools().utils.load_spec(str(path))
+        from coremltools.proto import MIL_pb2
+        first = spec.description.input[0].type
+        if first.WhichOneof("Type") == "imageType":
+            size = int(first.imageType.height) or None
+        else:
+            size = spatial_size([int(d) for d in first.multiArrayType.shape])
+        classes = None
+        for output in spec.description.output:
+            if output.type.WhichOneof("Type") == "multiArrayType" and output.type.multiArrayType.shape:
+                classes = int(output.type.multiArrayType.shape[-1])
+        precision, runs = None, None
+        if spec.WhichOneof("Type") == "mlProgram":
+            main = spec.mlProgram.functions["main"]
+            operations = list(main.block_specializations[main.opset].operations)
+            types = {op.type for op in operations}
+            runs = sum(1 for op in operations if op.type != "const" and not op.type.startswith("constexpr_"))
+            const_types = {MIL_pb2.DataType.Name(op.attributes["val"].type.tensorType.dataType) for op in operations if op.type == "const"}
+            if types & {"quantize", "dequantize"}:
+                precision = "int8"
+            elif any(name.startswith("constexpr_") for name in types):
+                precision = "int8-weights"
+            else:
+                precision = "fp16" if "FLOAT16" in const_types else "fp32"
+        return ArtifactFacts(input_size=size, num_classes=classes, precision=precision, ops=runs)
+
+    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
+        from PIL import Image
+
+        from convert.coreml.ctimport import import_coremltools
+
+        ct = import_coremltools()
+        model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
+        first = model.get_spec().description.input[0]
+        if first.type.WhichOneof("Type") == "imageType":
+            feed: dict[str, Any] = {first.name: Image.fromarray(pixels[0])}
+        else:
+            feed = {first.name: pixels.astype(np.float32).transpose(0, 3, 1, 2)}
+        return (lambda: model.predict(feed)), f"Core ML {ct.__version__} (compute units ALL)"
+
+    def latency_unavailable(self) -> str | None:
+        return None if sys.platform == "darwin" else OFF_MACOS
+
+    def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
+        """coremltools' defaults on the traced fused model: what our package's op count is measured against."""
+        from convert.coreml.export import plain_conversion
+
+        with scratch.hosting():
+            plain_conversion(source.deploy, source.input_size).save(str(path))
+
+
+def _run_core_ml(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    from PIL import Image
+
+    from convert.coreml.ctimport import import_coremltools
+    from convert.coreml.export import LOGITS_NAME
+
+    ct = import_coremltools()
+    model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
+    description = model.get_spec().description
+    if LOGITS_NAME not in {o.name for o in description.output}:
+        raise ConvertError(f"{path.name} has no '{LOGITS_NAME}' output to compare: export it with shvit-convert")
+    image = description.input[0]
+    height, width = image.type.imageType.height, image.type.imageType.width
+    if pixels.shape[1:3] != (height, width):
+        raise ConvertError(f"{path.name} takes {width}x{height} images, got {pixels.shape[2]}x{pixels.shape[1]}: wrong variant or input size?")
+    outputs = model.predict([{image.name: Image.fromarray(np.ascontiguousarray(p))} for p in pixels])
+    logits = np.stack([np.asarray(o[LOGITS_NAME], dtype=np.float32).reshape(-1) for o in outputs])
+    return logits, f"Core ML {ct.__version__} runtime on macOS (compute units: all)"
+
+
+TARGET = CoreMLTarget()

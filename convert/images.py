@@ -1,0 +1,82 @@
+"""The images every check runs on: the user's photos (with their classes, when known) or generated ones."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convert.errors import ArgumentError, UsageError
+from convert.validate.accuracy import GroundTruth, from_folders, from_label_map
+from shvit.errors import Message
+
+DEFAULT_COUNT = 128
+SYNTHETIC_HINT = "(no {images} given: pass {images=DIR} to check on your own photos)"
+"""Follows the generated images' description: a template, so a command names its own flag."""
+
+
+def check_image_options(*, images: object, labels_from_folders: bool, labels_file: object) -> None:
+    """Accuracy needs labelled photos: a class source without a folder, or two of them, is a usage error."""
+    if (labels_from_folders or labels_file) and images is None:
+        raise UsageError("{labels_from_folders}/{labels_file} need {images=DIR}", argument="images")
+    if labels_from_folders and labels_file is not None:
+        raise UsageError("pass either {labels_from_folders} or {labels_file}, not both", argument="labels_file")
+
+
+def check_image_folders(folders: Mapping[str, Path | None]) -> None:
+    """Each given image folder (argument name → folder) exists, can be listed and holds image files: a listing, no decoding."""
+    import calib
+
+    for argument, folder in folders.items():
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
+            what = "is a file" if Path(folder).exists() else "does not exist"
+            raise ArgumentError(f"{{{argument}}} folder {folder} {what}: pass a folder of images", argument=argument)
+        try:
+            calib.scan_folder(folder)
+        except calib.CalibError as exc:
+            raise ArgumentError(f"{{{argument}}}: {exc}", argument=argument) from None
+
+
+@dataclass
+class EvalImages:
+    """The pixels every runtime sees, where they came from, and their classes when known."""
+
+    pixels: np.ndarray
+    description: str
+    source: str
+    folder: Path | None = None
+    truth: GroundTruth | None = None
+    note: Message | None = None
+    """The description as a template (generated images only): ``note.for_cli()`` names the command's flags."""
+
+
+def load_images(
+    images_dir: Path | None, *, size: int, count: int, class_names: Sequence[str], labels_from_folders: bool = False,
+    labels_file: Path | None = None, sorted_order: bool = False, progress: bool = False, quiet: bool = False,
+    hint: str = SYNTHETIC_HINT,
+) -> EvalImages:
+    """User photos (sampled with a fixed seed, ``count`` 0 = all) or, without a folder, generated ones.
+
+    ``hint`` follows the generated images' description (:data:`SYNTHETIC_HINT`, spelled for Python in ``description``
+    and kept as a template in ``note`` for a command to spell with its flags);
+    ``quiet`` drops the warnings of bad files (when the same folder was already loaded once).
+    """
+    import calib
+
+    if images_dir is None:
+        n = count or DEFAULT_COUNT
+        note = Message(f"{n} generated natural-looking images" + (f" {hint}" if hint else ""))
+        return EvalImages(calib.synthetic_images(n, size, seed=0), str(note), "synthetic", note=note)
+    found = calib.load_folder(images_dir, size=size, count=count or None, seed=0, progress=progress,
+                              warn=(lambda _message: None) if quiet else None)
+    truth = None
+    if labels_from_folders:
+        truth = from_folders(found.labels, found.class_names, folder=images_dir, class_names=class_names, sorted_order=sorted_order)
+    elif labels_file is not None:
+        truth = from_label_map(labels_file, found.paths, root=images_dir, class_names=class_names, sorted_order=sorted_order)
+    return EvalImages(found.pixels, f"{len(found.pixels)} images from {images_dir}", "folder", images_dir, truth)
+
+

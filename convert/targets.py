@@ -1,0 +1,239 @@
+"""Export targets as plugins: one :class:`Target` per sub-package, collected here.
+
+A target is everything the toolkit knows about one artifact format: its suffix, precisions and
+their tolerances, its options and their rules, and its operations (export; run, inspect and time
+inside a subprocess; the demo platform). The pipeline, the checker, the benchmark and the demo
+generator ask only this registry, so a new target is one sub-package plus one line in
+:data:`BUILTIN` (or a :func:`register` call from a plugin module).
+
+Built-in targets are imported on first use, by name: asking for ``onnx`` never imports
+coremltools or TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from convert.errors import ArgumentError, NotBuiltYet
+
+if TYPE_CHECKING:
+    from convert.io.scratch import Scratch
+    from convert.io.staging import Staging
+    from convert.parity import Tolerance
+    from convert.source import ModelSource
+
+BUILTIN: dict[str, str] = {
+    "onnx": "convert.onnx.target",
+    "coreml": "convert.coreml.target",
+    "tflite": "convert.tflite.target",
+}
+"""Target name → module defining ``TARGET``; the one line a built-in target adds."""
+
+Log = Callable[[str], None]
+Step = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """An option only some targets take (``min_ios``): the CLI turns each into a flag."""
+
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class PlainBaseline:
+    """A target's plain conversion (its toolchain's defaults), which ``shvit-bench`` measures ours against."""
+
+    precision: str
+    description: str
+    not_comparable: str = ""
+    """Why its outputs cannot be checked against PyTorch, if they cannot."""
+
+
+@dataclass(frozen=True)
+class ArtifactFacts:
+    """What an artifact's own file says about it (``None`` where it does not say)."""
+
+    input_size: int | None = None
+    num_classes: int | None = None
+    precision: str | None = None
+    ops: int | None = None
+    """Ops run per prediction (constants and load-time weight decompression excluded)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """Everything a target's :meth:`Target.export` needs, resolved and validated by the pipeline."""
+
+    source: ModelSource
+    precision: str
+    options: Mapping[str, Any]
+    stem: str
+    scratch: Scratch
+    calib_pixels: np.ndarray | None = None
+    calib_description: str | None = None
+    progress: bool = False
+    log: Log = field(default=lambda _message: None)
+
+    @property
+    def input_size(self) -> int:
+        return self.source.input_size
+
+    @property
+    def name(self) -> str:
+        """Display name of the model, e.g. ``SHViT-S3``."""
+        return f"SHViT-{self.source.variant.upper()}"
+
+
+@runtime_checkable
+class Target(Protocol):
+    """One artifact format. Attributes are data; methods do the work (heavy imports inside them)."""
+
+    name: str
+    suffix: str
+    bundle: bool
+    """Whether the artifact is a folder (``.mlpackage``) rather than one file."""
+    summary: str
+    """One line for ``--help``: what the artifact is and where it runs."""
+    precisions: tuple[str, ...]
+    default_precision: str
+    calibrated: frozenset[str]
+    """Precisions that calibrate activations on images (need ``calib``)."""
+    tolerances: Mapping[str, Tolerance]
+    options: tuple[TargetOption, ...]
+    demo_platform: str | None
+    """``ios`` or ``android``: the demo app ``shvit-demo`` builds around this artifact, if any."""
+
+    def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option's value for ``precision``: defaults filled in, impossible combinations refused
+        (an :class:`~convert.errors.ArgumentError` naming the option), never silently rewritten."""
+
+    def extra_files(self, stem: str) -> list[str]:
+        """Files written beside ``<stem><suffix>`` (a labels file, say)."""
+
+    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+        """Write ``staging.path(stem + suffix)`` (and :meth:`extra_files`); the record for the sidecar."""
+
+    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        """Inside the parity subprocess: float32 logits (N, classes) for uint8 RGB pixels (N, H, W, 3),
+        and the runtime's name as the report shows it."""
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        """Inside a subprocess: the facts the artifact's own file states."""
+
+    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
+        """Inside the latency subprocess: one prediction as a callable, and the runtime's name."""
+
+    def latency_unavailable(self) -> str | None:
+        """Why host latency cannot be measured on this machine (Core ML off macOS), or None."""
+
+
+def baseline_of(target: Target) -> PlainBaseline | None:
+    """A target may offer a plain baseline: a ``baseline`` attribute and ``export_plain(source, path, *, scratch, log)``."""
+    baseline = getattr(target, "baseline", None)
+    return baseline if isinstance(baseline, PlainBaseline) and callable(getattr(target, "export_plain", None)) else None
+
+
+_registered: dict[str, Target] = {}
+
+
+def register(target: Target) -> Target:
+    """Add a target (a plugin module calls this at import); its name and suffix must be new."""
+    if not isinstance(target, Target):
+        raise TypeError(f"{target!r} does not implement convert.targets.Target")
+    if target.name in names() or target.suffix in suffixes():
+        raise ValueError(f"a target named {target.name!r} or with suffix {target.suffix!r} is already registered")
+    _registered[target.name] = target
+    return target
+
+
+def unregister(name: str) -> None:
+    _registered.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    return (*BUILTIN, *_registered)
+
+
+def get(name: str) -> Target:
+    """The target called ``name`` (``onnx``, ``coreml`` ...); an :class:`ArgumentError` listing the known ones."""
+    key = str(name).strip().lower()
+    if key in _registered:
+        return _registered[key]
+    if key not in BUILTIN:
+        raise ArgumentError(f"unknown target {name!r}: choose one of {', '.join(names())}", argument="target")
+    try:
+        module = importlib.import_module(BUILTIN[key])
+    except ModuleNotFoundError as exc:
+        if exc.name and BUILTIN[key].startswith(exc.name):
+            raise NotBuiltYet(f"{{target={key}}} is not built yet in this version; use {{target=onnx}} for now") from None
+        raise
+    return module.TARGET
+
+
+def available() -> list[Target]:
+    """Every target whose code is present (a target module is light: its toolchain loads on use)."""
+    found = []
+    for name in names():
+        try:
+            found.append(get(name))
+        except NotBuiltYet:
+            continue
+    return found
+
+
+def suffixes() -> dict[str, str]:
+    """Artifact suffix → target name, for every known target."""
+    return {target.suffix: target.name for target in available()}
+
+
+def for_path(path: Path | str) -> Target:
+    """The target that wrote ``path``, by its suffix; an :class:`ArgumentError` naming the known suffixes."""
+    suffix = Path(path).suffix.lower()
+    known = suffixes()
+    if suffix not in known:
+        raise ArgumentError(f"{path}: unknown artifact type {suffix or '(no suffix)'}: pass {suffix_list()} files", argument="artifacts")
+    return get(known[suffix])
+
+
+def suffix_list() -> str:
+    """``.onnx, .tflite or .mlpackage``: every artifact suffix for a message, single files before folders."""
+    items = [t.suffix for t in sorted(available(), key=lambda t: t.bundle)]
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else items[0]
+
+
+def all_precisions() -> list[str]:
+    """Every precision some target offers (the CLI's ``--precision`` choices)."""
+    return list(dict.fromkeys(p for target in available() for p in target.precisions))
+
+
+def option_table() -> dict[str, tuple[TargetOption, list[str]]]:
+    """Option name → (its definition, the targets that take it): one CLI flag per option."""
+    table: dict[str, tuple[TargetOption, list[str]]] = {}
+    for target in available():
+        for option in target.options:
+            table.setdefault(option.name, (option, []))[1].append(target.name)
+    return table
+
+
+def resolve_precision(target: Target, precision: str | None) -> str:
+    """``precision`` checked against ``target`` (its default when None)."""
+    if not precision:
+        return target.default_precision
+    if precision not in target.precisions:
+        raise ArgumentError(f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",
+                            argument="precision")
+    return precision

@@ -1,0 +1,146 @@
+"""The TFLite target: NHWC models for Android's LiteRT, through ONNX and onnx2tf."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convert.config import DEFAULT_OPSET
+from convert.io.scratch import Scratch
+from convert.io.staging import Staging
+from convert.parity import Tolerance
+from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+
+if TYPE_CHECKING:
+    from convert.source import ModelSource
+
+TFLITE_FP32 = Tolerance(max_rel=1e-4)
+TFLITE_FP16 = Tolerance(cosine=0.9995)
+TFLITE_INT8_WEIGHTS = Tolerance(cosine=0.995)
+TFLITE_INT8 = Tolerance(cosine=0.98, top1=0.90)
+LABELS_SUFFIX = ".labels.txt"
+
+
+def labels_file_name(stem: str) -> str:
+    """The label file written beside the model (also packed inside it)."""
+    return f"{stem}{LABELS_SUFFIX}"
+
+
+class TFLiteTarget:
+    name = "tflite"
+    suffix = ".tflite"
+    bundle = False
+    summary = "NHWC model for Android (LiteRT)"
+    precisions = ("fp32", "fp16", "int8-weights", "int8")
+    default_precision = "fp32"
+    calibrated = frozenset({"int8"})
+    tolerances = {"fp32": TFLITE_FP32, "fp16": TFLITE_FP16, "int8-weights": TFLITE_INT8_WEIGHTS, "int8": TFLITE_INT8}
+    options: tuple[TargetOption, ...] = ()
+    demo_platform = "android"
+    baseline = PlainBaseline("fp32", "fused model → ONNX opset 17 → onnx2tf defaults")
+
+    def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
+        return {"opset": DEFAULT_OPSET}
+
+    def extra_files(self, stem: str) -> list[str]:
+        return [labels_file_name(stem)]
+
+    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+        from convert.tflite import graphinfo, metadata
+        from convert.tflite.export import _io_record, export_tflite
+        from convert.tflite.quantize import FLOAT_ISLAND_OPS
+
+        started = time.perf_counter()
+        source, precision = context.source, context.precision
+        artifact = staging.path(context.stem + self.suffix)
+        result = export_tflite(
+            source.pixel_model, {precision: artifact}, input_size=context.input_size, labels=source.labels, name=context.name,
+            calib_pixels=context.calib_pixels, opset=context.options["opset"], progress=context.progress, scratch=context.scratch,
+            log=context.log,
+        )[precision]
+        labels_file = labels_file_name(context.stem)
+        staging.path(labels_file).write_text("\n".join(source.labels) + "\n", encoding="utf-8")
+        delegation = graphinfo.delegation(artifact)
+        partitions = delegation.partitions
+        context.log(f"  graph: {sum(result.op_counts.values())} ops, {partitions} XNNPACK partition{'s' if partitions != 1 else ''}")
+        record: dict[str, Any] = {
+            "input": _io_record(result.input, layout="NHWC"), "output": _io_record(result.output),
+            "op_counts": result.op_counts, **delegation.as_dict(), "labels_file": labels_file, "toolchain": result.toolchain,
+            "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME], "seconds": round(time.perf_counter() - started, 1),
+        }
+        if precision == "int8":
+            record["calibration_images"] = len(context.calib_pixels) if context.calib_pixels is not None else 0
+            record["float_islands"] = list(FLOAT_ISLAND_OPS)
+        return record
+
+    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        from convert.tflite.runtime import from_output, interpreter, to_input
+
+        it, runtime = interpreter(path)
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        expected = tuple(int(d) for d in inp["shape"])
+        if len(expected) != 4 or expected[1:] != pixels.shape[1:]:
+            raise ValueError(
+                f"model input {inp['name']} has shape {list(expected)}, images are {list(pixels.shape)}: wrong variant or input size?"
+            )
+        logits = []
+        for image in pixels:
+            it.set_tensor(inp["index"], to_input(image[None], inp))
+            it.invoke()
+            logits.append(from_output(it.get_tensor(out["index"]), out))
+        return np.concatenate(logits), runtime
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        from ai_edge_litert import schema_py_generated as tfl
+
+        from convert.onnx.target import spatial_size
+
+        buf = bytearray(path.read_bytes())
+        if not tfl.Model.ModelBufferHasIdentifier(buf, 0):
+            raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+        graph = tfl.Model.GetRootAs(buf, 0).Subgraphs(0)
+        inp, out = graph.Tensors(graph.Inputs(0)), graph.Tensors(graph.Outputs(0))
+        types = {graph.Tensors(i).Type() for i in range(graph.TensorsLength())}
+        t = tfl.TensorType
+        if inp.Type() in (t.UINT8, t.INT8):
+            precision = "int8"
+        elif t.FLOAT16 in types:
+            precision = "fp16"
+        elif types & {t.INT8, t.UINT8}:
+            precision = "int8-weights"
+        else:
+            precision = "fp32"
+        out_shape = [int(d) for d in out.ShapeAsNumpy()] if out.ShapeLength() else []
+        return ArtifactFacts(input_size=spatial_size([int(d) for d in inp.ShapeAsNumpy()]),
+                             num_classes=out_shape[-1] if out_shape else None, precision=precision, ops=graph.OperatorsLength())
+
+    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
+        from convert.tflite.runtime import interpreter, to_input
+
+        it, runtime = interpreter(path, threads=threads)
+        detail = it.get_input_details()[0]
+        if list(detail["shape"][1:]) != list(pixels.shape[1:]):  # an NCHW graph (a plain conversion may keep one)
+            pixels = pixels.transpose(0, 3, 1, 2)
+        x = np.ascontiguousarray(to_input(pixels, detail))
+
+        def step() -> object:
+            it.set_tensor(detail["index"], x)
+            it.invoke()
+            return None
+
+        return step, runtime
+
+    def latency_unavailable(self) -> str | None:
+        return None
+
+    def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
+        """The plain path: pixel-input fused model → ONNX opset 17 → onnx2tf defaults, no graph rewrite."""
+        from convert.tflite.export import export_tflite
+
+        export_tflite(source.pixel_model, {"fp32": path}, input_size=source.input_size, labels=source.labels, rewrite=False,
+                      scratch=scratch, log=log)
+
+
+TARGET = TFLiteTarget()
