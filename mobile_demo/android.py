@@ -32,6 +32,7 @@ SOURCES: dict[str, str] = {
     "ModelSpec.kt": f"{_SOURCE_DIR}/ModelSpec.kt",
     "Tracing.kt": f"{_SOURCE_DIR}/Tracing.kt",
     "Labels.kt": f"{_SOURCE_DIR}/Labels.kt",
+    "Images.kt": f"{_SOURCE_DIR}/Images.kt",
     "ModelRunner.kt": f"{_SOURCE_DIR}/ModelRunner.kt",
     "LatencyBenchmark.kt": f"{_SOURCE_DIR}/LatencyBenchmark.kt",
     "DemoController.kt": f"{_SOURCE_DIR}/DemoController.kt",
