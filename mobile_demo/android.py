@@ -16,7 +16,11 @@ DISPLAY_NAME = "SHViT Demo"
 PACKAGE = "com.example.shvitdemo"
 AGP_VERSION = "8.7.3"
 KOTLIN_VERSION = "2.0.21"
-GRADLE_VERSION = "8.9"
+MIN_GRADLE_FOR_AGP: dict[str, str] = {"8.7": "8.9"}
+"""AGP major.minor → the oldest Gradle it runs on (the compatibility table of each AGP release note;
+AGP 8.7.0's gives Gradle 8.9 as minimum and default). Add the row before moving AGP_VERSION."""
+GRADLE_VERSION = MIN_GRADLE_FOR_AGP[".".join(AGP_VERSION.split(".")[:2])]
+"""The Gradle the generated wrapper pins: the one AGP_VERSION needs."""
 COMPOSE_BOM = "2024.12.01"
 CAMERAX_VERSION = "1.4.1"
 LITERT_VERSION = "1.4.0"
@@ -32,6 +36,7 @@ SOURCES: dict[str, str] = {
     "ModelSpec.kt": f"{_SOURCE_DIR}/ModelSpec.kt",
     "Tracing.kt": f"{_SOURCE_DIR}/Tracing.kt",
     "Labels.kt": f"{_SOURCE_DIR}/Labels.kt",
+    "Images.kt": f"{_SOURCE_DIR}/Images.kt",
     "ModelRunner.kt": f"{_SOURCE_DIR}/ModelRunner.kt",
     "LatencyBenchmark.kt": f"{_SOURCE_DIR}/LatencyBenchmark.kt",
     "DemoController.kt": f"{_SOURCE_DIR}/DemoController.kt",
