@@ -113,17 +113,17 @@ def test_results_are_json_serialisable_without_nan(bench: tuple[Run, Path, dict[
 
 
 def test_coreml_plain_baseline_is_the_packages_own_plain_conversion(tiny: Any, tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    import shvit
-    from convert.bench.baselines import BASELINES, export_baseline
+    from convert.bench.baselines import baselines_for, export_baseline
+    from convert.config import ModelSpec
+    from convert.io.scratch import Scratch
+    from convert.source import load_source
     from convert.coreml.export import non_const_op_count, op_counts
     from convert.coreml.ctimport import import_coremltools
 
-    baseline = next(b for b in BASELINES if b.target == "coreml")
-    deploy = shvit.reparameterize(shvit.create_model("auto", weights=tiny.checkpoint))
-    path = export_baseline(baseline, SimpleNamespace(deploy=deploy), tmp_path / baseline.filename("auto"),
-                           input_size=tiny.input_size, log=lambda _: None)
+    (baseline,) = baselines_for(["coreml"])
+    source = load_source(ModelSpec(weights=tiny.checkpoint, input_size=tiny.input_size))
+    with Scratch.open() as scratch:
+        path = export_baseline(baseline, source, tmp_path / baseline.filename("auto"), scratch=scratch, log=lambda _: None)
     spec = import_coremltools().utils.load_spec(str(path))
     assert spec.description.input[0].type.WhichOneof("Type") == "multiArrayType", "the baseline is the plain tensor-input conversion"
     assert non_const_op_count(op_counts(spec)) > 0

@@ -22,10 +22,9 @@ import calib
 import shvit
 from shvit.config import SHViTConfig
 from convert.cliutil import run_command
-from convert.config import ExportConfig
+import convert
 from convert.errors import ConvertError
 from convert.onnx.export import export_onnx
-from convert.pipeline import run_export
 from convert.validate.accuracy import UNKNOWN, accuracy, from_label_map
 from convert.validate.check import check_command
 from convert.validate.report import SCHEMA, STATUSES
@@ -79,10 +78,8 @@ def tiny_exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         made = {"calib": calib_dir}
         with private_cache(tmp_path_factory):
             for name, target, precision in (("onnx", "onnx", "fp32"), ("tflite_int8", "tflite", "int8")):
-                config = ExportConfig(variant="auto", target=target, out_dir=out, precision=precision, weights=str(tiny.checkpoint),
-                                      input_size=tiny.input_size, labels=tiny.labels_file,
-                                      calib_dir=calib_dir if precision == "int8" else None, progress=False)
-                made[name] = run_export(config, log=lambda _: None).artifact
+                made[name] = convert.export(tiny.checkpoint, target=target, out_dir=out, precision=precision, input_size=tiny.input_size,
+                                            labels=tiny.labels_file, calib=calib_dir if precision == "int8" else None).path
         _SHARED[key] = made
     return _SHARED[key]
 

@@ -20,19 +20,20 @@ import calib
 import shvit
 from convert.cli import convert_command
 from convert.cliutil import run_command
-from convert.config import ExportConfig
-from convert.coreml import runtime
+from convert.config import ExportOptions, ModelSpec, plan
+from convert.coreml.target import TARGET as COREML
 from convert.coreml.ctimport import import_coremltools
-from convert.coreml.export import LOGITS_NAME, PRECISIONS, export_coreml
+from convert.coreml.export import LOGITS_NAME, export_coreml
 from convert.coreml.graph import PIXEL_BIAS, CoreMLClassifierGraph, CoreMLSHSA
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import FLOAT_WEIGHT_PREFIXES
-from convert.errors import ConvertError, ToleranceError
+from convert.errors import ConvertError
 from convert.labels import imagenet_labels
-from convert.pipeline import ExportOutcome, run_export
+from convert.api.pipeline import ExportResult
 from convert.source import ModelSource, load_source
-from convert.validate.compare import COREML_INT8, compare
-from helpers import assert_close, recompute_bn_stats
+from convert.coreml.target import COREML_INT8
+from convert.parity import compare
+from helpers import assert_close, export_source, recompute_bn_stats
 from shvit.layers import SHSADeploy
 
 ON_MACOS = sys.platform == "darwin"
@@ -68,12 +69,9 @@ def _checkpoint(variant: str, root: Path, *, seed: int) -> Path:
     return path
 
 
-def _export(config: ExportConfig, *, source: ModelSource, images: Path) -> ExportOutcome:
-    """run_export, keeping the outcome of a failed parity check so each test reports its own figures."""
-    try:
-        return run_export(config, images_dir=images, source=source, log=lambda _line: None)
-    except ToleranceError as exc:
-        return exc.outcome  # type: ignore[attr-defined]
+def _export(source: ModelSource, *, out_dir: Path, images: Path, **options: object) -> ExportResult:
+    """The pipeline on a loaded model; a failed parity check is a result, so each test reports its own figures."""
+    return export_source(source, target="coreml", out_dir=out_dir, images=images, **options)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +86,9 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @dataclass
 class S1Exports:
     source: ModelSource
-    outcomes: dict[str, ExportOutcome]
+    outcomes: dict[str, ExportResult]
 
-    def __getitem__(self, precision: str) -> ExportOutcome:
+    def __getitem__(self, precision: str) -> ExportResult:
         return self.outcomes[precision]
 
 
@@ -98,21 +96,20 @@ class S1Exports:
 def s1(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -> S1Exports:
     """S1 exported in all four precisions through the pipeline (parity in the runner subprocess)."""
     root = tmp_path_factory.mktemp("coreml-s1")
-    base = dict(variant="s1", target="coreml", out_dir=root / "out", weights=str(_checkpoint("s1", root, seed=3)), progress=False)
-    source = load_source(ExportConfig(**base))
+    source = load_source(ModelSpec(variant="s1", weights=_checkpoint("s1", root, seed=3)))
     outcomes = {}
-    for precision in PRECISIONS:
-        extra = {"calib_dir": folders["calib"], "calib_count": CALIB_IMAGES} if precision == "int8" else {}
-        outcomes[precision] = _export(ExportConfig(**base, precision=precision, **extra), source=source, images=folders["check"])
+    for precision in COREML.precisions:
+        extra = {"calib": folders["calib"], "calib_count": CALIB_IMAGES} if precision == "int8" else {}
+        outcomes[precision] = _export(source, out_dir=root / "out", images=folders["check"], precision=precision, **extra)
     return S1Exports(source, outcomes)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "fp32", "int8-weights"])
 def test_s1_parity_within_tolerance(s1: S1Exports, precision: str) -> None:
     outcome = s1[precision]
-    assert outcome.artifact.name == f"shvit_s1_{precision.replace('-', '_')}.mlpackage" and outcome.artifact.is_dir()
-    assert outcome.passed, f"{precision}: {outcome.report.summary()}"
-    assert outcome.report.images == CHECK_IMAGES
+    assert outcome.path.name == f"shvit_s1_{precision.replace('-', '_')}.mlpackage" and outcome.path.is_dir()
+    assert outcome.passed, f"{precision}: {outcome.parity.summary()}"
+    assert outcome.parity.images == CHECK_IMAGES
     if not ON_MACOS:
         assert "reference MIL executor" in outcome.runtime and "Core ML cannot run on Linux" in outcome.runtime
 
@@ -121,26 +118,26 @@ def test_s1_w8a8_parity_is_checked_and_keeps_the_cosine(s1: S1Exports) -> None:
     """Calibrated on one image folder, checked on another. Top-1 agreement is asserted on the trained
     tiny model below: with random weights the top classes are near-ties, so their order is noise."""
     outcome = s1["int8"]
-    assert outcome.artifact.name == "shvit_s1_int8.mlpackage" and outcome.report.images == CHECK_IMAGES
-    assert outcome.report.cosine >= COREML_INT8.cosine, outcome.report.summary()
-    record = json.loads(Path(f"{outcome.artifact}.json").read_text())
-    assert record["parity"]["cosine"] == outcome.report.cosine and record["export"]["calibration"] == f"{CALIB_IMAGES} images from calib"
+    assert outcome.path.name == "shvit_s1_int8.mlpackage" and outcome.parity.images == CHECK_IMAGES
+    assert outcome.parity.cosine >= COREML_INT8.cosine, outcome.parity.summary()
+    record = json.loads(Path(f"{outcome.path}.json").read_text())
+    assert record["parity"]["cosine"] == outcome.parity.cosine and record["export"]["calibration"] == f"{CALIB_IMAGES} images from calib"
 
 
 def test_fp32_package_reproduces_pytorch_exactly_including_the_image_front_end(s1: S1Exports) -> None:
     """Mean in the ImageType bias, 1/(255·std) in the stem: exact, even at zero-padded borders and pure black/white."""
-    report = s1["fp32"].report
+    report = s1["fp32"].parity
     assert report.max_rel < 1e-5, report.summary()
     pixels = calib.synthetic_images(2, 224, seed=5)
     pixels[0, :, :8] = 255
     pixels[1, :8] = 0
     with torch.no_grad():
         expected = s1.source.pixel_model(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).numpy()
-    assert_close(MILExecutor(s1["fp32"].artifact).logits(pixels), expected, rel=1e-5, what="fp32 package vs PixelInput")
+    assert_close(MILExecutor(s1["fp32"].path).logits(pixels), expected, rel=1e-5, what="fp32 package vs PixelInput")
 
 
 def test_package_is_an_image_classifier_with_labels_and_metadata(s1: S1Exports) -> None:
-    path = s1["fp16"].artifact
+    path = s1["fp16"].path
     spec = _model_spec(path)
     (image,) = spec.description.input
     assert image.name == "image" and image.type.WhichOneof("Type") == "imageType"
@@ -171,7 +168,7 @@ def _main_block(spec):
 
 
 def test_deployment_targets_and_quantised_forms(s1: S1Exports) -> None:
-    specs = {p: _model_spec(o.artifact) for p, o in s1.outcomes.items()}
+    specs = {p: _model_spec(o.path) for p, o in s1.outcomes.items()}
     assert {p: s.specificationVersion for p, s in specs.items()} == {"fp16": 7, "fp32": 7, "int8-weights": 7, "int8": 8}
     ops = {p: {op.type for op in _main_block(s).operations} for p, s in specs.items()}
     assert "constexpr_affine_dequantize" in ops["int8-weights"] and "quantize" not in ops["int8-weights"]
@@ -180,16 +177,16 @@ def test_deployment_targets_and_quantised_forms(s1: S1Exports) -> None:
     assert len(int8_weights) > 30 and not [n for n in int8_weights if n.startswith(FLOAT_WEIGHT_PREFIXES)]
     assert {"model_head_weight_to_fp16", "model_patch_embed_6_weight_to_fp16"} <= set(float_weights), "stem and head stay fp16"
     assert {"quantize", "dequantize"} <= ops["int8"]
-    sizes = {p: o.metadata["size_bytes"] for p, o in s1.outcomes.items()}
+    sizes = {p: o.sidecar["export"]["size_bytes"] for p, o in s1.outcomes.items()}
     assert sizes["int8-weights"] < 0.6 * sizes["fp16"] and sizes["int8"] < 0.6 * sizes["fp16"], sizes
     assert 0.45 * sizes["fp32"] < sizes["fp16"] < 0.55 * sizes["fp32"], sizes
     for precision, outcome in s1.outcomes.items():
-        assert MILExecutor(outcome.artifact).logits_name() == LOGITS_NAME, f"{precision}: softmax input is not the logits output"
+        assert MILExecutor(outcome.path).logits_name() == LOGITS_NAME, f"{precision}: softmax input is not the logits output"
 
 
 def test_graph_is_lean_for_the_neural_engine(s1: S1Exports) -> None:
     """One layer_norm per attention (no decomposed GroupNorm), two reshapes around it, nothing rank 5."""
-    block = _main_block(_model_spec(s1["fp16"].artifact))
+    block = _main_block(_model_spec(s1["fp16"].path))
     ops = [op for op in block.operations if op.type != "const"]
     attention_blocks = sum(isinstance(m, SHSADeploy) for m in s1.source.deploy.modules())
     types = [op.type for op in ops]
@@ -203,7 +200,7 @@ def test_graph_is_lean_for_the_neural_engine(s1: S1Exports) -> None:
 @pytest.mark.skipif(ON_MACOS, reason="on macOS the runtime is Core ML itself, not the reference executor")
 def test_linux_runtime_is_the_reference_executor_and_says_so(s1: S1Exports) -> None:
     pixels = calib.synthetic_images(3, 224, seed=8)
-    logits, name = runtime.run(s1["int8-weights"].artifact, pixels)
+    logits, name = COREML.run(s1["int8-weights"].path, pixels)
     assert logits.shape == (3, 1000)
     assert name == "reference MIL executor, fp16 emulated (Core ML cannot run on Linux)"
 
@@ -211,20 +208,19 @@ def test_linux_runtime_is_the_reference_executor_and_says_so(s1: S1Exports) -> N
 @pytest.mark.skipif(not ON_MACOS, reason="Core ML's runtime exists only on macOS; elsewhere the reference MIL executor checks packages")
 def test_core_ml_runtime_agrees_with_pytorch_and_the_executor(s1: S1Exports) -> None:
     pixels = calib.synthetic_images(4, 224, seed=8)
-    logits, name = runtime.run(s1["fp16"].artifact, pixels)
+    logits, name = COREML.run(s1["fp16"].path, pixels)
     assert name.startswith("Core ML")
-    assert compare(MILExecutor(s1["fp16"].artifact).logits(pixels), logits).cosine > 0.999
+    assert compare(MILExecutor(s1["fp16"].path).logits(pixels), logits).cosine > 0.999
 
 
 def test_w8a8_on_the_trained_tiny_model_keeps_cosine_and_top1(tiny, tmp_path: Path) -> None:
     """Calibrated on half the held-out images, judged on all of them, labels from --labels."""
-    config = ExportConfig(variant="auto", target="coreml", out_dir=tmp_path, precision="int8", weights=str(tiny.checkpoint),
-                          input_size=tiny.input_size, labels=tiny.labels_file, calib_dir=tiny.images_dir, progress=False)
-    source = load_source(config)
+    min_ios = plan(ExportOptions(target="coreml", precision="int8", calib=tiny.images_dir)).options["min_ios"]
+    source = load_source(ModelSpec(weights=tiny.checkpoint, input_size=tiny.input_size, labels=tiny.labels_file))
     held_out = calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
     calibration = held_out.pixels[::2]
     result = export_coreml(source.deploy, tmp_path / "tiny_int8.mlpackage", input_size=tiny.input_size, labels=source.labels,
-                           precision="int8", min_ios=config.min_ios, calib_pixels=calibration)
+                           precision="int8", min_ios=min_ios, calib_pixels=calibration)
     assert result.spec_version == 8
     reference, w8a8 = source.reference_logits(held_out.pixels), MILExecutor(result.path).logits(held_out.pixels)
     report = compare(reference, w8a8)
@@ -252,13 +248,15 @@ def test_core_ml_graph_rewrite_computes_the_deploy_models_function() -> None:
 
 
 def test_min_ios_auto_and_an_explicit_target_too_old_for_w8a8(tmp_path: Path) -> None:
-    base = dict(variant="s1", target="coreml", out_dir=tmp_path, calib_dir=tmp_path)
-    assert ExportConfig(**base).min_ios == "16"
-    assert ExportConfig(**base, precision="int8").min_ios == "17"
-    assert ExportConfig(**base, precision="int8", min_ios="18").min_ios == "18"
-    assert ExportConfig(**base, precision="int8-weights", min_ios="16").min_ios == "16"
-    with pytest.raises(ConvertError, match=r"needs iOS 17\+.*--min-ios 17"):
-        ExportConfig(**base, precision="int8", min_ios="16")
+    def min_ios(precision: str | None = None, **given: str) -> str:
+        return plan(ExportOptions(target="coreml", precision=precision, calib=tmp_path, target_options=given)).options["min_ios"]
+
+    assert min_ios() == "16"
+    assert min_ios("int8") == "17"
+    assert min_ios("int8", min_ios="18") == "18"
+    assert min_ios("int8-weights", min_ios="16") == "16"
+    with pytest.raises(ConvertError, match=r"needs iOS 17\+.*min_ios=17"):
+        min_ios("int8", min_ios="16")
 
 
 def test_cli_refuses_int8_for_ios16_in_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -284,7 +282,7 @@ def test_export_coreml_rejects_inconsistent_options(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_s3_fp16_parity(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -> None:
     root = tmp_path_factory.mktemp("coreml-s3")
-    config = ExportConfig(variant="s3", target="coreml", out_dir=root / "out", weights=str(_checkpoint("s3", root, seed=4)), progress=False)
-    outcome = _export(config, source=load_source(config), images=folders["check"])
-    assert outcome.passed, outcome.report.summary()
-    assert outcome.metadata["spec_version"] == 7 and outcome.metadata["op_counts"]["layer_norm"] == 10
+    source = load_source(ModelSpec(variant="s3", weights=_checkpoint("s3", root, seed=4)))
+    outcome = _export(source, out_dir=root / "out", images=folders["check"])
+    assert outcome.passed, outcome.parity.summary()
+    assert outcome.sidecar["export"]["spec_version"] == 7 and outcome.sidecar["export"]["op_counts"]["layer_norm"] == 10

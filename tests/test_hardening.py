@@ -22,11 +22,10 @@ from bad_inputs import (
     PWNED_MARKER, assert_one_error_line, checkpoint, files_under, image_folder, labels, read_only_dir, small_disk, unprivileged,
     unreadable,
 )
-from convert.artifacts import STAGING_PREFIX
+from convert.io.staging import STAGING_PREFIX
 from convert.bench.cli import bench_command
 from convert.cli import convert_command
-from convert.config import ExportConfig
-from convert.pipeline import run_export
+import convert
 from convert.validate.check import check_command
 from mobile_demo.cli import demo_group
 from test_check import private_cache, run_cli, tiny_exports
@@ -66,9 +65,8 @@ def exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     made = dict(tiny_exports(tiny, tmp_path_factory))
     out = tmp_path_factory.mktemp("hardening-coreml")
     with private_cache(tmp_path_factory):
-        config = ExportConfig(variant="auto", target="coreml", out_dir=out, weights=str(tiny.checkpoint), input_size=tiny.input_size,
-                              labels=tiny.labels_file, progress=False)
-        made["mlpackage"] = run_export(config, log=lambda _: None).artifact
+        made["mlpackage"] = convert.export(tiny.checkpoint, target="coreml", out_dir=out, input_size=tiny.input_size,
+                                           labels=tiny.labels_file).path
     return made
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from convert.artifacts import STAGING_PREFIX, sha256_path, sweep_stale_staging
+from convert.io.sidecar import sha256_path
+from convert.io.staging import STAGING_PREFIX, sweep_stale
 from convert.cliutil import EXIT_INTERRUPTED, INTERRUPTED
-from convert.scratch import SCRATCH_PREFIX
+from convert.io.scratch import SCRATCH_PREFIX
 from test_check import tiny_exports
 
 ARGS = ["--variant", "s1", "--target", "onnx", "--random-init"]
@@ -122,7 +123,7 @@ def test_a_killed_export_keeps_the_previous_artifact_and_its_leftovers_are_swept
     assert artifact.read_bytes() == content
     leftovers = list(out.glob(f"{STAGING_PREFIX}*"))
     assert leftovers, "SIGKILL cannot be cleaned up in-process; the next run must sweep it"
-    assert sweep_stale_staging(out) == leftovers
+    assert sweep_stale(out, prefix=STAGING_PREFIX) == leftovers
     assert not list(out.glob(f"{STAGING_PREFIX}*"))
 
 
@@ -130,7 +131,7 @@ def test_sweep_restores_an_artifact_killed_mid_swap(tmp_path: Path) -> None:
     parked = tmp_path / f"{STAGING_PREFIX}999999999-old-model.mlpackage"
     parked.mkdir()
     (parked / "weight.bin").write_bytes(b"w")
-    sweep_stale_staging(tmp_path)
+    sweep_stale(tmp_path, prefix=STAGING_PREFIX)
     assert (tmp_path / "model.mlpackage" / "weight.bin").read_bytes() == b"w"
 
 

@@ -22,8 +22,7 @@ import tree_sitter_swift
 import yaml
 from tree_sitter import Language, Node, Parser
 
-from convert.artifacts import sha256_path
-from convert.config import ExportConfig
+from convert.io.sidecar import sha256_path
 from mobile_demo import DemoError, NotAnImageClassifier, generate_demo
 from mobile_demo.cli import main as demo_main
 from mobile_demo.output import MARKER, STAGING_PREFIX
@@ -38,9 +37,9 @@ CHECK_IMAGES = 2
 # --- fixtures: real S1 exports, the projects generated from them, small hand-made models ----------------
 
 
-def _export(tmp: Path, target: str) -> ExportConfig:
+def _export(tmp: Path, target: str) -> Path:
     import calib
-    from convert.pipeline import run_export
+    import convert
 
     images = tmp / "images" / "any"
     images.mkdir(parents=True)
@@ -48,29 +47,27 @@ def _export(tmp: Path, target: str) -> ExportConfig:
         from PIL import Image
 
         Image.fromarray(pixels).save(images / f"{i}.png")
-    config = ExportConfig(variant="s1", target=target, out_dir=tmp / "export", weights=None, progress=False)
-    run_export(config, images_dir=tmp / "images", random_init=True, log=lambda _m: None)
-    return config
+    return convert.export("s1", target=target, out_dir=tmp / "export", weights=None, images=tmp / "images").path
 
 
 @pytest.fixture(scope="module")
-def s1_coreml(tmp_path_factory: pytest.TempPathFactory) -> ExportConfig:
+def s1_coreml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _export(tmp_path_factory.mktemp("s1-coreml"), "coreml")
 
 
 @pytest.fixture(scope="module")
-def s1_tflite(tmp_path_factory: pytest.TempPathFactory) -> ExportConfig:
+def s1_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _export(tmp_path_factory.mktemp("s1-tflite"), "tflite")
 
 
 @pytest.fixture(scope="module")
-def ios_project(s1_coreml: ExportConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(s1_coreml.artifact_path, tmp_path_factory.mktemp("ios") / "app")
+def ios_project(s1_coreml: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_demo(s1_coreml, tmp_path_factory.mktemp("ios") / "app")
 
 
 @pytest.fixture(scope="module")
-def android_project(s1_tflite: ExportConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(s1_tflite.artifact_path, tmp_path_factory.mktemp("android") / "app")
+def android_project(s1_tflite: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_demo(s1_tflite, tmp_path_factory.mktemp("android") / "app")
 
 
 @pytest.fixture(scope="module")
@@ -224,10 +221,10 @@ def test_ios_swift_sources_parse_without_errors(ios_project: Path) -> None:
     assert not problems, problems
 
 
-def test_ios_model_info_matches_the_package_spec(ios_project: Path, s1_coreml: ExportConfig) -> None:
+def test_ios_model_info_matches_the_package_spec(ios_project: Path, s1_coreml: Path) -> None:
     from convert.coreml.ctimport import import_coremltools
 
-    spec = import_coremltools().utils.load_spec(str(s1_coreml.artifact_path))
+    spec = import_coremltools().utils.load_spec(str(s1_coreml))
     image_input = spec.description.input[0]
     info = swift_constants(ios_project / "SHViTDemo" / "ModelInfo.swift")
     assert info["inputName"] == image_input.name
@@ -236,16 +233,16 @@ def test_ios_model_info_matches_the_package_spec(ios_project: Path, s1_coreml: E
     assert info["classLabelOutputName"] == spec.description.predictedFeatureName
     assert info["probabilitiesOutputName"] == spec.description.predictedProbabilitiesName
     assert info["classCount"] == s1_coreml.num_classes == 1000
-    assert info["sourceModel"] == s1_coreml.artifact_path.name
+    assert info["sourceModel"] == s1_coreml.name
     import calib
 
     assert info["cropFraction"] == calib.CROP_PCT
 
 
-def test_ios_code_reads_feature_names_only_through_model_info(ios_project: Path, s1_coreml: ExportConfig) -> None:
+def test_ios_code_reads_feature_names_only_through_model_info(ios_project: Path, s1_coreml: Path) -> None:
     from convert.coreml.ctimport import import_coremltools
 
-    spec = import_coremltools().utils.load_spec(str(s1_coreml.artifact_path))
+    spec = import_coremltools().utils.load_spec(str(s1_coreml))
     names = {spec.description.input[0].name, spec.description.predictedFeatureName, spec.description.predictedProbabilitiesName}
     for path in sorted(ios_project.rglob("*.swift")):
         if path.name == "ModelInfo.swift":
@@ -257,7 +254,7 @@ def test_ios_code_reads_feature_names_only_through_model_info(ios_project: Path,
         assert use in text
 
 
-def test_ios_project_yml_builds_the_model_into_an_ios17_app_with_tests(ios_project: Path, s1_coreml: ExportConfig) -> None:
+def test_ios_project_yml_builds_the_model_into_an_ios17_app_with_tests(ios_project: Path, s1_coreml: Path) -> None:
     project = yaml.safe_load((ios_project / "project.yml").read_text())
     app = project["targets"]["SHViTDemo"]
     assert app["type"] == "application" and app["platform"] == "iOS"
@@ -265,11 +262,11 @@ def test_ios_project_yml_builds_the_model_into_an_ios17_app_with_tests(ios_proje
     model_sources = [s for s in app["sources"] if str(s["path"]).endswith(".mlpackage")]
     assert len(model_sources) == 1 and model_sources[0]["buildPhase"] == "sources" and model_sources[0]["type"] == "file"
     bundled = ios_project / model_sources[0]["path"]
-    assert sha256_path(bundled) == sha256_path(s1_coreml.artifact_path)
+    assert sha256_path(bundled) == sha256_path(s1_coreml)
     info = swift_constants(ios_project / "SHViTDemo" / "ModelInfo.swift")
     model_info = (ios_project / "SHViTDemo" / "ModelInfo.swift").read_text()
     assert f"{bundled.stem}.urlOfModelInThisBundle" in model_info  # the class Xcode generates from the file name
-    assert info["sourceModel"] == s1_coreml.artifact_path.name
+    assert info["sourceModel"] == s1_coreml.name
     properties = app["info"]["properties"]
     assert properties["NSCameraUsageDescription"] and properties["NSPhotoLibraryUsageDescription"]
     tests = project["targets"]["SHViTDemoTests"]
@@ -351,11 +348,11 @@ def _check_model_spec(project: Path, model: Path) -> dict[str, str | int | float
     return spec
 
 
-def test_android_model_spec_matches_the_model(android_project: Path, s1_tflite: ExportConfig) -> None:
-    spec = _check_model_spec(android_project, s1_tflite.artifact_path)
+def test_android_model_spec_matches_the_model(android_project: Path, s1_tflite: Path) -> None:
+    spec = _check_model_spec(android_project, s1_tflite)
     assert spec["INPUT_HEIGHT"] == spec["INPUT_WIDTH"] == s1_tflite.input_size == 224
     assert spec["NUM_CLASSES"] == s1_tflite.num_classes == 1000
-    assert spec["SOURCE_MODEL"] == s1_tflite.artifact_path.name
+    assert spec["SOURCE_MODEL"] == s1_tflite.name
 
 
 def test_android_manifest_and_gradle_files_hold_the_required_keys(android_project: Path) -> None:

@@ -5,14 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from convert.config import ExportConfig
-from convert.pipeline import run_export
+import convert
 
 
 def _export(tiny, target: str, out: Path) -> Path:
-    config = ExportConfig(variant="auto", target=target, out_dir=out, weights=str(tiny.checkpoint),
-                          input_size=tiny.input_size, labels=tiny.labels_file, progress=False)
-    return run_export(config, log=lambda _: None).artifact
+    return convert.export(tiny.checkpoint, target=target, out_dir=out, input_size=tiny.input_size, labels=tiny.labels_file).path
 
 
 PAYLOAD = {"tflite": "", "coreml": "Data/com.apple.CoreML/weights/weight.bin"}

@@ -19,18 +19,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import recompute_bn_stats
+from helpers import recompute_bn_stats, run_in_runtime
 
 import calib
 import shvit
-from convert.config import ExportConfig
+import convert
 from convert.errors import ConvertError, RuntimeCrash
-from convert.pipeline import ExportOutcome, run_export
+from convert.api.pipeline import ExportResult
 from convert.tflite import graphinfo, metadata, onnx2tf_runner
-from convert.tflite.export import export_tflite, labels_file_name
+from convert.tflite.export import export_tflite
+from convert.tflite.target import labels_file_name
 from convert.tflite.graph import SHSATokens, tflite_friendly
-from convert.validate.compare import TFLITE_FP16, TFLITE_FP32, TFLITE_INT8, TFLITE_INT8_WEIGHTS, compare
-from convert.validate.runner import run_artifact
+from convert.parity import compare
+from convert.tflite.target import TFLITE_FP16, TFLITE_FP32, TFLITE_INT8, TFLITE_INT8_WEIGHTS
 
 S1_PRECISIONS = ("fp32", "fp16", "int8-weights", "int8")
 CHECK_IMAGES = 16
@@ -73,8 +74,8 @@ def s1(tmp_path_factory: pytest.TempPathFactory) -> S1Models:
 
 @dataclass
 class TinyInt8:
-    outcome: ExportOutcome
-    config: ExportConfig
+    outcome: ExportResult
+    out_dir: Path
     network_attempts: list[str]
     cwd_after: list[str]
 
@@ -91,22 +92,19 @@ def tiny_int8(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyIn
             raise OSError("network access during a TFLite export")
         return blocked
 
-    config = ExportConfig(
-        variant="auto", target="tflite", out_dir=tmp_path_factory.mktemp("tiny-int8") / "out", precision="int8",
-        weights=str(tiny.checkpoint), input_size=tiny.input_size, labels=tiny.labels_file, calib_dir=tiny.images_dir,
-        progress=False,
-    )
+    out_dir = tmp_path_factory.mktemp("tiny-int8") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
         mp.setattr(socket.socket, "connect", refuse("connect"))
         mp.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
         mp.setattr(socket, "create_connection", refuse("create_connection"))
-        outcome = run_export(config, images_dir=tiny.images_dir, log=lambda _: None)
-        yield TinyInt8(outcome, config, attempts, sorted(os.listdir(cwd)))
+        outcome = convert.export(tiny.checkpoint, target="tflite", precision="int8", out_dir=out_dir, input_size=tiny.input_size,
+                                 labels=tiny.labels_file, calib=tiny.images_dir, images=tiny.images_dir)
+        yield TinyInt8(outcome, out_dir, attempts, sorted(os.listdir(cwd)))
 
 
 def _parity(path: Path, s1: S1Models):
-    logits, runtime = run_artifact(path, s1.pixels)
+    logits, runtime = run_in_runtime(path, s1.pixels)
     assert runtime.startswith("LiteRT")
     return compare(s1.reference, logits)
 
@@ -220,11 +218,11 @@ def test_metadata_is_embedded_in_the_standard_format(s1: S1Models) -> None:
 
 
 def test_tiny_full_int8_keeps_predictions(tiny, tiny_int8: TinyInt8) -> None:
-    report = tiny_int8.outcome.report
+    report = tiny_int8.outcome.parity
     assert tiny_int8.outcome.passed
     assert report.cosine >= TFLITE_INT8.cosine and report.top1 >= TFLITE_INT8.top1, report.summary()
     images = calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
-    logits, _ = run_artifact(tiny_int8.outcome.artifact, images.pixels)
+    logits, _ = run_in_runtime(tiny_int8.outcome.path, images.pixels)
     predicted = [tiny.class_names[i] for i in logits.argmax(1)]
     truth = [images.class_names[i] for i in images.labels]
     accuracy = float(np.mean([p == t for p, t in zip(predicted, truth)]))
@@ -232,17 +230,17 @@ def test_tiny_full_int8_keeps_predictions(tiny, tiny_int8: TinyInt8) -> None:
 
 
 def test_tiny_int8_files_and_sidecar(tiny, tiny_int8: TinyInt8) -> None:
-    out = tiny_int8.config.out_dir
-    artifact = tiny_int8.outcome.artifact
-    assert sorted(p.name for p in out.iterdir()) == sorted([artifact.name, artifact.name + ".json", labels_file_name(tiny_int8.config)])
-    assert (out / labels_file_name(tiny_int8.config)).read_text().splitlines() == tiny.class_names
+    out = tiny_int8.out_dir
+    artifact = tiny_int8.outcome.path
+    assert sorted(p.name for p in out.iterdir()) == sorted([artifact.name, artifact.name + ".json", labels_file_name(artifact.stem)])
+    assert (out / labels_file_name(artifact.stem)).read_text().splitlines() == tiny.class_names
     record = json.loads((out / (artifact.name + ".json")).read_text())
     export = record["export"]
     assert export["xnnpack_partitions"] <= 3 and export["calibration_images"] > 0
     assert export["input"] == {"name": "pixels", "shape": [1, 96, 96, 3], "dtype": "uint8", "scale": 1.0, "zero_point": 0,
                                "layout": "NHWC", "range": "RGB 0-255", "normalization": "baked into the model (ImageNet mean/std)"}
     assert record["parity"]["passed"] and record["parity"]["top1"] >= TFLITE_INT8.top1
-    assert metadata.read(artifact)["files"][labels_file_name(tiny_int8.config)].splitlines() == tiny.class_names
+    assert metadata.read(artifact)["files"][labels_file_name(artifact.stem)].splitlines() == tiny.class_names
 
 
 def test_conversion_stays_offline_and_out_of_the_cwd(tiny_int8: TinyInt8) -> None:
@@ -277,13 +275,12 @@ def test_onnx2tf_sample_file_comes_from_the_private_folder(tmp_path: Path) -> No
 def test_missing_sample_file_fails_cleanly_offline(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the sample file onnx2tf would download it: the guard stops it, and nothing is written."""
     monkeypatch.setattr(onnx2tf_runner, "SAMPLE_FILE", "not_the_name_onnx2tf_reads.npy")
-    config = ExportConfig(variant="auto", target="tflite", out_dir=tmp_path / "out", weights=str(tiny.checkpoint),
-                          input_size=tiny.input_size, labels=tiny.labels_file, progress=False)
+    out_dir = tmp_path / "out"
     with pytest.raises(ConvertError, match="tried to reach the network") as caught:
-        run_export(config, log=lambda _: None)
+        convert.export(tiny.checkpoint, target="tflite", out_dir=out_dir, input_size=tiny.input_size, labels=tiny.labels_file)
     message = str(caught.value)
     assert "\n" not in message
-    assert not config.out_dir.exists() or list(config.out_dir.iterdir()) == []
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
     kept_log = Path(message.rsplit("(full log: ", 1)[1].rstrip(")"))
     assert kept_log.is_file() and "NetworkBlocked" in kept_log.read_text(errors="replace")
     assert [p.name for p in kept_log.parent.iterdir()] == [kept_log.name]  # the log only, for the user to read
@@ -321,11 +318,11 @@ def test_cli_by_absolute_path_from_a_non_activated_venv(tiny, tmp_path: Path) ->
 
 
 def test_broken_model_is_a_clean_runtime_crash(tiny_int8: TinyInt8, tmp_path: Path) -> None:
-    data = tiny_int8.outcome.artifact.read_bytes()
+    data = tiny_int8.outcome.path.read_bytes()
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(data[: len(data) // 3])
     with pytest.raises(RuntimeCrash) as caught:
-        run_artifact(broken, calib.synthetic_images(2, 96))
+        run_in_runtime(broken, calib.synthetic_images(2, 96))
     assert "broken.tflite" in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(RuntimeCrash):
         graphinfo.delegation(broken)

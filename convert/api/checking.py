@@ -11,7 +11,7 @@ from torch import nn
 
 from convert.api.model import Labels, load_model, model_spec
 from convert.errors import UsageError
-from convert.images import check_image_folders, check_image_options, load_images
+from convert.validate.images import check_image_folders, check_image_options, load_images
 from convert.io.scratch import Scratch
 from convert.config import ModelSpec
 from convert.validate.artifact_info import inspect

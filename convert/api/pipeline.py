@@ -20,7 +20,7 @@ from torch import nn
 
 from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, OutputSpec, plan
 from convert.errors import ArgumentError, ToleranceError
-from convert.images import check_image_folders, load_images
+from convert.validate.images import check_image_folders, load_images
 from convert.io.scratch import Scratch
 from convert.io.sidecar import sidecar_record, write_sidecar
 from convert.io.staging import check_output_dir, refuse_existing, staged_output

@@ -20,7 +20,7 @@ from convert.bench.baselines import Baseline, baselines_for, export_baseline
 from convert.bench.latency import PYTORCH, Latency, LatencyUnavailable, host_description, measure
 from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, ModelSpec, OutputSpec, check_input_size, plan
 from convert.errors import ConvertError, NotBuiltYet, UsageError
-from convert.images import EvalImages, check_image_folders, check_image_options, load_images
+from convert.validate.images import EvalImages, check_image_folders, check_image_options, load_images
 from convert.io.scratch import Scratch
 from convert.io.sidecar import read_sidecar
 from convert.io.staging import check_output_dir

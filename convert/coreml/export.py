@@ -23,6 +23,7 @@ from torch import nn
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.graph import PIXEL_BIAS, CoreMLClassifierGraph
 from convert.coreml.metadata import PackageInfo, apply_metadata
+from convert.coreml.rules import resolve_min_ios
 from convert.errors import ArgumentError
 
 INPUT_NAME = "image"
@@ -166,12 +167,8 @@ def package_size(path: Path) -> int:
 
 
 def _check_options(precision: str, min_ios: str, calib_pixels: np.ndarray | None, labels: list[str], deploy: nn.Module) -> None:
-    from convert.coreml.target import TARGET
-
-    if precision not in TARGET.precisions:
-        raise ArgumentError(f"Core ML precision {precision!r} is not one of {', '.join(TARGET.precisions)}", argument="precision")
-    TARGET.resolve_options(precision, {"min_ios": min_ios})
-    if precision in TARGET.calibrated and (calib_pixels is None or len(calib_pixels) == 0):
+    resolve_min_ios(precision, min_ios)
+    if precision == "int8" and (calib_pixels is None or len(calib_pixels) == 0):
         raise ArgumentError("{precision=int8} calibrates activations on images: pass {calib=DIR}", argument="calib")
     classes = getattr(getattr(deploy, "head", None), "out_features", None)
     if classes is not None and classes != len(labels):

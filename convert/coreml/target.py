@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from convert.errors import ArgumentError, ConvertError
+from convert.coreml.rules import DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, W8A8_MIN_IOS, resolve_min_ios
+from convert.errors import ConvertError
 from convert.io.staging import Staging
 from convert.parity import Tolerance
 from convert.io.scratch import Scratch
@@ -25,11 +26,8 @@ COREML_FP32 = Tolerance(max_rel=1e-3)
 COREML_FP16 = Tolerance(cosine=0.9995)
 COREML_INT8_WEIGHTS = Tolerance(cosine=0.999)
 COREML_INT8 = Tolerance(cosine=0.99, top1=0.95)
-W8A8_MIN_IOS = "17"
-"""Core ML W8A8 (``int8``) needs iOS 17: its activation quantize/dequantize ops start there."""
-DEFAULT_MIN_IOS = "16"
 MIN_IOS = TargetOption(
-    "min_ios", ("auto", "16", "17", "18"), "auto",
+    "min_ios", MIN_IOS_CHOICES, "auto",
     f"Core ML deployment target. auto: iOS {DEFAULT_MIN_IOS}, or iOS {W8A8_MIN_IOS} for --precision int8 (W8A8 needs iOS {W8A8_MIN_IOS}+).",
 )
 OFF_MACOS = "unavailable off macOS (Core ML runs only on Apple platforms)"
@@ -41,7 +39,7 @@ class CoreMLTarget:
     suffix = ".mlpackage"
     bundle = True
     summary = ".mlpackage classifier for iOS/macOS"
-    precisions = ("fp16", "fp32", "int8-weights", "int8")
+    precisions = PRECISIONS
     default_precision = "fp16"
     calibrated = frozenset({"int8"})
     tolerances = {"fp32": COREML_FP32, "fp16": COREML_FP16, "int8-weights": COREML_INT8_WEIGHTS, "int8": COREML_INT8}
@@ -53,20 +51,7 @@ class CoreMLTarget:
     )
 
     def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
-        """``auto`` → iOS 16, or 17 for W8A8; an explicit target too old for W8A8 is an error, never rewritten."""
-        min_ios = str(given.get("min_ios") or MIN_IOS.default)
-        w8a8 = precision == "int8"
-        if min_ios not in MIN_IOS.choices:
-            raise ArgumentError(f"{{min_ios={min_ios}}} is not supported: choose one of {', '.join(MIN_IOS.choices)}", argument="min_ios")
-        if min_ios == "auto":
-            min_ios = W8A8_MIN_IOS if w8a8 else DEFAULT_MIN_IOS
-        elif w8a8 and int(min_ios) < int(W8A8_MIN_IOS):
-            raise ArgumentError(
-                f"{{precision=int8}} (W8A8) needs iOS {W8A8_MIN_IOS}+ for its int8 activation ops, but {{min_ios}} is {min_ios}: "
-                f"pass {{min_ios={W8A8_MIN_IOS}}} (or leave it out), or use {{precision=int8-weights}} for iOS {min_ios}",
-                argument="min_ios",
-            )
-        return {"min_ios": min_ios}
+        return {"min_ios": resolve_min_ios(precision, str(given.get("min_ios") or MIN_IOS.default))}
 
     def extra_files(self, stem: str) -> list[str]:
         return []

@@ -20,6 +20,7 @@ from convert.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from convert.tflite import graphinfo, metadata
 from convert.tflite.graph import tflite_friendly
 from convert.tflite.onnx2tf_runner import convert_onnx
+from convert.tflite.quantize import PRECISIONS
 
 Log = Callable[[str], None]
 
@@ -63,11 +64,9 @@ def export_tflite(
     ``calib_pixels`` (uint8 NHWC, from :func:`calib.load_folder`) are needed for ``int8``.
     Temporary files live in ``scratch`` (a private one when not given).
     """
-    from convert.tflite.target import TARGET
-
-    unknown = sorted(set(outputs) - set(TARGET.precisions))
+    unknown = sorted(set(outputs) - set(PRECISIONS))
     if unknown:
-        raise ArgumentError(f"unknown TFLite precision {unknown[0]!r}: choose one of {', '.join(TARGET.precisions)}", argument="precision")
+        raise ArgumentError(f"unknown TFLite precision {unknown[0]!r}: choose one of {', '.join(PRECISIONS)}", argument="precision")
     if scratch is None:
         with Scratch.open() as private:
             return export_tflite(pixel_model, outputs, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,

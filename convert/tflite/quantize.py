@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8-weights", "int8")
+
 FLOAT_ISLAND_OPS: tuple[str, ...] = ("RSQRT", "SOFTMAX", "RELU")
 """Op types kept in float32 inside the full-integer graph (see the module docstring)."""
 

@@ -11,6 +11,7 @@ from convert.config import DEFAULT_OPSET
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
+from convert.tflite.quantize import PRECISIONS
 from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class TFLiteTarget:
     suffix = ".tflite"
     bundle = False
     summary = "NHWC model for Android (LiteRT)"
-    precisions = ("fp32", "fp16", "int8-weights", "int8")
+    precisions = PRECISIONS
     default_precision = "fp32"
     calibrated = frozenset({"int8"})
     tolerances = {"fp32": TFLITE_FP32, "fp16": TFLITE_FP16, "int8-weights": TFLITE_INT8_WEIGHTS, "int8": TFLITE_INT8}

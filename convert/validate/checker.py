@@ -23,7 +23,7 @@ from convert.io.scratch import Scratch
 from convert.io.sidecar import toolkit_versions
 from convert.parity import compare
 from convert.source import ModelSource
-from convert.images import EvalImages
+from convert.validate.images import EvalImages
 from convert.validate.accuracy import accuracy
 from convert.validate.artifact_info import ArtifactInfo
 from convert.validate.report import CRASH, ERROR, FAIL, MISMATCH, PASS, ArtifactResult, CheckReport

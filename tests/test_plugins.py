@@ -1,0 +1,103 @@
+"""A target registered from outside the toolkit works everywhere: export, check, bench and the Python API.
+
+The toy target (``tests/toy_target.py``) stores the fused weights in an ``.npz`` and runs them with
+NumPy; nothing in the toolkit names it. Its parity runs in the same subprocess runner as the
+built-in targets, which imports the plugin module by name.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import calib
+import convert
+import shvit
+from convert import targets
+from convert.errors import ArgumentError
+from helpers import recompute_bn_stats
+from test_check import run_cli
+import toy_target  # noqa: F401  (registers the npz target)
+
+SIZE = 64
+CONFIG = shvit.SHViTConfig((32, 48, 64), (1, 2, 1), (8, 12, 16), num_classes=10, img_size=SIZE)
+LABELS = [f"kind {i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return recompute_bn_stats(shvit.SHViT(CONFIG), size=SIZE, images=8).eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("toy-ckpt") / "toy.pth"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> convert.ExportResult:
+    return convert.export(model, target="npz", labels=LABELS, out_dir=tmp_path_factory.mktemp("toy-out"), layout="nchw")
+
+
+def test_the_registry_lists_the_plugin() -> None:
+    assert "npz" in targets.names() and targets.suffixes()[".npz"] == "npz"
+    assert targets.for_path("x.npz").name == "npz" and "layout" in targets.option_table()
+
+
+def test_python_api_exports_and_checks_a_plugin_target(exported: convert.ExportResult) -> None:
+    assert exported.passed, exported.parity.summary()
+    assert exported.path.name == "shvit_auto_fp32.npz" and exported.path.is_file()
+    assert exported.runtime.startswith("NumPy") and exported.parity.max_rel < 1e-4
+    sidecar = json.loads(exported.path.with_name(exported.path.name + ".json").read_text())
+    assert sidecar["config"]["target"] == "npz" and sidecar["config"]["layout"] == "nchw" and sidecar["export"]["ops"] > 0
+
+
+def test_check_api_accepts_a_plugin_artifact(exported: convert.ExportResult, model: torch.nn.Module) -> None:
+    report = convert.check([exported.path], reference=model, labels=LABELS, count=4)
+    (row,) = report.artifacts
+    assert report.passed and row.target == "npz" and row.runtime.startswith("NumPy")
+
+
+def test_shvit_convert_and_shvit_check_take_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
+    from convert.cli import convert_command
+    from convert.validate.check import check_command
+
+    made = run_cli(convert_command, "--variant", "auto", "--weights", checkpoint, "--target", "npz", "--out", tmp_path)
+    assert made.code == 0, made.stderr
+    artifact = tmp_path / "shvit_auto_fp32.npz"
+    assert made.stdout.strip() == str(artifact) and "✓ max |Δ| / logit scale" in made.stderr
+    checked = run_cli(check_command, artifact, "--variant", "auto", "--weights", checkpoint, "--count", 4)
+    assert checked.code == 0, checked.stderr
+    assert "shvit_auto_fp32.npz" in checked.stdout and "PASS" in checked.stdout
+
+
+def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
+    from convert.bench.cli import bench_command
+
+    run = run_cli(bench_command, "--variant", "auto", "--weights", checkpoint, "--target", "npz", "--no-baselines", "--runs", 2,
+                  "--warmup", 1, "--count", 4, "--out", tmp_path)
+    assert run.code == 0, run.stderr
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    (npz,) = [r for r in rows if r["target"] == "npz"]
+    assert npz["parity"] == "pass" and npz["latency_median_ms"] > 0 and npz["runtime"].startswith("NumPy")
+
+
+def test_options_of_other_targets_are_refused_with_the_argument_named(model: torch.nn.Module, tmp_path: Path) -> None:
+    with pytest.raises(ArgumentError, match=r"min_ios does not apply to target=npz") as caught:
+        convert.export(model, target="npz", labels=LABELS, out_dir=tmp_path, min_ios="17")
+    assert caught.value.argument == "min_ios" and not list(tmp_path.iterdir())
+
+
+def test_numpy_program_matches_pytorch(model: torch.nn.Module) -> None:
+    """The toy runtime is a faithful forward pass, so its parity row means something."""
+    arrays, program = toy_target.trace_program(shvit.PixelInput(shvit.reparameterize(model)).eval())
+    pixels = calib.synthetic_images(3, SIZE, seed=1)
+    expected = model(torch.from_numpy(calib.normalize(pixels))).detach().numpy()
+    got = toy_target.NumpyProgram(arrays, program)(pixels.astype(np.float32).transpose(0, 3, 1, 2))
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
