@@ -23,7 +23,8 @@ from torch import nn
 
 import calib
 import shvit
-from convert.coreml.export import PRECISIONS, export_coreml, non_const_op_count, op_counts, plain_conversion
+from convert.coreml.export import export_coreml, non_const_op_count, op_counts, plain_conversion
+from convert.coreml.rules import PRECISIONS, resolve_min_ios
 from convert.coreml.graph import CoreMLClassifierGraph
 from convert.labels import imagenet_labels
 
@@ -80,7 +81,7 @@ def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, 
     for precision in PRECISIONS:
         result = export_coreml(
             deploy, tmp / f"{variant}_{precision}.mlpackage", input_size=size, labels=labels, precision=precision,
-            min_ios="17" if precision == "int8" else "16", calib_pixels=pixels if precision == "int8" else None,
+            min_ios=resolve_min_ios(precision, "auto"), calib_pixels=pixels if precision == "int8" else None,
         )
         row["sizes"][precision] = result.size_bytes  # type: ignore[index]
         row[f"{precision}_ops"] = result.non_const_ops

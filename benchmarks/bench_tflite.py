@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import calib
 import shvit
 from convert.bench.latency import LatencyUnavailable, host_description, measure
+from convert.io.scratch import Scratch
 from convert.labels import imagenet_labels
 from convert.tflite import graphinfo
 from convert.tflite.export import export_tflite
@@ -66,14 +66,15 @@ def convert_all(variant: str, *, weights: str | None, calib_dir: Path | None, tm
             "convert_s": {"plain": round(plain_s, 1), "ours (4 precisions)": round(time.perf_counter() - started, 1)}}
 
 
-def latencies(paths: dict[str, Path], size: int, *, runs: int, rounds: int) -> dict[str, dict[str, float | str]]:
+def latencies(paths: dict[str, Path], size: int, *, runs: int, rounds: int, scratch: Scratch) -> dict[str, dict[str, float | str]]:
     samples: dict[str, list[tuple[float, float]]] = {key: [] for _, key in LATENCY_ROWS}
     runtime = ""
     for r in range(rounds):
         for label, key in LATENCY_ROWS:
             print(f"  latency round {r + 1}/{rounds}: {label}", file=sys.stderr)
             try:
-                result = measure("tflite", artifact=paths[key], input_size=size, runs=runs, warmup=max(5, runs // 5), threads=1)
+                result = measure("tflite", artifact=paths[key], input_size=size, runs=runs, warmup=max(5, runs // 5), threads=1,
+                                 scratch=scratch)
             except LatencyUnavailable as exc:
                 samples[key] = []
                 print(f"  {label}: {exc}", file=sys.stderr)
@@ -88,14 +89,14 @@ def latencies(paths: dict[str, Path], size: int, *, runs: int, rounds: int) -> d
     return out
 
 
-def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, runs: int, rounds: int, tmp: Path) -> dict[str, Any]:
-    row = convert_all(variant, weights=weights, calib_dir=calib_dir, tmp=tmp)
+def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, runs: int, rounds: int, scratch: Scratch) -> dict[str, Any]:
+    row = convert_all(variant, weights=weights, calib_dir=calib_dir, tmp=scratch.folder(f"{variant}-"))
     paths = row["paths"]
     row["ops"] = {"plain": graphinfo.op_counts(paths["plain"]), "ours fp32": graphinfo.op_counts(paths["fp32"]),
                   "ours int8": graphinfo.op_counts(paths["int8"])}
     row["partitions"] = {key: graphinfo.delegation(path).partitions for key, path in paths.items()}
     row["sizes_mb"] = {key: round(path.stat().st_size / 1e6, 2) for key, path in paths.items()}
-    lat = row["latency"] = latencies(paths, row["input_size"], runs=runs, rounds=rounds)
+    lat = row["latency"] = latencies(paths, row["input_size"], runs=runs, rounds=rounds, scratch=scratch)
     row["paths"] = {key: str(path) for key, path in paths.items()}
     if {"plain", "fp32", "int8"} <= set(lat):
         plain, ours, int8 = (float(lat[k]["median_ms"]) for k in ("plain", "fp32", "int8"))
@@ -151,9 +152,9 @@ def main() -> None:
         parser.error("--weights goes with exactly one --variant")
     print(f"host: {host_description()}", file=sys.stderr)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="shvit-bench-tflite-") as tmp:
+    with Scratch.open() as scratch:
         for variant in variants:
-            row = bench_variant(variant, weights=args.weights, calib_dir=args.calib, runs=args.runs, rounds=args.rounds, tmp=Path(tmp))
+            row = bench_variant(variant, weights=args.weights, calib_dir=args.calib, runs=args.runs, rounds=args.rounds, scratch=scratch)
             print("\n".join(report(row)), flush=True)
             print(flush=True)
             rows.append(row)

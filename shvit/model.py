@@ -52,6 +52,14 @@ class SHViT(nn.Module):
             raise RuntimeError("training with a distillation head is not supported by this toolkit")
         return (self.head(x) + self.head_dist(x)) / 2
 
+    def reset_classifier(self, num_classes: int) -> "SHViT":
+        """A fresh head of ``num_classes`` (for fine-tuning), as timm's ``reset_classifier``; the config follows."""
+        features = self.config.embed_dim[2]
+        self.head = BNLinear(features, num_classes)
+        self.head_dist = BNLinear(features, num_classes) if self.head_dist is not None else None
+        self.config = self.config.with_classes(num_classes)
+        return self
+
     @torch.no_grad()
     def fuse(self) -> "SHViT":
         """Fuse every child; a distillation head pair becomes one Linear (the mean of two linears is linear)."""
