@@ -1,0 +1,249 @@
+"""Core AI export (``convert.coreai``): ``.aimodel`` assets checked in coreai-core's reference runtime.
+
+Models have image-dependent logits (BN statistics measured on generated images, small residual
+branches; or the tiny trained model), so agreement with PyTorch means something: random weights
+give near-constant logits. Every fact is read back from the saved asset, never from memory.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import calib
+import shvit
+from convert.coreai import runtime
+from convert.coreai.deps import CoreAIUnavailable
+from convert.coreai.export import (
+    COMPRESSED_PRECISIONS, INPUT_NAME, LOGITS_NAME, CoreAIModel, UnsupportedPrecision, plain_conversion,
+    save_aimodel, to_aimodel,
+)
+from convert.coreai.graph import CoreAIClassifierGraph
+from convert.coreai.inspect import facts
+from convert.errors import ConvertError
+from convert.validate.compare import compare
+from helpers import assert_close, recompute_bn_stats
+from shvit.layers import SHSADeploy
+
+FP32_MAX_REL = 1e-4
+"""max |Δ| / logit scale for fp32 (measured: about 2e-6 on S1)."""
+FP16_COSINE = 0.9995
+"""Mean cosine for fp16, as for Core ML and TFLite fp16 (measured: 0.99999 on S1)."""
+FP16_TOP1 = 0.95
+"""Top-1 agreement with PyTorch for fp16 on the tiny trained model (near-ties are rare there)."""
+TARGET_OP_RATIO = 0.75
+"""Non-constant ops of ours / of coreai-torch's plain conversion of the unfused model."""
+CHECK_IMAGES = 8
+RESIDUAL_BRANCH_BNS = (".pw2.bn", ".proj.1.bn", ".conv.m.bn")
+SHA = "0" * 64
+MINIMUM_OS = "27.0"
+
+
+def _trained_like(variant: str, *, seed: int) -> nn.Module:
+    """Random weights made trained-like: BN statistics from generated images, small residual-branch
+    scales U(0.05, 0.25) (full-strength random branches compound rounding far beyond a trained net)."""
+    torch.manual_seed(seed)
+    model = recompute_bn_stats(shvit.create_model(variant), size=224, images=8, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith(RESIDUAL_BRANCH_BNS):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) * 0.2 + 0.05)
+    return model.eval()
+
+
+def _reference(deploy: nn.Module, pixels: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return shvit.PixelInput(deploy)(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).numpy()
+
+
+@dataclass
+class Exported:
+    model: nn.Module  # unfused
+    deploy: nn.Module
+    labels: list[str]
+    paths: dict[str, Path]
+    pixels: np.ndarray
+    reference: np.ndarray
+
+
+def _export_all(model: nn.Module, root: Path, *, size: int, labels: list[str], variant: str, pixels: np.ndarray,
+                precisions: tuple[str, ...] = ("fp16", "fp32")) -> Exported:
+    deploy = shvit.reparameterize(model)
+    paths = {}
+    for precision in precisions:
+        exported = to_aimodel(deploy, input_size=size, labels=labels, precision=precision,
+                              metadata={"variant": variant, "weights_sha256": SHA, "weights_source": "test"})
+        paths[precision] = save_aimodel(exported, root / f"{variant}_{precision}.aimodel")
+    return Exported(model, deploy, labels, paths, pixels, _reference(deploy, pixels))
+
+
+@pytest.fixture(scope="module")
+def s1(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """S1 in fp16 and fp32, saved once for the module."""
+    root = tmp_path_factory.mktemp("coreai-s1")
+    return _export_all(_trained_like("s1", seed=3), root, size=224, labels=[f"class {i}" for i in range(1000)],
+                       variant="s1", pixels=calib.synthetic_images(CHECK_IMAGES, 224, seed=42))
+
+
+@pytest.fixture(scope="module")
+def s1_logits(s1: Exported) -> dict[str, np.ndarray]:
+    return {p: runtime.run(path, s1.pixels)[0] for p, path in s1.paths.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_exported(tiny, tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    images = calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
+    model = shvit.create_model("auto", weights=tiny.checkpoint)
+    return _export_all(model, tmp_path_factory.mktemp("coreai-tiny"), size=tiny.input_size, labels=tiny.class_names,
+                       variant="auto", pixels=images.pixels)
+
+
+def test_graph_is_the_deploy_models_function(s1: Exported) -> None:
+    """The rewrite (transposed attention, summed poolings, pre-transposed head) changes no logit,
+    even at zero-padded borders and on pure black and white."""
+    deploy = s1.deploy
+    pixels = calib.synthetic_images(2, 224, seed=5)
+    pixels[0, :, :8] = 255
+    pixels[1, :8] = 0
+    with torch.no_grad():
+        ours = CoreAIClassifierGraph(deploy, input_size=224).eval()(torch.from_numpy(pixels).permute(0, 3, 1, 2).float())
+    assert_close(ours.numpy(), _reference(deploy, pixels), rel=1e-5, what="graph vs PixelInput")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_s1_parity_in_the_reference_runtime(s1: Exported, s1_logits: dict[str, np.ndarray], precision: str) -> None:
+    report = compare(s1.reference, s1_logits[precision])
+    assert report.images == CHECK_IMAGES and float(np.std(s1.reference[:, 0])) > 0.01, "logits must depend on the image"
+    if precision == "fp32":
+        assert report.max_rel <= FP32_MAX_REL, report.summary()
+    else:
+        assert report.cosine >= FP16_COSINE, report.summary()
+
+
+def test_runtime_says_what_it_is_and_checks_the_input_size(s1: Exported) -> None:
+    logits, description = runtime.run(s1.paths["fp32"], s1.pixels[:1])
+    assert logits.shape == (1, 1000) and logits.dtype == np.float32
+    if sys.platform != "darwin":
+        assert "Linux reference runtime" in description and "not a device figure" in description
+    with pytest.raises(ConvertError, match="wrong variant or input size"):
+        runtime.run(s1.paths["fp32"], calib.synthetic_images(1, 192, seed=0))
+
+
+def test_timing_step_runs_one_inference(s1: Exported) -> None:
+    step, description = runtime.timing_step(s1.paths["fp16"], input_size=224, threads=1)
+    result = step()
+    assert LOGITS_NAME in result and "not a device figure" in description
+
+
+def test_asset_carries_labels_and_metadata(s1: Exported) -> None:
+    for precision, path in s1.paths.items():
+        found = facts(path)
+        assert sorted(p.name for p in path.iterdir()) == ["main.hash", "main.mlirb", "metadata.json"]
+        assert found["labels"] == s1.labels
+        assert found["input_name"] == INPUT_NAME and found["input_shape"] == [1, 3, 224, 224] and found["input_dtype"] == "Float32"
+        assert found["input_size"] == 224 and found["num_classes"] == 1000
+        assert found["precision"] == found["graph_precision"] == precision
+        assert found["minimum_os"] == MINIMUM_OS and found["metadata"]["minimum_os"] == "27"
+        meta = found["metadata"]
+        assert meta["variant"] == "s1" and meta["weights_sha256"] == SHA and meta["weights_source"] == "test"
+        assert meta["toolkit_version"] == shvit.__version__ and meta["coreai_torch_version"] == "0.4.2"
+        assert meta["mean"] == "0.485,0.456,0.406" and meta["std"] == "0.229,0.224,0.225"
+        assert "SHViT-S1" in found["description"] and "224" in found["description"]
+        assert found["author"].startswith("SHViT") and found["license"] and found["producer"].startswith("coreai-core")
+
+
+def test_fp16_stores_half_the_weights(s1: Exported) -> None:
+    storage = {p: facts(path)["storage_types"] for p, path in s1.paths.items()}
+    params = sum(p.numel() for p in s1.deploy.parameters())
+    assert storage["fp16"]["Float16"] >= params and storage["fp16"].get("Float32", 0) < params / 1000, storage
+    assert storage["fp32"]["Float32"] >= params and "Float16" not in storage["fp32"], storage
+
+
+def test_graph_is_lean(s1: Exported, tmp_path: Path) -> None:
+    """≤ 0.75× the non-constant ops of coreai-torch's plain conversion of the unfused model (same run);
+    one transpose (k^T) and two reshapes per attention block plus the head's flatten, one layer_norm
+    composite call per attention block, no ``reduce_mean``, no slices."""
+    plain = plain_conversion(s1.model, 224).save_asset(tmp_path / "plain.aimodel")
+    plain_ops = facts(plain.path)["ops"]
+    ours = facts(s1.paths["fp32"])
+    assert ours["ops"] <= TARGET_OP_RATIO * plain_ops, f"ours {ours['ops']} vs plain {plain_ops}"
+    attention = sum(isinstance(m, SHSADeploy) for m in s1.deploy.modules())
+    graph = ours["graph_ops"]
+    assert graph["transpose"] == attention
+    assert graph["reshape"] == 2 * attention + 1
+    assert graph["invoke"] == attention and graph["softmax"] == attention
+    assert graph["split"] == 2 * attention
+    assert not {"slice", "reduce_mean", "batch_norm", "sqrt", "divide"} & set(graph), graph
+    assert "cast" not in graph and facts(s1.paths["fp16"])["graph_ops"]["cast"] == 2
+
+
+@pytest.mark.parametrize("precision", COMPRESSED_PRECISIONS)
+def test_compressed_precisions_are_refused_saying_why(s1: Exported, precision: str) -> None:
+    with pytest.raises(UnsupportedPrecision, match="coreai-opt") as caught:
+        to_aimodel(s1.deploy, input_size=224, labels=s1.labels, precision=precision, metadata={"variant": "s1", "weights_sha256": SHA})
+    assert isinstance(caught.value, ConvertError) and "numpy>=2" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_bad_options_are_one_line_errors(s1: Exported, tmp_path: Path) -> None:
+    base = dict(input_size=224, labels=s1.labels, metadata={"variant": "s1", "weights_sha256": SHA})
+    with pytest.raises(UnsupportedPrecision, match="not one of fp16, fp32"):
+        to_aimodel(s1.deploy, **{**base, "precision": "bf16"})
+    with pytest.raises(ConvertError, match="3 labels for a model with 1000 classes"):
+        to_aimodel(s1.deploy, **{**base, "labels": ["a", "b", "c"]})
+    with pytest.raises(ConvertError, match="missing weights_sha256"):
+        to_aimodel(s1.deploy, **{**base, "metadata": {"variant": "s1"}})
+    folder = tmp_path / "mine.aimodel"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("user data")
+    with pytest.raises(ConvertError, match="not a Core AI asset"):
+        save_aimodel(CoreAIModel(program=None, metadata=None, precision="fp16", input_size=224, labels=[]), folder)
+    assert (folder / "keep.txt").exists()
+
+
+def test_missing_coreai_is_one_line_with_the_install_command(s1: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "coreai_torch", None)
+    with pytest.raises(CoreAIUnavailable) as caught:
+        to_aimodel(s1.deploy, input_size=224, labels=s1.labels, metadata={"variant": "s1", "weights_sha256": SHA})
+    message = str(caught.value)
+    assert "pip install 'coreai-torch==0.4.2' 'coreai-core==1.0.0b2'" in message and "\n" not in message
+
+
+# ----------------------------------------------------------------------- tiny trained model
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tiny_trained_model_keeps_its_predictions(tiny, tiny_exported: Exported, precision: str) -> None:
+    logits, _ = runtime.run(tiny_exported.paths[precision], tiny_exported.pixels)
+    report = compare(tiny_exported.reference, logits)
+    if precision == "fp32":
+        assert report.max_rel <= FP32_MAX_REL, report.summary()
+    else:
+        assert report.cosine >= FP16_COSINE and report.top1 >= FP16_TOP1, report.summary()
+    images = calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
+    predicted = [tiny.class_names[i] for i in logits.argmax(1)]
+    truth = [images.class_names[i] for i in images.labels]
+    accuracy = float(np.mean([p == t for p, t in zip(predicted, truth)]))
+    assert accuracy >= tiny.accuracy - 0.05, f"{precision} accuracy {accuracy:.1%} vs PyTorch {tiny.accuracy:.1%}"
+    assert facts(tiny_exported.paths[precision])["labels"] == tiny.class_names
+
+
+# ----------------------------------------------------------------------- full size
+
+
+@pytest.mark.slow
+def test_s3_fp16_parity_and_lean_graph(tmp_path: Path) -> None:
+    model = _trained_like("s3", seed=7)
+    exported = _export_all(model, tmp_path, size=224, labels=[f"c{i}" for i in range(1000)], variant="s3",
+                           pixels=calib.synthetic_images(4, 224, seed=8), precisions=("fp16",))
+    report = compare(exported.reference, runtime.run(exported.paths["fp16"], exported.pixels)[0])
+    assert report.cosine >= FP16_COSINE, report.summary()
+    plain_ops = facts(plain_conversion(model, 224).save_asset(tmp_path / "plain.aimodel").path)["ops"]
+    ours = facts(exported.paths["fp16"])
+    assert ours["ops"] <= TARGET_OP_RATIO * plain_ops, f"ours {ours['ops']} vs plain {plain_ops}"
+    assert ours["graph_ops"]["transpose"] == sum(isinstance(m, SHSADeploy) for m in exported.deploy.modules())
