@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "onnx": "convert.onnx.target",
     "coreml": "convert.coreml.target",
     "tflite": "convert.tflite.target",
+    "coreai": "convert.coreai.target",
 }
 """Target name → module defining ``TARGET``; the one line a built-in target adds."""
 
@@ -112,6 +113,8 @@ class Target(Protocol):
     default_precision: str
     calibrated: frozenset[str]
     """Precisions that calibrate activations on images (need ``calib``)."""
+    unavailable: Mapping[str, str]
+    """Precisions this target cannot produce here, each with the reason a user is told."""
     tolerances: Mapping[str, Tolerance]
     options: tuple[TargetOption, ...]
     demo_platform: str | None
@@ -217,7 +220,7 @@ def suffix_list() -> str:
 
 def all_precisions() -> list[str]:
     """Every precision some target offers (the CLI's ``--precision`` choices)."""
-    return list(dict.fromkeys(p for target in available() for p in target.precisions))
+    return list(dict.fromkeys(p for target in available() for p in (*target.precisions, *target.unavailable)))
 
 
 def option_table() -> dict[str, tuple[TargetOption, list[str]]]:
@@ -233,6 +236,9 @@ def resolve_precision(target: Target, precision: str | None) -> str:
     """``precision`` checked against ``target`` (its default when None)."""
     if not precision:
         return target.default_precision
+    if precision in target.unavailable:
+        raise ArgumentError(f"{{precision={precision}}} is not available for {target.name}: {target.unavailable[precision]}",
+                            argument="precision")
     if precision not in target.precisions:
         raise ArgumentError(f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",
                             argument="precision")

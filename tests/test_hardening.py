@@ -107,7 +107,7 @@ def _unrelated(i: Inputs) -> Path:
 CHECK_CASES: list[Case] = [
     ("unknown variant", lambda i: _check(i, variant="s7"), "Invalid value for '--variant': 's7' is not one of", 2),
     ("artifact missing", lambda i: [i.root / "nope.onnx", *_check(i)[1:]], "nope.onnx does not exist", 1),
-    ("not an artifact", lambda i: [_file(i.root / "notes.txt"), *_check(i)[1:]], "unknown artifact type .txt: pass .onnx, .tflite or .mlpackage files", 1),
+    ("not an artifact", lambda i: [_file(i.root / "notes.txt"), *_check(i)[1:]], "unknown artifact type .txt: pass .onnx, .tflite, .mlpackage or .aimodel files", 1),
     ("a folder named .onnx", lambda i: [_folder(i.root / "model.onnx"), *_check(i)[1:]], "is a folder, not a .onnx file", 1),
     ("the same artifact twice", lambda i: [i.onnx, *_check(i)], "the same artifact is listed twice", 1),
     ("checkpoint of another variant", lambda i: _check(i, variant="s1", weights=checkpoint("other_variant", i.root)),

@@ -166,6 +166,7 @@ class NpzTarget:
     precisions = ("fp32",)
     default_precision = "fp32"
     calibrated: frozenset[str] = frozenset()
+    unavailable: dict[str, str] = {}
     tolerances = {"fp32": NPZ_FP32}
     options = (TargetOption("layout", ("nchw",), "nchw", "Tensor layout of the program (toy target)."),)
     demo_platform = None

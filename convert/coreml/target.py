@@ -42,6 +42,7 @@ class CoreMLTarget:
     precisions = PRECISIONS
     default_precision = "fp16"
     calibrated = frozenset({"int8"})
+    unavailable: dict[str, str] = {}
     tolerances = {"fp32": COREML_FP32, "fp16": COREML_FP16, "int8-weights": COREML_INT8_WEIGHTS, "int8": COREML_INT8}
     options = (MIN_IOS,)
     demo_platform = "ios"

@@ -32,6 +32,7 @@ class ONNXTarget:
     precisions = ("fp32",)
     default_precision = "fp32"
     calibrated: frozenset[str] = frozenset()
+    unavailable: dict[str, str] = {}
     tolerances = {"fp32": ONNX_FP32}
     options: tuple[TargetOption, ...] = ()
     demo_platform = None

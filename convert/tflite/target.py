@@ -37,6 +37,7 @@ class TFLiteTarget:
     precisions = PRECISIONS
     default_precision = "fp32"
     calibrated = frozenset({"int8"})
+    unavailable: dict[str, str] = {}
     tolerances = {"fp32": TFLITE_FP32, "fp16": TFLITE_FP16, "int8-weights": TFLITE_INT8_WEIGHTS, "int8": TFLITE_INT8}
     options: tuple[TargetOption, ...] = ()
     demo_platform = "android"
