@@ -39,7 +39,7 @@ def _log(message: str) -> None:
 
 
 def _target_help() -> str:
-    return " ".join(f"{t.name}: {t.summary}." for t in targets.available())
+    return " ".join(f"{t.name}: {t.summary} [{', '.join(t.precisions)}]." for t in targets.available())
 
 
 def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,8 +59,9 @@ def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
               help="SHViT size; 'auto' infers the architecture from --weights (fine-tuned or custom checkpoints).")
 @click.option("--target", required=True, type=RegistryChoice(lambda: list(targets.names())), help=_target_help())
 @click.option("--precision", type=RegistryChoice(targets.all_precisions), default=None,
-              help="Default: fp16 for coreml, fp32 otherwise. int8-weights: 8-bit weights only. "
-                   "int8: weights and activations, calibrated on --calib images.")
+              help="Default: " + ", ".join(f"{t.default_precision} for {t.name}" for t in targets.available()) + ". "
+                   "int8-weights: 8-bit weights only. int8: weights and activations, calibrated on --calib images. "
+                   "Each target lists what it takes in --target's help; one that cannot make a precision says why.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="Checkpoint file (.pth official, or timm .pth/.bin/.safetensors), or 'imagenet' to download "
                    "the released ImageNet-1k weights once into the cache (~/.cache/shvit-mobile, or $SHVIT_CACHE_DIR).")

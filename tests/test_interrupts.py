@@ -137,7 +137,7 @@ def test_sweep_restores_an_artifact_killed_mid_swap(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ Core ML and TFLite, tiny model
 
-CONVERTING = {"coreml": "converting to a Core ML", "tflite": "converting with onnx2tf"}
+CONVERTING = {"coreml": "converting to a Core ML", "tflite": "converting with onnx2tf", "coreai": "converting with coreai-torch"}
 
 
 def _tiny_args(tiny: Any, target: str, out: Path) -> list[object]:
@@ -145,7 +145,7 @@ def _tiny_args(tiny: Any, target: str, out: Path) -> list[object]:
             "--target", target, "--out", out]
 
 
-@pytest.mark.parametrize("target", ["coreml", "tflite"])
+@pytest.mark.parametrize("target", ["coreml", "tflite", "coreai"])
 def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_files(tiny: Any, target: str, tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
     first = subprocess.run([sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, target, out))], capture_output=True,

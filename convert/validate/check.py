@@ -43,7 +43,7 @@ def check_command(
     labels_file: Path | None, labels_path: Path | None, count: int, input_size: int | None, json_path: Path | None,
     html_path: Path | None, threads: int | None, debug: bool,
 ) -> int:
-    """Compare exported SHViT models (.onnx, .tflite, .mlpackage) with the PyTorch reference.
+    """Compare exported SHViT models (.onnx, .tflite, .mlpackage, .aimodel) with the PyTorch reference.
 
     Each artifact runs in its own runtime in a subprocess on the same images as PyTorch: max and
     mean |Δ| of the logits, cosine, PSNR, top-1/top-5 agreement and, with labelled images, top-1/top-5
