@@ -13,20 +13,42 @@ def imagenet_labels() -> list[str]:
     return text.splitlines()
 
 
+class LabelTextError(ValueError):
+    """Text that is not one label per line: ``blank_line`` is the first blank line (1-based), None if not UTF-8."""
+
+    def __init__(self, blank_line: int | None) -> None:
+        super().__init__("not UTF-8 text" if blank_line is None else f"blank line {blank_line}")
+        self.blank_line = blank_line
+
+
+def label_lines(raw: bytes) -> list[str]:
+    """Labels from a label file's bytes, one per line: trailing blank lines dropped, each stripped.
+
+    Every reader (``--labels``, label files beside or packed in a model) parses with this, so they
+    accept the same files; each phrases :class:`LabelTextError` for its own user.
+    """
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LabelTextError(None) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = next((i + 1 for i, line in enumerate(lines) if not line.strip()), None)
+    if blank is not None:
+        raise LabelTextError(blank)
+    return [line.strip() for line in lines]
+
+
 def read_labels(path: Path, *, num_classes: int) -> list[str]:
     """One label per line, exactly ``num_classes`` of them, none blank, none repeated."""
     if not path.is_file():
         raise ConvertError(f"labels file {path} does not exist or is not a file: pass a text file with one label per line")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ConvertError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
-    if blank:
-        raise ConvertError(f"labels file {path} has blank lines (line {blank[0]}): remove them, one label per line")
-    labels = [line.strip() for line in lines]
+        labels = label_lines(path.read_bytes())
+    except LabelTextError as exc:
+        if exc.blank_line is None:
+            raise ConvertError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line") from None
+        raise ConvertError(f"labels file {path} has blank lines (line {exc.blank_line}): remove them, one label per line") from None
     if len(labels) != num_classes:
         raise ConvertError(f"labels file {path} has {len(labels)} labels but the model has {num_classes} classes: give one label per class")
     seen: set[str] = set()
