@@ -158,10 +158,7 @@ def _empty_table(b: flatbuffers.Builder) -> int:
     return b.EndObject()
 
 
-# ---------------------------------------------------------------- reading back
-
-
-# The readers below are the only parsers of these parts: shvit-demo and the tests use them too.
+# ---------------------------------------------------------------- reading back (shvit-demo's too: one parser per part)
 
 
 def metadata_entries(data: bytes) -> dict[str, bytes]:
@@ -224,7 +221,7 @@ def read(path: Path) -> dict[str, Any]:
     entries = metadata_entries(data)
     files = {name: raw.decode("utf-8") for name, raw in packed_files(data).items()}
     standard = _parse_model_metadata(entries[METADATA_NAME]) if METADATA_NAME in entries else {}
-    return {"json": json.loads(entries[JSON_NAME]) if JSON_NAME in entries else {}, "standard": standard, "files": files}
+    return {"json": shvit_record(data) or {}, "standard": standard, "files": files}
 
 
 class _Reader:
