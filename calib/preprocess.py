@@ -3,8 +3,9 @@
 Exported models take the resized and cropped uint8 pixels with the
 normalisation baked in, while PyTorch takes normalised float tensors, so the
 pipeline is two public steps (`to_pixels`, `normalize`) that together equal
-timm/torchvision's eval transform: Resize(int(size / 0.875), bicubic),
-CenterCrop(size), ToTensor, Normalize(ImageNet mean, std).
+timm/torchvision's eval transform: Resize(int(size / crop_fraction), interpolation),
+CenterCrop(size), ToTensor, Normalize(mean, std), all read from
+:class:`shvit.config.Preprocessing`; `normalize` is :func:`shvit.preprocess.normalize`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-CROP_PCT = 0.875
+from shvit.config import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from shvit.preprocess import normalize
+
+__all__ = ["CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "PREPROCESS_VERSION", "crop_origin", "normalize", "resized_size",
+           "to_pixels", "to_rgb"]
+
+CROP_PCT: float = Preprocessing().crop_fraction
+"""``Preprocessing().crop_fraction``, under the name timm's configs use."""
 
 PREPROCESS_VERSION = 1
 """Bump whenever the pixels produced for a given file could change; cache keys include it."""
@@ -24,8 +30,6 @@ MAX_RESIZED_PIXELS = 1 << 26
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-_MEAN32 = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-_STD32 = np.asarray(IMAGENET_STD, dtype=np.float32)
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -116,32 +120,13 @@ def to_pixels(img: Image.Image, size: int) -> np.ndarray:
     """Resize and centre-crop to the uint8 (size, size, 3) pixels an exported model takes."""
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
+    preprocessing = Preprocessing(input_size=size)
     rgb = to_rgb(img)
-    new_w, new_h = resized_size(rgb.width, rgb.height, int(size / CROP_PCT))
+    new_w, new_h = resized_size(rgb.width, rgb.height, preprocessing.resize_size)
     if new_w * new_h > MAX_RESIZED_PIXELS:
         raise ValueError(
             f"extreme aspect ratio {rgb.width}x{rgb.height}: resizing to {new_w}x{new_h} would exhaust memory"
         )
-    resized = rgb.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    resized = rgb.resize((new_w, new_h), Image.Resampling[preprocessing.interpolation.upper()])
     left, top = crop_origin(new_w, new_h, size)
     return np.array(np.asarray(resized)[top : top + size, left : left + size], dtype=np.uint8)
-
-
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) or (N, H, W, 3) pixels -> float32 (3, H, W) or (N, 3, H, W).
-
-    Computed in float32 in the same order as ToTensor + Normalize so results
-    match PyTorch bit for bit; filled channel by channel to avoid large temporaries.
-    """
-    array = np.asarray(pixels)
-    if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
-        raise ValueError(
-            f"normalize expects uint8 pixels shaped (H, W, 3) or (N, H, W, 3), got {array.dtype} {array.shape}"
-        )
-    batch = array[None] if array.ndim == 3 else array
-    out = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), dtype=np.float32)
-    scale = np.float32(255.0)
-    for channel in range(3):
-        values = batch[..., channel].astype(np.float32) / scale
-        out[:, channel] = (values - _MEAN32[channel]) / _STD32[channel]
-    return out[0] if array.ndim == 3 else out

@@ -17,21 +17,45 @@ def default_labels(num_classes: int) -> list[str]:
     return imagenet_labels() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
 
 
+class LabelTextError(ValueError):
+    """Text that is not one label per line: ``blank_line`` is the first blank line (1-based), None if not UTF-8."""
+
+    def __init__(self, blank_line: int | None) -> None:
+        super().__init__("not UTF-8 text" if blank_line is None else f"blank line {blank_line}")
+        self.blank_line = blank_line
+
+
+def label_lines(raw: bytes) -> list[str]:
+    """Labels from a label file's bytes, one per line: trailing blank lines dropped, each stripped.
+
+    Every reader (``labels``, label files beside or packed in a model) parses with this, so they
+    accept the same files; each phrases :class:`LabelTextError` for its own user.
+    """
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LabelTextError(None) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = next((i + 1 for i, line in enumerate(lines) if not line.strip()), None)
+    if blank is not None:
+        raise LabelTextError(blank)
+    return [line.strip() for line in lines]
+
+
 def read_labels(path: Path, *, num_classes: int) -> list[str]:
     """One label per line, exactly ``num_classes`` of them, none blank, none repeated."""
     if not path.is_file():
         raise ArgumentError(f"labels file {path} does not exist or is not a file: pass a text file with one label per line",
                             argument="labels")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ArgumentError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line", argument="labels") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
-    if blank:
-        raise ArgumentError(f"labels file {path} has blank lines (line {blank[0]}): remove them, one label per line", argument="labels")
-    return _checked([line.strip() for line in lines], num_classes=num_classes, what=f"labels file {path}", where="line")
+        labels = label_lines(path.read_bytes())
+    except LabelTextError as exc:
+        if exc.blank_line is None:
+            raise ArgumentError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line", argument="labels") from None
+        raise ArgumentError(f"labels file {path} has blank lines (line {exc.blank_line}): remove them, one label per line",
+                            argument="labels") from None
+    return _checked(labels, num_classes=num_classes, what=f"labels file {path}", where="line")
 
 
 def validate_labels(labels: list[str], *, num_classes: int) -> list[str]:

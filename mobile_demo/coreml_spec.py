@@ -12,6 +12,7 @@ from typing import Any
 
 from convert.coreml.ctimport import import_coremltools
 from mobile_demo.errors import DemoError, NotAnImageClassifier
+from shvit.config import Preprocessing
 
 COREML_SUFFIX = ".mlpackage"
 APP_MIN_IOS = 17
@@ -79,7 +80,6 @@ def facts_from_spec(spec: Any, path: Path) -> CoreMLFacts:
     if len(labels) < 2:
         raise NotAnImageClassifier(f"{path.name} has {len(labels)} class labels: a classifier needs at least two")
     image = image_input.type.imageType
-    from calib import CROP_PCT
     from coremltools.proto import FeatureTypes_pb2
 
     metadata = {
@@ -95,7 +95,7 @@ def facts_from_spec(spec: Any, path: Path) -> CoreMLFacts:
         input_name=image_input.name, width=int(image.width), height=int(image.height),
         color_space=FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace),
         label_output=description.predictedFeatureName, probabilities_output=description.predictedProbabilitiesName,
-        class_labels=labels, crop_fraction=CROP_PCT,
+        class_labels=labels, crop_fraction=Preprocessing(input_size=int(image.height)).crop_fraction,
         metadata={k: v for k, v in metadata.items() if v},
     )
 

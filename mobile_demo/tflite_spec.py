@@ -7,19 +7,18 @@ flatbuffer) or, failing that, a ``labels.txt`` beside it.
 """
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convert.labels import LabelTextError, label_lines
+from convert.tflite import graphinfo, metadata
 from mobile_demo.errors import DemoError, NotAnImageClassifier
+from shvit.config import Preprocessing
 
 TFLITE_SUFFIX = ".tflite"
 SIBLING_LABEL_NAMES = ("{stem}.labels.txt", "{stem}_labels.txt", "labels.txt")
 """Label files looked for beside the model, in this order, when none is embedded."""
-SHVIT_METADATA_NAME = "shvit_metadata"
-"""shvit-convert's JSON metadata entry; its ``labels_file`` names the packed label file."""
 INPUT_DTYPES = ("float32", "uint8", "int8")
 OUTPUT_DTYPES = ("float32", "uint8", "int8")
 _PASS_THROUGH_OPS = ("QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE")
@@ -72,15 +71,14 @@ def read_tflite(path: Path) -> TFLiteFacts:
     try:
         model = schema.Model.GetRootAs(data, 0)
         graph = _graph_facts(model, schema, path)
-        declared = _declared_labels_file(model)
+        packed = metadata.packed_labels(data, num_classes=graph["num_classes"])
     except DemoError:
         raise
     except Exception as exc:  # a truncated or damaged flatbuffer raises struct/index errors
         raise DemoError(f"model {path} is a damaged TFLite file ({type(exc).__name__}: {exc}); re-export it") from None
-    labels, source = _labels(path, graph["num_classes"], declared)
-    from calib import CROP_PCT
-
-    return TFLiteFacts(path=path, labels=labels, label_source=source, crop_fraction=CROP_PCT, **graph)
+    labels, source = _labels(path, graph["num_classes"], packed)
+    crop = Preprocessing(input_size=graph["height"]).crop_fraction
+    return TFLiteFacts(path=path, labels=labels, label_source=source, crop_fraction=crop, **graph)
 
 
 def _graph_facts(model: Any, schema: Any, path: Path) -> dict[str, Any]:
@@ -115,7 +113,7 @@ def _graph_facts(model: Any, schema: Any, path: Path) -> dict[str, Any]:
         "input_name": _name(tensor_in), "layout": layout, "height": height, "width": width,
         "input_dtype": in_dtype, "input_scale": in_scale, "input_zero_point": in_zero,
         "output_name": _name(tensor_out), "output_dtype": out_dtype, "output_scale": out_scale, "output_zero_point": out_zero,
-        "num_classes": classes, "outputs_probabilities": _ends_in_softmax(model, graph, graph.Outputs(0), schema),
+        "num_classes": classes, "outputs_probabilities": _ends_in_softmax(model, graph, graph.Outputs(0)),
     }
 
 
@@ -153,9 +151,9 @@ def _quantization(tensor: Any) -> tuple[float, int]:
     return float(q.Scale(0)), int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
 
 
-def _ends_in_softmax(model: Any, graph: Any, tensor_index: int, schema: Any) -> bool:
+def _ends_in_softmax(model: Any, graph: Any, tensor_index: int) -> bool:
     """True when the output is already probabilities (SOFTMAX, possibly followed by (de)quantise/reshape)."""
-    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op_names = graphinfo.op_name_table(model)
     producers = {}
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
@@ -165,8 +163,7 @@ def _ends_in_softmax(model: Any, graph: Any, tensor_index: int, schema: Any) -> 
     while tensor_index in producers and tensor_index not in seen:
         seen.add(tensor_index)
         op = producers[tensor_index]
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = ops.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+        name = op_names[op.OpcodeIndex()]
         if name == "SOFTMAX":
             return True
         if name not in _PASS_THROUGH_OPS or op.InputsLength() == 0:
@@ -175,26 +172,10 @@ def _ends_in_softmax(model: Any, graph: Any, tensor_index: int, schema: Any) -> 
     return False
 
 
-def _declared_labels_file(model: Any) -> str | None:
-    """The label file named in shvit-convert's JSON metadata entry, if the model has one."""
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() != SHVIT_METADATA_NAME.encode():
-            continue
-        buffer = model.Buffers(entry.Buffer())
-        raw = buffer.DataAsNumpy().tobytes() if buffer is not None and buffer.DataLength() else b""
-        try:
-            name = json.loads(raw.decode("utf-8")).get("labels_file")
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            return None
-        return name if isinstance(name, str) and name else None
-    return None
-
-
-def _labels(path: Path, num_classes: int, declared: str | None) -> tuple[tuple[str, ...], LabelSource]:
-    embedded = _embedded_labels(path, num_classes, declared)
-    if embedded is not None:
-        return embedded
+def _labels(path: Path, num_classes: int, packed: tuple[str, list[str]] | None) -> tuple[tuple[str, ...], LabelSource]:
+    if packed is not None:
+        name, labels = packed
+        return tuple(labels), LabelSource("metadata", name, f"{path.name} (TFLite metadata file {name})")
     for pattern in SIBLING_LABEL_NAMES:
         candidate = path.with_name(pattern.format(stem=path.stem))
         if candidate.is_file():
@@ -211,30 +192,10 @@ def _labels(path: Path, num_classes: int, declared: str | None) -> tuple[tuple[s
     )
 
 
-def _embedded_labels(path: Path, num_classes: int, declared: str | None) -> tuple[tuple[str, ...], LabelSource] | None:
-    """A label file packed into the model by TFLite Metadata (a zip archive appended to the flatbuffer):
-    the one the metadata names, else the one with a label per class (names with "label" first)."""
-    if not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(archive.namelist(), key=lambda n: (n != declared, "label" not in n.lower(), n))
-        for name in names:
-            try:
-                labels = _parse_labels(archive.read(name), f"{path.name}:{name}")
-            except DemoError:
-                continue
-            if len(labels) == num_classes:
-                return labels, LabelSource("metadata", name, f"{path.name} (TFLite metadata file {name})")
-    return None
-
-
 def _parse_labels(raw: bytes, where: str) -> tuple[str, ...]:
     try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DemoError(f"{where} is not UTF-8 text: save it as UTF-8, one label per line") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if any(not line.strip() for line in lines):
-        raise DemoError(f"{where} has blank lines: one label per line, none blank")
-    return tuple(line.strip() for line in lines)
+        return tuple(label_lines(raw))
+    except LabelTextError as exc:
+        if exc.blank_line is None:
+            raise DemoError(f"{where} is not UTF-8 text: save it as UTF-8, one label per line") from None
+        raise DemoError(f"{where} has blank lines: one label per line, none blank") from None

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from shvit.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, SHViTConfig, Variant, get_variant
-from shvit.deploy import PixelInput, normalize_pixels
+from shvit.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, Preprocessing, SHViTConfig, Variant, get_variant
+from shvit.deploy import PixelInput
 from shvit.errors import SHViTError, WeightsError
 from shvit.model import SHViT
+from shvit.preprocess import normalize
 from shvit.profile import count_macs, count_params
 from shvit.reparam import reparameterize
 from shvit.weights import as_official, fetch_released, infer_config, load_into, read_state_dict
@@ -18,8 +19,8 @@ from shvit.weights import as_official, fetch_released, infer_config, load_into, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "VARIANTS", "SHViT", "SHViTConfig", "SHViTError", "Variant", "WeightsError",
-    "PixelInput", "count_macs", "count_params", "create_model", "get_variant", "normalize_pixels", "reparameterize",
+    "IMAGENET_MEAN", "IMAGENET_STD", "VARIANTS", "Preprocessing", "SHViT", "SHViTConfig", "SHViTError", "Variant",
+    "WeightsError", "PixelInput", "count_macs", "count_params", "create_model", "get_variant", "normalize", "reparameterize",
     "resolve_weights", "__version__",
 ]
 

@@ -4,8 +4,38 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The evaluation transform the released weights expect, as data (timm's pretrained-config fields).
+
+    Resize the short side to ``resize_size`` (``interpolation``), centre-crop ``input_size``, scale to
+    [0, 1], normalise with ``mean``/``std``. calib, every exporter's pixel front end and the demo apps
+    read these numbers from here, so they cannot drift apart. ``Preprocessing()`` is the ImageNet
+    default at 224 (timm's default input size too; S4 uses 256, see ``SHViTConfig.preprocessing``).
+    """
+
+    input_size: int = 224
+    crop_fraction: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @property
+    def resize_size(self) -> int:
+        """Short side before the centre crop: torchvision's ``Resize(int(input_size / crop_fraction))``."""
+        return int(self.input_size / self.crop_fraction)
+
+    @property
+    def pixel_mean(self) -> tuple[float, float, float]:
+        """``mean`` on the 0-255 pixel scale: what a pixel front end subtracts before the scaled stem."""
+        return tuple(255.0 * m for m in self.mean)  # type: ignore[return-value]
+
+
+IMAGENET_MEAN: tuple[float, float, float] = Preprocessing().mean
+"""``Preprocessing().mean`` (every SHViT release uses it), for code that predates the dataclass."""
+IMAGENET_STD: tuple[float, float, float] = Preprocessing().std
+"""``Preprocessing().std``."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +51,11 @@ class SHViTConfig:
     distillation: bool = False
     img_size: int = 224
     in_chans: int = 3
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The eval transform at this network's input size."""
+        return Preprocessing(input_size=self.img_size)
 
     def with_classes(self, num_classes: int) -> "SHViTConfig":
         return replace(self, num_classes=num_classes)
@@ -49,6 +84,10 @@ class Variant:
     config: SHViTConfig
     published: PublishedFacts
     aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.config.preprocessing
 
 
 VARIANTS: dict[str, Variant] = {

@@ -44,13 +44,21 @@ class SHViT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks3(self.blocks2(self.blocks1(self.patch_embed(x))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x).mean((2, 3))
+    def global_pool(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C) spatial mean; exporters override it where a runtime wants another layout."""
+        return features.mean((2, 3))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pool and classify (averaging the distillation head in eval): the one head every graph form shares."""
+        x = self.global_pool(features)
         if self.head_dist is None:
             return self.head(x)
         if self.training:
             raise RuntimeError("training with a distillation head is not supported by this toolkit")
         return (self.head(x) + self.head_dist(x)) / 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> "SHViT":
         """A fresh head of ``num_classes`` (for fine-tuning), as timm's ``reset_classifier``; the config follows."""

@@ -134,10 +134,10 @@ def test_fusion_shrinks_the_module_graph() -> None:
 
 def test_pixel_input_bakes_the_normalisation_exactly() -> None:
     model = randomize_bn(shvit.SHViT(SMALL).eval(), seed=2)
-    pixels = torch.rand(2, 3, 64, 64) * 255
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     with torch.no_grad():
-        expected = model(shvit.normalize_pixels(pixels)).numpy()
-        actual = shvit.PixelInput(shvit.reparameterize(model))(pixels).numpy()
+        expected = model(torch.from_numpy(shvit.normalize(pixels))).numpy()
+        actual = shvit.PixelInput(shvit.reparameterize(model))(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).numpy()
     assert_close(actual, expected, rel=1e-5, what="pixel-input model")
 
 

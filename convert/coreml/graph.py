@@ -14,17 +14,23 @@ Every rewrite is numerically the deploy model's function (up to float rounding):
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shvit.config import IMAGENET_MEAN, IMAGENET_STD
+from shvit.config import Preprocessing
+from shvit.deploy import pixel_scaled
 from shvit.layers import SHSADeploy
+from shvit.model import SHViT
 
-PIXEL_BIAS: tuple[float, float, float] = tuple(-255.0 * m for m in IMAGENET_MEAN)  # type: ignore[assignment]
-"""Per-channel bias of the ``ImageType`` front end (its scale is 1)."""
+
+def pixel_bias(preprocessing: Preprocessing) -> tuple[float, float, float]:
+    """Per-channel bias of the ``ImageType`` front end (its scale is 1): minus the mean in 0-255 pixels."""
+    return tuple(-m for m in preprocessing.pixel_mean)  # type: ignore[return-value]
+
+
+PIXEL_BIAS: tuple[float, float, float] = pixel_bias(Preprocessing())
+"""The bias for the default preprocessing (every released variant's); a graph's own is ``.pixel_bias``."""
 
 
 class CoreMLSHSA(SHSADeploy):
@@ -46,24 +52,21 @@ class CoreMLSHSA(SHSADeploy):
 
 
 class CoreMLClassifierGraph(nn.Module):
-    """Mean-subtracted pixels (N, 3, H, W) → (probabilities, logits), for ``ct.convert``."""
+    """Mean-subtracted pixels (N, 3, H, W) → (probabilities, logits), for ``ct.convert``.
 
-    def __init__(self, deploy: nn.Module) -> None:
+    ``preprocessing`` defaults to the model's own; the image input's bias must be ``self.pixel_bias``.
+    """
+
+    def __init__(self, deploy: SHViT, *, preprocessing: Preprocessing | None = None) -> None:
         super().__init__()
-        model = copy.deepcopy(deploy).eval()
-        stem = model.patch_embed[0]
-        if not isinstance(stem, nn.Conv2d) or getattr(model, "head_dist", None) is not None:
-            raise TypeError("CoreMLClassifierGraph needs a deploy-mode model (call shvit.reparameterize first)")
-        std = torch.tensor(IMAGENET_STD, dtype=stem.weight.dtype)
-        with torch.no_grad():
-            stem.weight.mul_((1.0 / (255.0 * std))[None, :, None, None])
+        preprocessing = preprocessing or deploy.config.preprocessing
+        model = pixel_scaled(deploy, preprocessing, front_end="CoreMLClassifierGraph")
         _replace_attention(model)
         self.model = model
+        self.pixel_bias = pixel_bias(preprocessing)
 
     def forward(self, centered_pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.model
-        features = m.forward_features(centered_pixels).mean((2, 3))
-        logits = m.head(features)
+        logits = self.model(centered_pixels)
         return logits.softmax(dim=-1), logits
 
 

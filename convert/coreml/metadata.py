@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shvit.config import IMAGENET_MEAN, IMAGENET_STD
+from shvit.config import Preprocessing
 
 AUTHOR = "SHViT by Seokju Yun and Youngmin Ro (CVPR 2024); converted with shvit-mobile"
 LICENSE = (
@@ -54,9 +54,10 @@ def apply_metadata(mlmodel: Any, info: PackageInfo, *, image_input: str, logits_
     mlmodel.author = AUTHOR
     mlmodel.license = LICENSE
     mlmodel.version = toolkit_version()
+    crop = Preprocessing(input_size=info.input_size).crop_fraction
     mlmodel.input_description[image_input] = (
         f"RGB image, {info.input_size}x{info.input_size}, normalisation built in. Evaluation crop: the central "
-        "87.5% square (Vision: regionOfInterest inset 6.25% per side, then .centerCrop)."
+        f"{crop * 100:g}% square (Vision: regionOfInterest inset {(1 - crop) * 50:g}% per side, then .centerCrop)."
     )
     mlmodel.output_description["classLabel"] = "Most likely class"
     mlmodel.output_description["classLabel_probs"] = "Probability of every class (softmax of logits)"
@@ -70,12 +71,13 @@ def apply_metadata(mlmodel: Any, info: PackageInfo, *, image_input: str, logits_
 
 def user_metadata(info: PackageInfo) -> dict[str, str]:
     """``shvit.*`` keys: everything needed to trace a package to its weights and reproduce it."""
+    preprocessing = Preprocessing(input_size=info.input_size)
     meta = {
         "variant": info.variant,
         "input_size": str(info.input_size),
         "num_classes": str(info.num_classes),
-        "mean": ",".join(f"{m:g}" for m in IMAGENET_MEAN),
-        "std": ",".join(f"{s:g}" for s in IMAGENET_STD),
+        "mean": ",".join(f"{m:g}" for m in preprocessing.mean),
+        "std": ",".join(f"{s:g}" for s in preprocessing.std),
         "precision": info.precision,
         "min_ios": info.min_ios,
         "weights_source": info.weights.get("source", "unknown"),

@@ -48,8 +48,8 @@ class SHViTChannelsLastPool(SHViT):
     A mean over (2, 3) of an NCHW tensor makes onnx2tf transpose back to NCHW before the MEAN.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x).permute(0, 2, 3, 1).mean((1, 2)))
+    def global_pool(self, features: torch.Tensor) -> torch.Tensor:
+        return features.permute(0, 2, 3, 1).mean((1, 2))
 
 
 class SubtractNegated(nn.Module):

@@ -29,6 +29,8 @@ from typing import Any
 import flatbuffers
 import numpy as np
 
+from convert.labels import LabelTextError, label_lines
+
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 """The earliest date a zip entry can hold; every packed file gets it."""
 
@@ -156,26 +158,70 @@ def _empty_table(b: flatbuffers.Builder) -> int:
     return b.EndObject()
 
 
-# ---------------------------------------------------------------- reading back
+# ---------------------------------------------------------------- reading back (shvit-demo's too: one parser per part)
 
 
-def read(path: Path) -> dict[str, Any]:
-    """Both metadata entries and the packed files of a ``.tflite`` (empty parts where absent)."""
+def metadata_entries(data: bytes) -> dict[str, bytes]:
+    """Every metadata entry of a ``.tflite`` flatbuffer, name → payload; a damaged flatbuffer raises."""
     from ai_edge_litert import schema_py_generated as schema
 
-    data = Path(path).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     entries = {}
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         buffer = model.Buffers(entry.Buffer())
-        entries[entry.Name().decode()] = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
-    files = {}
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            files = {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+        payload = buffer.DataAsNumpy().tobytes() if buffer is not None and buffer.DataLength() else b""
+        entries[(entry.Name() or b"").decode("utf-8", "replace")] = payload
+    return entries
+
+
+def shvit_record(data: bytes) -> dict[str, Any] | None:
+    """shvit-convert's JSON entry (:data:`JSON_NAME`), or None where the model has none that parses."""
+    payload = metadata_entries(data).get(JSON_NAME)
+    if payload is None:
+        return None
+    try:
+        record = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def packed_files(data: bytes) -> dict[str, bytes]:
+    """The files of the zip archive appended to the flatbuffer (TFLite Metadata's associated files), name → bytes."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def packed_labels(data: bytes, *, num_classes: int) -> tuple[str, list[str]] | None:
+    """(file name, labels) of the packed label file with one label per class, or None.
+
+    The file shvit's record names comes first, then names containing "label", then the rest; files
+    that are not label text are passed over (a model may pack other associated files).
+    """
+    files = packed_files(data)
+    if not files:
+        return None
+    declared = (shvit_record(data) or {}).get("labels_file")
+    for name in sorted(files, key=lambda n: (n != declared, "label" not in n.lower(), n)):
+        try:
+            labels = label_lines(files[name])
+        except LabelTextError:
+            continue
+        if len(labels) == num_classes:
+            return name, labels
+    return None
+
+
+def read(path: Path) -> dict[str, Any]:
+    """Both metadata entries and the packed files of a ``.tflite`` (empty parts where absent)."""
+    data = Path(path).read_bytes()
+    entries = metadata_entries(data)
+    files = {name: raw.decode("utf-8") for name, raw in packed_files(data).items()}
     standard = _parse_model_metadata(entries[METADATA_NAME]) if METADATA_NAME in entries else {}
-    return {"json": json.loads(entries[JSON_NAME]) if JSON_NAME in entries else {}, "standard": standard, "files": files}
+    return {"json": shvit_record(data) or {}, "standard": standard, "files": files}
 
 
 class _Reader:
