@@ -40,7 +40,7 @@ class ModelSource:
     @torch.no_grad()
     def reference_logits(self, pixels: np.ndarray, *, batch: int = 16, progress: bool = False) -> np.ndarray:
         """Logits of the published network on uint8 NHWC pixels, through the shared normalisation."""
-        from calib import normalize
+        from shvit import normalize
         from shvit.progress import progress_bar
 
         outs = []

@@ -115,12 +115,11 @@ def _pixels(size: int) -> np.ndarray:
 def _pytorch(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
     import torch
 
-    import calib
     import shvit
 
     torch.set_num_threads(spec["threads"])
     model = shvit.create_model(spec["variant"], weights=spec["weights"])
-    x = torch.from_numpy(calib.normalize(_pixels(spec["input_size"])))
+    x = torch.from_numpy(shvit.normalize(_pixels(spec["input_size"])))
 
     def step() -> object:
         with torch.inference_mode():

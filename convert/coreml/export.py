@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from convert.coreml.ctimport import import_coremltools, quiet
-from convert.coreml.graph import PIXEL_BIAS, CoreMLClassifierGraph
+from convert.coreml.graph import CoreMLClassifierGraph
 from convert.coreml.metadata import PackageInfo, apply_metadata
 from convert.coreml.rules import resolve_min_ios
 from convert.errors import ArgumentError
@@ -120,7 +120,7 @@ def convert_classifier(deploy: nn.Module, *, input_size: int, labels: list[str],
     graph = CoreMLClassifierGraph(deploy).eval()
     example = torch.zeros(1, 3, input_size, input_size)
     image = ct.ImageType(
-        name=INPUT_NAME, shape=(1, 3, input_size, input_size), scale=1.0, bias=list(PIXEL_BIAS), color_layout=ct.colorlayout.RGB
+        name=INPUT_NAME, shape=(1, 3, input_size, input_size), scale=1.0, bias=list(graph.pixel_bias), color_layout=ct.colorlayout.RGB
     )
     precision = ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16
     target = _target(min_ios)
