@@ -6,10 +6,15 @@ for one asset cannot silently drift from another.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mobile_demo.errors import DemoError, NotAnImageClassifier
+from mobile_demo.errors import DemoError, NotAnImageClassifier, checked_model_path
 
 COREAI_SUFFIX = ".aimodel"
 APP_MIN_IOS = 27
@@ -47,19 +52,19 @@ def read_coreai(path: Path) -> CoreAIFacts:
     from convert.coreai.inspect import facts
     from convert.errors import ConvertError
 
-    path = Path(path)
-    if not path.exists():
-        raise DemoError(f"model {path} does not exist: pass the .aimodel that shvit-convert --target coreai wrote")
-    if path.suffix.lower() != COREAI_SUFFIX or not path.is_dir():
-        raise DemoError(f"model {path} is not a Core AI asset: the Core AI demo takes a .aimodel folder (shvit-convert --target coreai)")
+    path = checked_model_path(path, suffix=COREAI_SUFFIX, folder=True, target="coreai", kind="Core AI asset",
+                              takes="the Core AI demo takes a .aimodel folder")
+    native: list[str] = []
     try:
-        read = facts(path)
+        with _native_stderr(native):
+            read = facts(path)
     except CoreAIUnavailable:
         raise
     except ConvertError as exc:
         raise DemoError(f"model {path} is not a readable Core AI asset ({exc}); re-export it with shvit-convert --target coreai") from None
     except Exception as exc:  # coreai-core raises its own runtime errors for damaged programs
-        raise DemoError(f"model {path} is not a readable Core AI asset ({type(exc).__name__}: {exc}); re-export it") from None
+        said = f"; coreai-core: {native[-1].rpartition('error: ')[2]}" if native else ""
+        raise DemoError(f"model {path} is not a readable Core AI asset ({type(exc).__name__}: {exc}{said}); re-export it") from None
     shape = read["input_shape"]
     if read["input_name"] is None or shape is None or len(shape) != 4 or shape[:2] != [1, 3] or shape[2] != shape[3]:
         raise NotAnImageClassifier(
@@ -85,6 +90,23 @@ def read_coreai(path: Path) -> CoreAIFacts:
         min_ios=max(APP_MIN_IOS, _major(read["minimum_os"])), precision=str(read["precision"]),
         metadata={k: str(v) for k, v in read["metadata"].items()}, description=str(read["description"] or ""),
     )
+
+
+@contextlib.contextmanager
+def _native_stderr(lines: list[str]) -> Iterator[None]:
+    """Collect what native code writes to file descriptor 2 into ``lines``: coreai-core's program
+    reader prints parse errors there, which would break the CLI's one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
 def _major(version: str | None) -> int:

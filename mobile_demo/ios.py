@@ -99,16 +99,24 @@ def markdown_cell(text: str) -> str:
 
 
 def write_project(
-    out_dir: Path, *, model: Path, force: bool, templates: dict[str, dict[str, str]], values: dict[str, str],
-    model_file: str, record: dict[str, object],
+    out_dir: Path, *, model: Path, force: bool, platform: str, templates: dict[str, dict[str, str]],
+    values: dict[str, str], record: dict[str, object],
 ) -> None:
-    """Render ``templates`` (platform → template name → output path), copy ``model`` to ``Models/<model_file>``
-    and write the :data:`MARKER` record, all in one staged tree that replaces ``out_dir`` only when complete."""
+    """Render ``templates`` (template folder → template name → output path), copy ``model`` to
+    ``Models/<values["MODEL_FILE"]>`` and write the :data:`MARKER` (``record`` plus the generator,
+    ``platform`` and model paths), all in one staged tree that replaces ``out_dir`` only when complete."""
+    model_file = f"Models/{values['MODEL_FILE']}"
+    marker = {"generator": generator_name(), "platform": platform, "model": str(model.resolve()), "model_file": model_file, **record}
     with staged_tree(out_dir, model=model, force=force) as root:
-        for platform, files in templates.items():
-            write_rendered(root, files, platform, values)
-        shutil.copytree(model, root / "Models" / model_file)
-        (root / MARKER).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        for folder, files in templates.items():
+            write_rendered(root, files, folder, values)
+        shutil.copytree(model, root / model_file)
+        (root / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def next_step(out_dir: Path, note: str) -> str:
+    """The line that tells how to open a generated iOS project."""
+    return f"  next: cd {out_dir} && xcodegen generate && open {APP_NAME}.xcodeproj   ({note})"
 
 
 def generate_ios(model: Path, out_dir: Path, *, force: bool = False, log: Log | None = None) -> Path:
@@ -117,17 +125,16 @@ def generate_ios(model: Path, out_dir: Path, *, force: bool = False, log: Log | 
     facts = read_coreml(Path(model))
     values = template_values(facts)
     out_dir = Path(out_dir)
-    write_project(out_dir, model=facts.path, force=force, templates={"ios": SOURCES}, values=values,
-                  model_file=values["MODEL_FILE"], record=_record(facts, values))
+    write_project(out_dir, model=facts.path, force=force, platform="ios", templates={"ios": SOURCES}, values=values,
+                  record=_record(facts))
     say(f"✓ wrote the iOS app for {facts.path.name} ({facts.width}×{facts.height} {facts.color_space} input "
         f"{facts.input_name!r}, {facts.num_classes} classes) to {out_dir}")
-    say(f"  next: cd {out_dir} && xcodegen generate && open {APP_NAME}.xcodeproj   (README.md has the manual fallback)")
+    say(next_step(out_dir, "README.md has the manual fallback"))
     return out_dir
 
 
-def _record(facts: CoreMLFacts, values: dict[str, str]) -> dict[str, object]:
+def _record(facts: CoreMLFacts) -> dict[str, object]:
     return {
-        "generator": generator_name(), "platform": "ios", "model": str(facts.path.resolve()), "model_file": f"Models/{values['MODEL_FILE']}",
         "input": {"name": facts.input_name, "width": facts.width, "height": facts.height, "color_space": facts.color_space},
         "outputs": {"label": facts.label_output, "probabilities": facts.probabilities_output},
         "classes": facts.num_classes, "crop_fraction": facts.crop_fraction, "min_ios": facts.min_ios,

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mobile_demo.coreai_spec import CoreAIFacts, read_coreai
-from mobile_demo.ios import APP_DIR, APP_NAME, SOURCES, TESTS_DIR, Log, app_values, markdown_cell, model_class_name, write_project
-from mobile_demo.output import generator_name
+from mobile_demo.ios import APP_DIR, SOURCES, TESTS_DIR, Log, app_values, markdown_cell, model_class_name, next_step, write_project
 from mobile_demo.render import float_literal, swift_string
 
 PLATFORM = "ios-coreai"
@@ -63,18 +62,17 @@ def generate_ios_coreai(model: Path, out_dir: Path, *, force: bool = False, log:
     facts = read_coreai(Path(model))
     values = template_values(facts)
     out_dir = Path(out_dir)
-    write_project(out_dir, model=facts.path, force=force, templates={"ios": SHARED_SOURCES, PLATFORM: COREAI_SOURCES},
-                  values=values, model_file=values["MODEL_FILE"], record=_record(facts, values))
+    write_project(out_dir, model=facts.path, force=force, platform=PLATFORM,
+                  templates={"ios": SHARED_SOURCES, PLATFORM: COREAI_SOURCES}, values=values, record=_record(facts))
     say(f"✓ wrote the Core AI iOS app for {facts.path.name} ({facts.input_size}×{facts.input_size} float32 RGB input "
         f"{facts.input_name!r}, {facts.num_classes} classes, iOS {facts.min_ios}) to {out_dir}")
-    say(f"  next: cd {out_dir} && xcodegen generate && open {APP_NAME}.xcodeproj   (Xcode {XCODE_VERSION} or later; README.md has the steps)")
+    say(next_step(out_dir, f"Xcode {XCODE_VERSION} or later; README.md has the steps"))
     return out_dir
 
 
-def _record(facts: CoreAIFacts, values: dict[str, str]) -> dict[str, object]:
+def _record(facts: CoreAIFacts) -> dict[str, object]:
     return {
-        "generator": generator_name(), "platform": PLATFORM, "model": str(facts.path.resolve()),
-        "model_file": f"Models/{values['MODEL_FILE']}", "function": facts.function_name,
+        "function": facts.function_name,
         "input": {"name": facts.input_name, "shape": [1, 3, facts.input_size, facts.input_size], "dtype": "float32",
                   "range": "RGB 0-255"},
         "output": {"name": facts.output_name, "classes": facts.num_classes}, "crop_fraction": facts.crop_fraction,
