@@ -38,14 +38,20 @@ _debug_option = click.option("--debug", is_flag=True, help="Show Python tracebac
 @_force_option
 @_debug_option
 def ios_command(model: Path, out_dir: Path, force: bool, debug: bool) -> int:
-    """SwiftUI app for a Core ML .mlpackage (XcodeGen project.yml, Instruments signposts, XCTest benchmarks).
+    """SwiftUI app for a Core ML .mlpackage or a Core AI .aimodel (XcodeGen project.yml, Instruments
+    signposts, XCTest benchmarks).
 
-    Photo picker and live camera, top-5 through Vision or MLModel, compute-units picker, latency
-    median/p90 and the Neural Engine share from MLComputePlan. Open with: xcodegen generate.
+    Photo picker and live camera, top-5, compute-units picker and latency median/p90; for Core ML
+    also the Vision path and the Neural Engine share from MLComputePlan; Core AI apps need iOS 27.
+    Open with: xcodegen generate.
     """
+    from mobile_demo.generate import IOS_PLATFORMS, generate_demo, platform_of
     from mobile_demo.ios import generate_ios
 
-    click.echo(str(generate_ios(model, out_dir, force=force, log=_log)))
+    if platform_of(model) in IOS_PLATFORMS:
+        click.echo(str(generate_demo(model, out_dir, force=force, log=_log)))
+    else:  # anything else gets the Core ML reader's one-line refusal, as before
+        click.echo(str(generate_ios(model, out_dir, force=force, log=_log)))
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.coreml.ctimport import import_coremltools
-from mobile_demo.errors import DemoError, NotAnImageClassifier
+from mobile_demo.errors import DemoError, NotAnImageClassifier, checked_model_path
 from shvit.config import Preprocessing
 
 COREML_SUFFIX = ".mlpackage"
@@ -44,11 +44,8 @@ class CoreMLFacts:
 
 def read_coreml(path: Path) -> CoreMLFacts:
     """Facts of an image classifier ``.mlpackage``; a :class:`DemoError` naming the problem otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise DemoError(f"model {path} does not exist: pass the .mlpackage that shvit-convert --target coreml wrote")
-    if path.suffix.lower() != COREML_SUFFIX or not path.is_dir():
-        raise DemoError(f"model {path} is not a Core ML package: the iOS demo takes a .mlpackage folder (shvit-convert --target coreml)")
+    path = checked_model_path(path, suffix=COREML_SUFFIX, folder=True, target="coreml", kind="Core ML package",
+                              takes="the iOS demo takes a .mlpackage folder")
     ct = import_coremltools()
     try:
         spec = ct.utils.load_spec(str(path))

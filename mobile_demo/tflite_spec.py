@@ -13,7 +13,7 @@ from typing import Any
 
 from convert.labels import LabelTextError, label_lines
 from convert.tflite import graphinfo, metadata
-from mobile_demo.errors import DemoError, NotAnImageClassifier
+from mobile_demo.errors import DemoError, NotAnImageClassifier, checked_model_path
 from shvit.config import Preprocessing
 
 TFLITE_SUFFIX = ".tflite"
@@ -58,11 +58,8 @@ class TFLiteFacts:
 
 def read_tflite(path: Path) -> TFLiteFacts:
     """Facts of an image classifier ``.tflite``; a :class:`DemoError` naming the problem otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise DemoError(f"model {path} does not exist: pass the .tflite that shvit-convert --target tflite wrote")
-    if path.suffix.lower() != TFLITE_SUFFIX or not path.is_file():
-        raise DemoError(f"model {path} is not a TFLite file: the Android demo takes a .tflite model (shvit-convert --target tflite)")
+    path = checked_model_path(path, suffix=TFLITE_SUFFIX, folder=False, target="tflite", kind="TFLite file",
+                              takes="the Android demo takes a .tflite model")
     from ai_edge_litert import schema_py_generated as schema
 
     data = path.read_bytes()
