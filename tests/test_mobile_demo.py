@@ -8,6 +8,7 @@ exports do not have: quantised input, a softmax output, labels packed in the mod
 """
 from __future__ import annotations
 
+import json
 import plistlib
 import re
 import xml.etree.ElementTree as ET
@@ -48,6 +49,11 @@ def _export(tmp: Path, target: str) -> Path:
 
         Image.fromarray(pixels).save(images / f"{i}.png")
     return convert.export("s1", target=target, out_dir=tmp / "export", weights=None, images=tmp / "images").path
+
+
+def _exported(artifact: Path) -> dict:
+    """The export settings recorded in ``artifact``'s sidecar."""
+    return json.loads(artifact.with_name(artifact.name + ".json").read_text())["config"]
 
 
 @pytest.fixture(scope="module")
@@ -228,11 +234,11 @@ def test_ios_model_info_matches_the_package_spec(ios_project: Path, s1_coreml: P
     image_input = spec.description.input[0]
     info = swift_constants(ios_project / "SHViTDemo" / "ModelInfo.swift")
     assert info["inputName"] == image_input.name
-    assert info["inputWidth"] == image_input.type.imageType.width == s1_coreml.input_size == 224
+    assert info["inputWidth"] == image_input.type.imageType.width == _exported(s1_coreml)['input_size'] == 224
     assert info["inputHeight"] == image_input.type.imageType.height == 224
     assert info["classLabelOutputName"] == spec.description.predictedFeatureName
     assert info["probabilitiesOutputName"] == spec.description.predictedProbabilitiesName
-    assert info["classCount"] == s1_coreml.num_classes == 1000
+    assert info["classCount"] == _exported(s1_coreml)['num_classes'] == 1000
     assert info["sourceModel"] == s1_coreml.name
     import calib
 
@@ -350,8 +356,8 @@ def _check_model_spec(project: Path, model: Path) -> dict[str, str | int | float
 
 def test_android_model_spec_matches_the_model(android_project: Path, s1_tflite: Path) -> None:
     spec = _check_model_spec(android_project, s1_tflite)
-    assert spec["INPUT_HEIGHT"] == spec["INPUT_WIDTH"] == s1_tflite.input_size == 224
-    assert spec["NUM_CLASSES"] == s1_tflite.num_classes == 1000
+    assert spec["INPUT_HEIGHT"] == spec["INPUT_WIDTH"] == _exported(s1_tflite)['input_size'] == 224
+    assert spec["NUM_CLASSES"] == _exported(s1_tflite)['num_classes'] == 1000
     assert spec["SOURCE_MODEL"] == s1_tflite.name
 
 
