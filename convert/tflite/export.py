@@ -144,12 +144,27 @@ def export(source: Any, config: Any, staging: Any, *, log: Log) -> dict[str, Any
     staging.path(labels_file_name(config)).write_text("\n".join(source.labels) + "\n", encoding="utf-8")
     delegation = graphinfo.delegation(artifact)
     log(f"  graph: {sum(result.op_counts.values())} ops, {delegation.partitions} XNNPACK partition{'s' if delegation.partitions != 1 else ''}")
+    gpu_delegate = gpu_delegate_record(artifact, log=log)
     record: dict[str, Any] = {
         "input": _io_record(result.input, layout="NHWC"), "output": _io_record(result.output),
-        "op_counts": result.op_counts, **delegation.as_dict(), "labels_file": labels_file_name(config), "toolchain": result.toolchain,
+        "op_counts": result.op_counts, **delegation.as_dict(), "gpu_delegate": gpu_delegate,
+        "labels_file": labels_file_name(config), "toolchain": result.toolchain,
         "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME], "seconds": round(time.perf_counter() - started, 1),
     }
     if config.precision == "int8":
         record["calibration_images"] = len(calib_pixels) if calib_pixels is not None else 0
         record["float_islands"] = list(FLOAT_ISLAND_OPS)
     return record
+
+
+def gpu_delegate_record(artifact: Path, *, log: Log) -> dict[str, Any]:
+    """The sidecar's ``gpu_delegate`` entry and its log line; a check that cannot run is recorded, not fatal."""
+    from convert.tflite.gpu_compat import gpu_compatibility_of
+
+    try:
+        result = gpu_compatibility_of(artifact)
+    except ConvertError as exc:
+        log(f"  GPU delegate: not checked: {exc}")
+        return {"checked": False, "reason": str(exc)}
+    log(f"  GPU delegate: {result.summary()} ({result.analyzer})")
+    return result.as_dict()
