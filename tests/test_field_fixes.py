@@ -1,9 +1,12 @@
-"""Issue 14's field reports: non-finite checkpoints refused at load, GPU delegate coverage measured offline."""
+"""Issue 14's field reports: non-finite checkpoints refused at load, GPU delegate coverage measured
+offline, and the README's first run on a fresh machine with no network."""
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from bad_inputs import assert_one_error_line
 from convert.cli import main as convert_main
 
 ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 # ------------------------------------------------------------------- 1. NaN / Inf checkpoints
@@ -228,3 +232,75 @@ def test_tflite_export_records_gpu_delegate_coverage(tiny, analyzer_gap: str | N
     else:
         assert record["checked"] is False and "does not check GPU delegate compatibility" in record["reason"]
         assert lines[0].startswith("  GPU delegate: not checked: ")
+
+
+# ------------------------------------------------------------------- 5. a fresh machine, offline
+
+
+def _readme_commands() -> list[str]:
+    return [line.strip() for block in re.findall(r"```bash\n(.*?)```", README, re.S) for line in block.splitlines() if line.strip()]
+
+
+def _main_job_commands() -> list[list[str]]:
+    return [shlex.split(c) for c in _readme_commands() if c.startswith(".venv/bin/shvit-convert ")]
+
+
+def _offline(command: list[str]) -> list[str]:
+    """``command`` in a network namespace of its own (no interface up), children included."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode:
+        pytest.skip("cannot make a network namespace here (needs unshare and root): no way to prove the run is offline")
+    return ["unshare", "--net", *command]
+
+
+def _fresh_machine(root: Path) -> dict[str, str]:
+    """The environment of a user who never ran the toolkit: empty home, empty cache, no weights URL override."""
+    home = root / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHVIT_")}
+    return {**env, "HOME": str(home), "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(home / ".cache")}
+
+
+def test_readme_shows_the_offline_try_out_before_the_released_weights() -> None:
+    commands = _main_job_commands()
+    assert len(commands) >= 2
+    assert "--random-init" in commands[0] and "--weights" not in commands[0]
+    assert commands[1][commands[1].index("--weights") + 1] == "imagenet"
+    section = README.split("## Set up and run", 1)[1].split("\n## ", 1)[0]
+    assert "not for deployment" in section.split(shlex.join(commands[0]))[0]
+
+
+@pytest.mark.slow
+def test_readme_first_main_job_runs_on_a_fresh_offline_machine(tmp_path: Path) -> None:
+    command = _main_job_commands()[0]
+    assert "--random-init" in command
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    env = _fresh_machine(tmp_path)
+    proc = subprocess.run(_offline([sys.executable, "-m", "convert.cli", *command[1:]]), cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=1500, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = cwd / command[command.index("--out") + 1]
+    artifact = Path(proc.stdout.strip().splitlines()[-1])
+    assert (cwd / artifact).exists() and (cwd / artifact).parent.resolve() == out.resolve()
+    record = json.loads((out / (artifact.name + ".json")).read_text())
+    assert "not for deployment" in json.dumps(record) and record["parity"]["passed"]
+
+
+def test_cached_released_weights_convert_offline(tmp_path: Path) -> None:
+    """``--weights imagenet`` with the checkpoint already in $SHVIT_CACHE_DIR needs no network at all."""
+    import shvit
+    from shvit.weights import sha256_of
+
+    env = {**_fresh_machine(tmp_path), "SHVIT_CACHE_DIR": str(tmp_path / "cache")}
+    cached = Path(env["SHVIT_CACHE_DIR"]) / "weights" / "shvit_s1.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save({"model": shvit.create_model("s1").state_dict()}, cached)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    proc = subprocess.run(_offline([sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "onnx",
+                                    "--weights", "imagenet", "--out", "exports"]),
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "download" not in proc.stderr.lower(), proc.stderr
+    record = json.loads(next((cwd / "exports").glob("*.json")).read_text())
+    assert record["weights"]["source"] == "imagenet" and record["weights"]["sha256"] == sha256_of(cached), record["weights"]
