@@ -62,7 +62,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         obj: object = _read_safetensors(path)
     else:
         obj = _read_torch(path, head)
-    return _unwrap(obj, path)
+    state_dict = _unwrap(obj, path)
+    check_finite(state_dict, source=f"checkpoint {path}")
+    return state_dict
 
 
 def _looks_like_safetensors(path: Path, head: bytes) -> bool:
@@ -119,6 +121,20 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"weights file {path} holds no state dict of tensors: pass a released SHViT checkpoint")
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Refuse NaN/Inf weights at load: exported, they only surface later as a ``max |Δ| nan`` parity failure."""
+    bad = [(key, int((~torch.isfinite(value)).sum())) for key, value in state_dict.items()
+           if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all())]
+    if not bad:
+        return
+    key, count = bad[0]
+    more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+    raise WeightsError(
+        f"{source} has non-finite values: {key} holds {count} NaN/Inf of {state_dict[key].numel()}{more}; "
+        "the file is corrupt or training diverged — use another checkpoint"
+    )
 
 
 # --------------------------------------------------------------------------------------- layout

@@ -134,3 +134,16 @@ def to_flatbuffer(
         export_tflite(pixel_model, {precision: path}, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,
                       progress=progress, scratch=scratch)
         return path.read_bytes()
+
+
+def gpu_delegate_record(artifact: Path, *, log: Log) -> dict[str, Any]:
+    """The sidecar's ``gpu_delegate`` entry and its log line; a check that cannot run is recorded, not fatal."""
+    from convert.tflite.gpu_compat import gpu_compatibility_of
+
+    try:
+        result = gpu_compatibility_of(artifact)
+    except ConvertError as exc:
+        log(f"  GPU delegate: not checked: {exc}")
+        return {"checked": False, "reason": str(exc)}
+    log(f"  GPU delegate: {result.summary()} ({result.analyzer})")
+    return result.as_dict()

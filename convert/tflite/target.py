@@ -51,7 +51,7 @@ class TFLiteTarget:
 
     def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
         from convert.tflite import graphinfo, metadata
-        from convert.tflite.export import _io_record, export_tflite
+        from convert.tflite.export import _io_record, export_tflite, gpu_delegate_record
         from convert.tflite.quantize import FLOAT_ISLAND_OPS
 
         started = time.perf_counter()
@@ -69,7 +69,8 @@ class TFLiteTarget:
         context.log(f"  graph: {sum(result.op_counts.values())} ops, {partitions} XNNPACK partition{'s' if partitions != 1 else ''}")
         record: dict[str, Any] = {
             "input": _io_record(result.input, layout="NHWC"), "output": _io_record(result.output),
-            "op_counts": result.op_counts, **delegation.as_dict(), "labels_file": labels_file, "toolchain": result.toolchain,
+            "op_counts": result.op_counts, **delegation.as_dict(), "gpu_delegate": gpu_delegate_record(artifact, log=context.log),
+            "labels_file": labels_file, "toolchain": result.toolchain,
             "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME], "seconds": round(time.perf_counter() - started, 1),
         }
         if precision == "int8":
