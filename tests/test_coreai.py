@@ -26,7 +26,7 @@ from convert.coreai.export import (
 from convert.coreai.graph import CoreAIClassifierGraph
 from convert.coreai.inspect import facts
 from convert.errors import ConvertError
-from convert.validate.compare import compare
+from convert.parity import compare
 from helpers import assert_close, recompute_bn_stats
 from shvit.layers import SHSADeploy
 

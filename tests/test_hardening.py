@@ -341,17 +341,17 @@ def test_check_bench_and_demo_on_a_full_disk_leave_nothing_half_written(inputs: 
 
 def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same failure injected in-process, so it is covered where no filesystem can be mounted."""
-    import convert.pipeline
+    import convert.api.pipeline
 
     out = inputs.out
     args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--out", out]
     assert run_cli(convert_command, *args).code == 0
     previous = (out / "shvit_auto_fp32.onnx").read_bytes()
 
-    def full(path: Path, **_kwargs: object) -> None:
+    def full(path: Path, *_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(convert.pipeline, "write_sidecar", full)
+    monkeypatch.setattr(convert.api.pipeline, "write_sidecar", full)
     result = run_cli(convert_command, *args, "--force")
     assert result.code == 1
     assert_one_error_line(result.stderr, prog="shvit-convert", message=f"no space left on the device writing to {out}")

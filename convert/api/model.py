@@ -36,7 +36,7 @@ def load_model(model: nn.Module | str | os.PathLike[str], spec: ModelSpec | None
     if spec is None:
         _logger.info("→ fusing BatchNorms of the given model")
         return source_from_module(model, labels=as_labels(labels), input_size=input_size)  # type: ignore[arg-type]
-    _logger.info(f"→ loading SHViT-{spec.variant.upper()} ({spec.weights or 'random init'}) and fusing BatchNorms")
+    _logger.info(f"→ loading SHViT-{spec.variant.upper()} ({spec.weights or 'random weights, not for deployment'}) and fusing BatchNorms")
     return load_source(spec)
 
 

@@ -19,7 +19,7 @@ from convert.api.pipeline import run_export
 from convert.bench.baselines import Baseline, baselines_for, export_baseline
 from convert.bench.latency import PYTORCH, Latency, LatencyUnavailable, host_description, measure
 from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, ModelSpec, OutputSpec, check_input_size, plan
-from convert.errors import ConvertError, NotBuiltYet, UsageError
+from convert.errors import ArgumentError, ConvertError, NotBuiltYet, UsageError
 from convert.validate.images import EvalImages, check_image_folders, check_image_options, load_images
 from convert.io.scratch import Scratch
 from convert.io.sidecar import read_sidecar
@@ -54,8 +54,8 @@ def parse_target(text: str) -> TargetSpec:
     """``tflite`` or ``tflite:int8`` → a validated target/precision pair."""
     name, _, precision = text.strip().lower().partition(":")
     if name not in targets.names():
-        raise UsageError(f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} (optionally :precision)",
-                         argument="target")
+        raise ArgumentError(f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} "
+                            "(optionally :precision)", argument="target")
     target = targets.get(name)
     return TargetSpec(name, targets.resolve_precision(target, precision or None))
 
