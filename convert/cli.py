@@ -45,7 +45,8 @@ def _target_help() -> str:
 def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """One flag per target-specific option, named after it, passed on only when given."""
     for option, owners in reversed(list(targets.option_table().values())):
-        command = click.option(option.flag, option.name, type=click.Choice(option.choices), default=None,
+        kind = click.Choice(option.choices) if option.choices is not None else str
+        command = click.option(option.flag, option.name, type=kind, default=None,
                                help=f"{option.help} (--target {', '.join(owners)}; default {option.default})")(command)
     return command
 

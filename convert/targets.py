@@ -41,10 +41,14 @@ Step = Callable[[], object]
 
 @dataclass(frozen=True)
 class TargetOption:
-    """An option only some targets take (``min_ios``): the CLI turns each into a flag."""
+    """An option only some targets take (``min_ios``): the CLI turns each into a flag.
+
+    ``choices`` None means free text (a number, a list of names), which the target parses in
+    :meth:`Target.resolve_options`.
+    """
 
     name: str
-    choices: tuple[str, ...]
+    choices: tuple[str, ...] | None
     default: str
     help: str
 
