@@ -48,6 +48,8 @@ class CoreMLExport:
     op_counts: dict[str, int]
     non_const_ops: int
     size_bytes: int
+    int8_report: dict[str, Any] | None = None
+    """For accuracy-aware ``int8`` (``int8=`` given): :class:`convert.int8.report.Int8Report` as a dict."""
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -65,22 +67,27 @@ def export_coreml(
     min_ios: str = "16",
     calib_pixels: np.ndarray | None = None,
     info: PackageInfo | None = None,
+    int8: Any = None,
     progress: bool = False,
     log: Log | None = None,
 ) -> CoreMLExport:
     """Write the classifier package for ``deploy`` (a :func:`shvit.reparameterize`d model) to ``path``.
 
     ``precision`` ``int8`` (W8A8) needs ``calib_pixels`` (uint8 RGB, N×H×W×3, the evaluation
-    preprocessing) and ``min_ios`` 17 or later.
+    preprocessing) and ``min_ios`` 17 or later. ``int8`` (a :class:`convert.coreml.int8_mixed.CoreMLInt8Options`)
+    makes it accuracy-aware (mode auto/full, ops kept fp16, calibration method); ``None`` keeps today's W8A8.
     """
     say = log or (lambda _message: None)
     _check_options(precision, min_ios, calib_pixels, labels, deploy)
     path = Path(path)
     say(f"→ converting to a Core ML ML Program (iOS {min_ios}+, {'fp32' if precision == 'fp32' else 'fp16'} compute)")
     mlmodel = convert_classifier(deploy, input_size=input_size, labels=labels, fp32=precision == "fp32", min_ios=min_ios)
-    if precision == "int8":
+    int8_report = None
+    if precision == "int8" and int8 is not None:
+        mlmodel, int8_report = _accuracy_aware_w8a8(mlmodel, np.asarray(calib_pixels), int8, scratch_parent=path.parent, say=say)
+    elif precision == "int8":
         mlmodel = _quantize_activations(mlmodel, np.asarray(calib_pixels), scratch_parent=path.parent, progress=progress, say=say)
-    if precision in ("int8", "int8-weights"):
+    if precision == "int8-weights" or (precision == "int8" and int8 is None):
         from convert.coreml.quantize import quantize_weights
 
         if precision == "int8-weights":
@@ -94,8 +101,21 @@ def export_coreml(
     counts = op_counts(spec)
     return CoreMLExport(
         path=path, precision=precision, min_ios=min_ios, spec_version=int(spec.specificationVersion),
-        op_counts=counts, non_const_ops=non_const_op_count(counts), size_bytes=package_size(path),
+        op_counts=counts, non_const_ops=non_const_op_count(counts), size_bytes=package_size(path), int8_report=int8_report,
     )
+
+
+def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: Any, *, scratch_parent: Path, say: Log) -> tuple[Any, dict[str, Any]]:
+    """W8A8 with the fewest ops kept fp16 (:mod:`convert.coreml.int8_mixed`); weights int8 already."""
+    from convert.coreml.int8_mixed import convert_w8a8
+
+    with _scratch_dir(scratch_parent) as scratch:
+        float_path = scratch / "float.mlpackage"
+        mlmodel.save(str(float_path))
+        say(f"→ int8 ({options.mode}, {options.calibration} ranges): analysing every quantised op on {len(pixels)} images (reference MIL executor)")
+        model, report = convert_w8a8(float_path, pixels, options=options, scratch=scratch)
+        say(f"  {len(report.keep_float)} ops kept fp16; min cosine {report.final.min_cosine:.4f}, top-1 {report.final.top1:.0%} on calibration images")
+        return model, report.as_dict()
 
 
 def _quantize_activations(mlmodel: Any, pixels: np.ndarray, *, scratch_parent: Path, progress: bool, say: Log) -> Any:

@@ -42,6 +42,8 @@ class TFLiteExport:
     input: graphinfo.TensorInfo
     output: graphinfo.TensorInfo
     toolchain: dict[str, Any]
+    int8_report: dict[str, Any] | None = None
+    """For accuracy-aware ``int8`` (``int8=`` given): :class:`convert.int8.report.Int8Report` as a dict."""
 
 
 def labels_file_name(config: Any) -> str:
@@ -61,6 +63,7 @@ def export_tflite(
     labels: list[str],
     name: str = "SHViT",
     calib_pixels: np.ndarray | None = None,
+    int8: Any = None,
     opset: int = 17,
     rewrite: bool = True,
     progress: bool = True,
@@ -71,6 +74,8 @@ def export_tflite(
     ``pixel_model`` is a :class:`shvit.PixelInput`; ``rewrite=False`` converts it as it is (the
     plain path, for comparison) instead of in its TFLite-friendly form (:mod:`.graph`).
     ``calib_pixels`` (uint8 NHWC, from :func:`calib.load_folder`) are needed for ``int8``.
+    ``int8`` (a :class:`convert.tflite.int8_mixed.Int8Options`) makes ``int8`` accuracy-aware (mode
+    auto/full, ops kept float, calibration method); ``None`` keeps today's full-integer min/max graph.
     """
     unknown = sorted(set(outputs) - {"fp32", "fp16", "int8-weights", "int8"})
     if unknown:
@@ -82,7 +87,7 @@ def export_tflite(
         export_onnx(model, onnx_path, input_size=input_size, opset=opset, dynamic_batch=False)
         log(f"→ converting with onnx2tf to TFLite {', '.join(outputs)}" + (f" (int8 calibrated on {len(calib_pixels)} images)" if "int8" in outputs and calib_pixels is not None else ""))
         raw = {p: Path(tmp) / f"{p}.tflite" for p in outputs}
-        run = convert_onnx(onnx_path, raw, calib_pixels=calib_pixels, progress=progress, log=log)
+        run = convert_onnx(onnx_path, raw, calib_pixels=calib_pixels, int8=None if int8 is None else int8.as_dict(), progress=progress, log=log)
         log("  " + ", ".join(f"{step} {seconds} s" for step, seconds in run["timings_s"].items()))
         toolchain = {"onnx2tf": run["onnx2tf_version"], "onnxsim": run["onnxsim"], "seconds": run["timings_s"]}
         written = {}
@@ -99,7 +104,8 @@ def export_tflite(
                 }},
             )
             Path(out).write_bytes(metadata.embed(data, info, io_names=(INPUT_NAME, OUTPUT_NAME)))
-            written[precision] = TFLiteExport(Path(out), precision, graphinfo.op_counts(data), inp, outp, toolchain)
+            report = run.get("int8_report") if precision == "int8" else None
+            written[precision] = TFLiteExport(Path(out), precision, graphinfo.op_counts(data), inp, outp, toolchain, report)
     return written
 
 

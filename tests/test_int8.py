@@ -1,0 +1,249 @@
+"""Accuracy-aware int8 (issue 15): per-op analysis, keep-float, auto selection, full mode = today's graph.
+
+Expensive conversions are shared per module: the tiny trained model converted once in this process
+with onnx2tf (its traced function then quantised several ways in seconds), one tiny export through
+:func:`export_tflite` in ``auto``, and image-dependent S1 once per target in ``auto``. Accuracy is
+judged on held-out images, never the calibration ones.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from helpers import recompute_bn_stats
+
+import calib
+import shvit
+from convert.config import ExportConfig
+from convert.int8.ranges import METHODS, RangeObserver, fake_quant_mse, mse_range, percentile_range
+from convert.int8.report import COREML_INT8_TARGET, TFLITE_INT8_TARGET, Int8Report, Quality, QualityTarget, quality
+from convert.int8.select import Candidate, select_float_ops
+from convert.source import load_source
+from convert.tflite import graphinfo, int8_mixed, quantize
+from convert.tflite.export import export_tflite
+from convert.validate.runner import run_artifact
+
+CALIB_PER_CLASS = 4
+S1_CALIB, S1_HELD = 32, 32
+ACCURACY_DROP = 0.01
+
+
+def _held_out(tiny: Any) -> calib.ImageSet:
+    return calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
+
+
+def _accuracy(logits: np.ndarray, images: Any, names: list[str]) -> float:
+    truth = [images.class_names[i] for i in images.labels]
+    return float(np.mean([names[i] == t for i, t in zip(logits.argmax(1), truth)]))
+
+
+def _tiny_calibration(tiny: Any) -> np.ndarray:
+    """Training-distribution images of another seed than the held-out folder's."""
+    pixels, _, _ = calib.make_class_dataset(CALIB_PER_CLASS, tiny.input_size, seed=5, num_classes=len(tiny.class_names))
+    return pixels
+
+
+def _source(tiny: Any, out: Path) -> Any:
+    return load_source(ExportConfig(variant="auto", target="tflite", out_dir=out, precision="int8", weights=str(tiny.checkpoint),
+                                    input_size=tiny.input_size, labels=tiny.labels_file, progress=False))
+
+
+# ------------------------------------------------------------------------- pure parts
+
+
+def test_quality_is_min_cosine_and_top1() -> None:
+    ref = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    q = quality(ref, np.array([[1.0, 0.1, 0.0], [0.0, 0.0, 1.0]]))
+    assert q.images == 2 and q.top1 == 0.5 and q.min_cosine == pytest.approx(0.0) and q.mean_cosine < 0.6
+
+
+def test_clipped_ranges_beat_min_max_on_heavy_tails() -> None:
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(size=200_000), [60.0, -45.0]]).astype(np.float32)
+    low, high = float(values.min()), float(values.max())
+    for clipped in (percentile_range(values, low, high), mse_range(values, low, high)):
+        assert low <= clipped[0] < 0 < clipped[1] <= high
+        assert fake_quant_mse(values, *clipped) < 0.5 * fake_quant_mse(values, low, high)
+    observer = RangeObserver()
+    observer("t", values[:1000])
+    assert set(METHODS) == {"minmax", "percentile", "mse"} and observer.ranges("minmax")["t"] == (float(values[:1000].min()), float(values[:1000].max()))
+
+
+def test_greedy_selection_keeps_the_fewest_candidates_that_meet_the_target() -> None:
+    """Three equally sized candidates; two are needed and only 'b' and 'c' help: it keeps exactly those."""
+    help_ = {"a": 0.0, "b": 0.02, "c": 0.015}
+
+    def evaluate(names: list[str]) -> Quality:
+        cosine = 0.95 + sum(help_[n] for n in names)
+        return Quality(images=4, min_cosine=cosine, mean_cosine=cosine, top1=1.0)
+
+    candidates = [Candidate(n, [n], macs=10) for n in "abc"]
+    target = QualityTarget(min_cosine=0.98, top1=0.9, max_float_mac_share=1.0)
+    selection = select_float_ops(candidates, evaluate, target=target, baseline=evaluate([]), total_macs=30)
+    assert selection.met and sorted(selection.keep_float) == ["b", "c"]
+    budget = QualityTarget(min_cosine=0.98, top1=0.9, max_float_mac_share=0.34)
+    assert not select_float_ops([Candidate(n, [n], macs=10) for n in "abc"], evaluate, target=budget, baseline=evaluate([]), total_macs=30).met
+
+
+def test_targets_are_the_issue_figures() -> None:
+    assert (TFLITE_INT8_TARGET.min_cosine, TFLITE_INT8_TARGET.top1) == (0.98, 0.90)
+    assert (COREML_INT8_TARGET.min_cosine, COREML_INT8_TARGET.top1) == (0.98, 0.90)
+
+
+# ------------------------------------------------------- TFLite, tiny model, in process
+
+
+@dataclass
+class TinyFunction:
+    function: Any
+    calib_pixels: np.ndarray
+    images: Any
+    names: list[str]
+    reference_accuracy: float
+
+
+@pytest.fixture(scope="module")
+def tiny_function(tiny, tmp_path_factory: pytest.TempPathFactory) -> TinyFunction:
+    """The tiny model's traced TensorFlow function, from one in-process onnx2tf run (offline, private folder)."""
+    import onnx2tf
+
+    from convert.onnx.export import export_onnx
+    from convert.tflite.graph import tflite_friendly
+    from convert.tflite.onnx2tf_runner import SAMPLE_FILE, sample_data
+
+    work = tmp_path_factory.mktemp("tiny-onnx2tf")
+    source = _source(tiny, work)
+    calib_pixels = _tiny_calibration(tiny)
+    export_onnx(tflite_friendly(source.pixel_model), work / "model.onnx", input_size=tiny.input_size, opset=17, dynamic_batch=False)
+    np.save(work / SAMPLE_FILE, sample_data(calib_pixels))
+    cwd = os.getcwd()
+    os.chdir(work)  # onnx2tf reads its sample file from the working directory
+    try:
+        model = onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "saved_model"),
+                                output_signaturedefs=True, disable_model_save=True, non_verbose=True)
+    finally:
+        os.chdir(cwd)
+    images = _held_out(tiny)
+    return TinyFunction(quantize.concrete_function(model), calib_pixels, images, tiny.class_names,
+                        _accuracy(source.reference_logits(images.pixels), images, tiny.class_names))
+
+
+def test_full_mode_with_min_max_reproduces_todays_int8_graph(tiny_function: TinyFunction) -> None:
+    today = quantize.convert(tiny_function.function, "int8", calib_pixels=tiny_function.calib_pixels)
+    full, report = int8_mixed.convert_int8(tiny_function.function, tiny_function.calib_pixels,
+                                           options=int8_mixed.Int8Options(mode="full", calibration="minmax"))
+    assert full == today
+    assert report.mode == "full" and report.keep_float == [] and report.int8_mac_share == 1.0
+
+
+def test_per_layer_report_lists_every_quantised_op_with_a_finite_error(tiny_function: TinyFunction) -> None:
+    calibrated = int8_mixed.calibrate(tiny_function.function, tiny_function.calib_pixels)
+    ops = int8_mixed.analyse_tflite(calibrated, tiny_function.calib_pixels)
+    listed = int8_mixed.quantised_ops(calibrated)
+    assert [s.name for s in ops] == [op.name for op in listed] and len(ops) > 20
+    assert len({s.name for s in ops}) == len(ops), "names must be unique: keep_float takes them"
+    computing = [s for s in ops if s.op_type not in ("RESHAPE", "STRIDED_SLICE", "CONCATENATION", "PAD")]
+    missing = [s.name for s in computing if not math.isfinite(s.own_sqnr_db)]
+    assert not missing, f"ops without a finite own error: {missing[:5]}"
+    assert all(s.macs > 0 for s in ops if s.op_type in int8_mixed.MAC_OPS)
+
+
+def test_keep_float_of_a_named_op_leaves_it_float_in_the_artifact(tiny_function: TinyFunction) -> None:
+    calibrated = int8_mixed.calibrate(tiny_function.function, tiny_function.calib_pixels)
+    conv = next(op for op in int8_mixed.quantised_ops(calibrated) if op.op_type == "CONV_2D" and op.pointwise)
+    model, report = int8_mixed.convert_int8(tiny_function.function, tiny_function.calib_pixels,
+                                            options=int8_mixed.Int8Options(mode="full", keep_float=(conv.name,)))
+    assert conv.name in int8_mixed.float_op_names(model) and report.keep_float == [conv.name]
+    assert conv.name not in int8_mixed.float_op_names(quantize.convert(tiny_function.function, "int8", calib_pixels=tiny_function.calib_pixels))
+    with pytest.raises(ValueError, match="no quantisable TFLite op named 'nope'"):
+        int8_mixed.convert_int8(tiny_function.function, tiny_function.calib_pixels, options=int8_mixed.Int8Options(keep_float=("nope",)))
+
+
+def test_hybrid_float_islands_run_with_int8_weights_in_one_partition(tiny_function: TinyFunction, tmp_path: Path) -> None:
+    calibrated = int8_mixed.calibrate(tiny_function.function, tiny_function.calib_pixels)
+    every = [op.tensor for op in int8_mixed.quantised_ops(calibrated)]
+    hybrid = quantize.convert(tiny_function.function, "int8-weights")
+    model = int8_mixed.quantize(calibrated, keep_float=every, hybrid=hybrid)
+    assert int8_mixed.int8_mac_share(model) > int8_mixed.int8_mac_share(int8_mixed.quantize(calibrated, keep_float=every))
+    path = tmp_path / "islands.tflite"
+    path.write_bytes(model)
+    assert graphinfo.delegation(path).partitions == 1
+    logits, _ = run_artifact(path, tiny_function.images.pixels)
+    assert _accuracy(logits, tiny_function.images, tiny_function.names) >= tiny_function.reference_accuracy - ACCURACY_DROP
+
+
+# ------------------------------------------------- TFLite through export_tflite, auto
+
+
+@pytest.fixture(scope="module")
+def tiny_auto(tiny, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("tiny-auto")
+    source = _source(tiny, out)
+    written = export_tflite(source.pixel_model, {"int8": out / "tiny_int8.tflite"}, input_size=tiny.input_size, labels=source.labels,
+                            calib_pixels=_tiny_calibration(tiny), int8=int8_mixed.Int8Options(), progress=False, log=lambda _: None)
+    return written["int8"].path, written["int8"].int8_report
+
+
+def test_tiny_auto_keeps_top1_accuracy_on_held_out_images(tiny, tiny_auto: tuple[Path, dict[str, Any]]) -> None:
+    path, report_dict = tiny_auto
+    report = Int8Report.from_dict(report_dict)
+    images = _held_out(tiny)
+    logits, _ = run_artifact(path, images.pixels)
+    accuracy = _accuracy(logits, images, tiny.class_names)
+    assert accuracy >= tiny.accuracy - ACCURACY_DROP, f"int8 auto accuracy {accuracy:.1%} vs PyTorch {tiny.accuracy:.1%}: {report.final}"
+    inp, _ = graphinfo.io_tensors(path)
+    assert (inp.dtype, inp.scale, inp.zero_point) == ("uint8", 1.0, 0)
+    assert report.outcome in ("int8", "int8-weights") and report.ops and report.calibration == "percentile"
+    assert graphinfo.delegation(path).partitions == 1
+
+
+# ------------------------------------------------------- image-dependent S1, both targets
+
+
+@dataclass
+class S1Data:
+    deploy: torch.nn.Module
+    calib_pixels: np.ndarray
+    held: np.ndarray
+    reference: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def s1_data() -> S1Data:
+    model = recompute_bn_stats(shvit.create_model("s1"), size=224)
+    held = calib.synthetic_images(S1_HELD, 224, seed=7)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(calib.normalize(held))).numpy()
+    return S1Data(shvit.reparameterize(model), calib.synthetic_images(S1_CALIB, 224, seed=1), held, reference)
+
+
+def test_s1_tflite_auto_meets_the_target_on_held_out_images(s1_data: S1Data, tmp_path: Path) -> None:
+    path = tmp_path / "s1_int8.tflite"
+    written = export_tflite(shvit.PixelInput(s1_data.deploy), {"int8": path}, input_size=224, labels=[f"c{i}" for i in range(1000)],
+                            calib_pixels=s1_data.calib_pixels, int8=int8_mixed.Int8Options(), progress=False, log=lambda _: None)
+    report = Int8Report.from_dict(written["int8"].int8_report)
+    held = quality(s1_data.reference, run_artifact(path, s1_data.held)[0])
+    assert TFLITE_INT8_TARGET.met_by(held), f"held-out {held}; calibration {report.final}; full int8 {report.full_int8}"
+    assert held.min_cosine > report.full_int8.min_cosine
+    assert graphinfo.delegation(path).partitions == 1
+    assert all(math.isfinite(op.own_sqnr_db) for op in report.ops if op.op_type in int8_mixed.MAC_OPS)
+
+
+def test_s1_coreml_auto_meets_the_target_on_held_out_images(s1_data: S1Data, tmp_path: Path) -> None:
+    from convert.coreml.export import export_coreml
+    from convert.coreml.int8_mixed import CoreMLInt8Options
+    from convert.coreml.mil_executor import MILExecutor
+
+    labels = [f"c{i}" for i in range(1000)]
+    result = export_coreml(s1_data.deploy, tmp_path / "s1_int8.mlpackage", input_size=224, labels=labels, precision="int8", min_ios="17",
+                           calib_pixels=s1_data.calib_pixels, int8=CoreMLInt8Options())
+    report = Int8Report.from_dict(result.int8_report)
+    held = quality(s1_data.reference, MILExecutor(result.path).logits(s1_data.held))
+    assert COREML_INT8_TARGET.met_by(held), f"held-out {held}; calibration {report.final}; full int8 {report.full_int8}"
+    assert all(math.isfinite(op.own_sqnr_db) for op in report.ops)
