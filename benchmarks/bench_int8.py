@@ -57,7 +57,8 @@ class Row:
 def image_dependent(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int]:
     from helpers import recompute_bn_stats
 
-    model = recompute_bn_stats(shvit.create_model(variant), size=shvit.create_model(variant).config.img_size)
+    model = shvit.create_model(variant)
+    model = recompute_bn_stats(model, size=model.config.img_size)
     return model, shvit.reparameterize(model), model.config.img_size
 
 

@@ -18,7 +18,7 @@ DEFAULT_METHOD = "percentile"
 PERCENTILE = 99.99
 SAMPLES_PER_TENSOR_PER_IMAGE = 16384
 LEVELS = 255  # int8 steps between the range ends
-MSE_GRID = np.linspace(0.2, 1.0, 41)
+MSE_GRID = np.geomspace(0.02, 1.0, 48)
 MSE_SAMPLES = 1 << 16  # values the MSE search rounds per candidate range
 SEED = 0
 
@@ -66,13 +66,26 @@ def percentile_range(values: np.ndarray, low: float, high: float) -> tuple[float
     return max(float(lo), low), min(float(hi), high)
 
 
-def fake_quant_mse(values: np.ndarray, low: float, high: float) -> float:
+def fake_quant_mse(values: np.ndarray, low: float, high: float, weights: np.ndarray | None = None) -> float:
     """Mean squared error of rounding ``values`` to :data:`LEVELS` steps over [low, high] (zero kept exact)."""
     low, high = min(low, 0.0), max(high, 0.0)
     scale = (high - low) / LEVELS or 1.0
     zero = np.round(-low / scale)
     q = np.clip(np.round(values / scale) + zero, 0, LEVELS)
-    return float(np.mean(((q - zero) * scale - values) ** 2))
+    return float(np.average(((q - zero) * scale - values) ** 2, weights=weights))
+
+
+def _mse_sample(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """At most about :data:`MSE_SAMPLES` values with weights: the tail (rare, but it sets the clipping
+    error) kept whole, the bulk subsampled and weighted up to its true count."""
+    if values.size <= MSE_SAMPLES:
+        return values, None
+    magnitude = np.abs(values)
+    tail = magnitude > np.quantile(magnitude, 1 - 0.1 * MSE_SAMPLES / values.size)
+    bulk = values[~tail]
+    picked = bulk[np.random.default_rng(SEED).integers(0, bulk.size, MSE_SAMPLES)]
+    weights = np.concatenate([np.full(picked.size, bulk.size / picked.size), np.ones(int(tail.sum()))])
+    return np.concatenate([picked, values[tail]]), weights
 
 
 def mse_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
@@ -81,12 +94,11 @@ def mse_range(values: np.ndarray, low: float, high: float) -> tuple[float, float
     Each end shrinks by a factor from :data:`MSE_GRID` (one end at a time, then the other once more);
     ranges only ever shrink, so a tensor whose values fill its range keeps it.
     """
-    if values.size > MSE_SAMPLES:
-        values = values[np.random.default_rng(SEED).integers(0, values.size, MSE_SAMPLES)]
+    values, weights = _mse_sample(values)
     best_low, best_high = low, high
     for _ in range(2):
-        errors = [fake_quant_mse(values, best_low, high * f) for f in MSE_GRID]
+        errors = [fake_quant_mse(values, best_low, high * f, weights) for f in MSE_GRID]
         best_high = high * float(MSE_GRID[int(np.argmin(errors))])
-        errors = [fake_quant_mse(values, low * f, best_high) for f in MSE_GRID]
+        errors = [fake_quant_mse(values, low * f, best_high, weights) for f in MSE_GRID]
         best_low = low * float(MSE_GRID[int(np.argmin(errors))])
     return best_low, best_high

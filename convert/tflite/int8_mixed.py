@@ -155,10 +155,13 @@ def int8_mac_share(model: bytes) -> float:
     return quantised / total if total else 0.0
 
 
-def quantised_ops(calibrated: bytes) -> list[TFLiteOp]:
-    """Ops of the calibrated graph that full int8 quantises, in graph order (the names ``keep_float`` accepts)."""
-    islands = set(_eps_adds(calibrated))
-    return [op for op in op_table(calibrated) if op.op_type not in FLOAT_ISLAND_OPS and op.tensor not in islands]
+def quantised_ops(model: bytes) -> list[TFLiteOp]:
+    """Ops full int8 quantises, in graph order: the names ``keep_float`` accepts.
+
+    ``model`` is any ``.tflite`` of the same export (fp32, calibrated, or int8: the names are the same).
+    """
+    islands = set(_eps_adds(model))
+    return [op for op in op_table(model) if op.op_type not in (*FLOAT_ISLAND_OPS, "QUANTIZE", "DEQUANTIZE") and op.tensor not in islands]
 
 
 def resolve_names(names: Sequence[str], ops: Sequence[TFLiteOp]) -> list[str]:
