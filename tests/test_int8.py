@@ -179,6 +179,14 @@ def test_hybrid_float_islands_run_with_int8_weights_in_one_partition(tiny_functi
     assert _accuracy(logits, tiny_function.images, tiny_function.names) >= tiny_function.reference_accuracy - ACCURACY_DROP
 
 
+def test_per_layer_errors_of_an_artifact_grow_along_the_depth(tiny_function: TinyFunction) -> None:
+    """What ``shvit-check --per-layer`` shows: each op output of the int8 artifact against the fp32 one."""
+    today = quantize.convert(tiny_function.function, "int8", calib_pixels=tiny_function.calib_pixels)
+    rows = int8_mixed.per_layer_errors(today, quantize.convert(tiny_function.function, "fp32"), tiny_function.images.pixels[:4])
+    assert len(rows) > 20 and all(math.isfinite(r.sqnr_db) or r.sqnr_db == math.inf for r in rows)
+    assert np.mean([r.sqnr_db for r in rows[:5]]) > np.mean([r.sqnr_db for r in rows[-5:]])
+
+
 # ------------------------------------------------- TFLite through export_tflite, auto
 
 
@@ -202,6 +210,81 @@ def test_tiny_auto_keeps_top1_accuracy_on_held_out_images(tiny, tiny_auto: tuple
     assert (inp.dtype, inp.scale, inp.zero_point) == ("uint8", 1.0, 0)
     assert report.outcome in ("int8", "int8-weights") and report.ops and report.calibration == "percentile"
     assert graphinfo.delegation(path).partitions == 1
+
+
+# ----------------------------------------------------------------- Core ML, tiny model
+
+
+def _main_ops(package: Path) -> list[Any]:
+    from coremltools.proto import Model_pb2
+
+    from convert.coreml.mil_executor import _root_model_file
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString(_root_model_file(package).read_bytes())
+    function = spec.mlProgram.functions["main"]
+    return list(function.block_specializations[function.opset].operations)
+
+
+def _dequantized_inputs(package: Path) -> dict[str, bool]:
+    """For every conv/add, by MIL op name: does an input come straight from a dequantize (int8 activation)?"""
+    ops = _main_ops(package)
+    producers = {out.name: op.type for op in ops for out in op.outputs}
+    found = {}
+    for op in ops:
+        if op.type in ("conv", "add") and "name" in op.attributes:
+            names = [arg.name for key in ("x", "y") if key in op.inputs for arg in op.inputs[key].arguments if arg.name]
+            found[op.attributes["name"].immediateValue.tensor.strings.values[0]] = any(producers.get(n) == "dequantize" for n in names)
+    return found
+
+
+@dataclass
+class TinyCoreML:
+    source: Any
+    calib_pixels: np.ndarray
+    auto: Any
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def tiny_coreml(tiny, tmp_path_factory: pytest.TempPathFactory) -> TinyCoreML:
+    from convert.coreml.export import export_coreml
+    from convert.coreml.int8_mixed import CoreMLInt8Options
+
+    out = tmp_path_factory.mktemp("tiny-coreml")
+    source = _source(tiny, out)
+    pixels = _tiny_calibration(tiny)
+    auto = export_coreml(source.deploy, out / "tiny_auto.mlpackage", input_size=tiny.input_size, labels=source.labels, precision="int8",
+                         min_ios="17", calib_pixels=pixels, int8=CoreMLInt8Options())
+    return TinyCoreML(source, pixels, auto, out)
+
+
+def test_tiny_coreml_auto_keeps_top1_accuracy_and_reports_every_op(tiny, tiny_coreml: TinyCoreML) -> None:
+    from convert.coreml.mil_executor import MILExecutor
+
+    images = _held_out(tiny)
+    accuracy = _accuracy(MILExecutor(tiny_coreml.auto.path).logits(images.pixels), images, tiny.class_names)
+    report = Int8Report.from_dict(tiny_coreml.auto.int8_report)
+    assert accuracy >= tiny.accuracy - ACCURACY_DROP, f"W8A8 auto accuracy {accuracy:.1%} vs PyTorch {tiny.accuracy:.1%}: {report.final}"
+    assert tiny_coreml.auto.spec_version == 8 and report.ops
+    assert set(_dequantized_inputs(tiny_coreml.auto.path)) <= {op.name for op in report.ops}, "every conv and add is in the report"
+    assert not [op.name for op in report.ops if math.isnan(op.own_sqnr_db)]
+
+
+def test_tiny_coreml_full_mode_is_todays_w8a8_and_keep_float_leaves_an_op_fp16(tiny, tiny_coreml: TinyCoreML) -> None:
+    from convert.coreml.export import export_coreml
+    from convert.coreml.int8_mixed import CoreMLInt8Options
+
+    common = {"input_size": tiny.input_size, "labels": tiny_coreml.source.labels, "precision": "int8", "min_ios": "17",
+              "calib_pixels": tiny_coreml.calib_pixels}
+    today = export_coreml(tiny_coreml.source.deploy, tiny_coreml.out / "today.mlpackage", **common)
+    full = export_coreml(tiny_coreml.source.deploy, tiny_coreml.out / "full.mlpackage", **common,
+                         int8=CoreMLInt8Options(mode="full", calibration="minmax"))
+    assert full.op_counts == today.op_counts and _dequantized_inputs(full.path) == _dequantized_inputs(today.path)
+    name = next(n for n, quantised in _dequantized_inputs(today.path).items() if quantised)
+    kept = export_coreml(tiny_coreml.source.deploy, tiny_coreml.out / "kept.mlpackage", **common,
+                         int8=CoreMLInt8Options(mode="full", keep_float=(name,)))
+    assert _dequantized_inputs(kept.path)[name] is False and kept.int8_report["keep_float"] == [name]
 
 
 # ------------------------------------------------------- image-dependent S1, both targets

@@ -16,7 +16,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import ActivationStats, quantize_activations, quantize_weights, share_concat_ranges
 from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver, fake_quant_mse
-from convert.int8.report import CALIBRATION_MARGIN, COREML_INT8_TARGET, Int8Report, OpSensitivity, Quality, QualityTarget, quality
+from convert.int8.report import COREML_INT8_TARGET, Int8Report, OpSensitivity, Quality, QualityTarget, aim, quality
 from convert.int8.select import Candidate, select_float_ops
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,6 @@ def convert_w8a8(
     )
     if options.mode == "full":
         return model, report
-    aim = replace(options.target, min_cosine=min(options.target.min_cosine + CALIBRATION_MARGIN, 0.9999))
     free = [op for op in ops if op.name not in forced]
     candidates = [
         Candidate(label=f"{chunk[0].name} … {chunk[-1].name}", members=[op.name for op in chunk], macs=sum(op.macs for op in chunk),
@@ -212,7 +211,7 @@ def convert_w8a8(
     ]
     selection = select_float_ops(
         candidates, lambda names: run(quantize(float_package, stats, keep_float=[*forced, *names], weights=False)),
-        target=aim, baseline=full, total_macs=total, measure_alone=options.measure_alone,
+        target=aim(options.target), baseline=full, total_macs=total, measure_alone=options.measure_alone,
     )
     kept = [*forced, *selection.keep_float]
     if not selection.met:

@@ -33,10 +33,17 @@ class QualityTarget:
 
 TFLITE_INT8_TARGET = QualityTarget(min_cosine=0.98, top1=0.90)
 COREML_INT8_TARGET = QualityTarget(min_cosine=0.98, top1=0.90)
-CALIBRATION_MARGIN = 0.005
-"""Selection aims this much higher in min cosine on the calibration images than the target, so that
-it holds on images it did not see (top-1 agreement over a few dozen images moves in steps of 3%:
-no margin there)."""
+COSINE_MARGIN = 0.01
+TOP1_MARGIN = 0.05
+"""Selection aims this much higher on the calibration images than the target, so that it holds on
+images it did not see. Measured on image-dependent S1 (TFLite): aiming at the bare target (0.985 /
+90% on calibration images) gave 0.986 / 87.5% on held-out ones; top-1 agreement over a few dozen
+images moves in steps of 3% and, with SHViT's small logit margins, needs a cosine near 0.995."""
+
+
+def aim(target: QualityTarget) -> QualityTarget:
+    """What selection asks of the calibration images for ``target`` to hold on held-out images."""
+    return QualityTarget(min(target.min_cosine + COSINE_MARGIN, 0.9999), min(target.top1 + TOP1_MARGIN, 1.0), target.max_float_mac_share)
 
 
 @dataclass(frozen=True)

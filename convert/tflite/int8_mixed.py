@@ -29,7 +29,7 @@ import numpy as np
 
 from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
 from convert.int8.report import (
-    CALIBRATION_MARGIN,
+    aim,
     TFLITE_INT8_TARGET,
     Int8Report,
     OpSensitivity,
@@ -418,9 +418,8 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
     report.ops = sensitivities
     if options.mode == "full":
         return model, report
-    aim = replace(options.target, min_cosine=min(options.target.min_cosine + CALIBRATION_MARGIN, 0.9999))
     candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
-    selection = select_float_ops(candidates, evaluate, target=aim, baseline=full, total_macs=sum(op.macs for op in ops) or 1)
+    selection = select_float_ops(candidates, evaluate, target=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
     kept = set(selection.keep_float) | set(forced)
     region_of = {name: c.label for c in candidates for name in c.members}
     for op, sensitivity in zip(ops, sensitivities):
@@ -445,3 +444,60 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
         for sensitivity in sensitivities:
             sensitivity.kept_float = True
     return model, report
+
+
+# ---------------------------------------------------------------- per-layer check of artifacts
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One op's output in a quantised model against the same tensor of the float model (what it inherits included)."""
+
+    name: str
+    op_type: str
+    dtype: str
+    sqnr_db: float
+
+
+def per_layer_errors(quantised: bytes, float_model: bytes, pixels: np.ndarray) -> list[LayerError]:
+    """Cumulative SQNR of every op output of ``quantised`` against ``float_model`` on ``pixels``, in graph order.
+
+    For ``shvit-check --per-layer``: both are artifacts of one export (ops share output names), so
+    the table shows where along the depth the error grows, without the conversion's calibrated model.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.tflite.runtime import to_input
+
+    def tensors(model: bytes) -> list[dict[str, np.ndarray]]:
+        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=1)
+        it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        details = it.get_tensor_details()
+        found = []
+        for image in pixels:
+            it.set_tensor(inp["index"], to_input(image[None], inp))
+            it.invoke()
+            values = {}
+            for detail in details:
+                try:
+                    value = it.get_tensor(detail["index"])
+                except ValueError:
+                    continue
+                scale, zero = detail["quantization"]
+                if np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale:
+                    value = (value.astype(np.float32) - zero) * scale
+                elif np.dtype(detail["dtype"]) != np.float32:
+                    continue
+                values[detail["name"]] = value.copy()
+            found.append(values)
+        return found
+
+    quantised_values, float_values = tensors(quantised), tensors(float_model)
+    rows = []
+    for op in op_table(quantised):
+        if op.op_type in ("QUANTIZE", "DEQUANTIZE") or op.tensor not in float_values[0] or op.tensor not in quantised_values[0]:
+            continue
+        sqnr = float(np.mean([sqnr_db(f[op.tensor], q[op.tensor]) for f, q in zip(float_values, quantised_values)]))
+        rows.append(LayerError(op.name, op.op_type, op.output_dtype, sqnr))
+    return rows
