@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.graph import PIXEL_BIAS, CoreMLClassifierGraph
 from convert.coreml.metadata import PackageInfo, apply_metadata
 from convert.errors import ConvertError
+
+if TYPE_CHECKING:
+    from convert.coreml.int8_mixed import CoreMLInt8Options
 
 INPUT_NAME = "image"
 PROBS_NAME = "probs"
@@ -67,7 +70,7 @@ def export_coreml(
     min_ios: str = "16",
     calib_pixels: np.ndarray | None = None,
     info: PackageInfo | None = None,
-    int8: Any = None,
+    int8: CoreMLInt8Options | None = None,
     progress: bool = False,
     log: Log | None = None,
 ) -> CoreMLExport:
@@ -105,7 +108,7 @@ def export_coreml(
     )
 
 
-def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: Any, *, scratch_parent: Path, say: Log) -> tuple[Any, dict[str, Any]]:
+def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: CoreMLInt8Options, *, scratch_parent: Path, say: Log) -> tuple[Any, dict[str, Any]]:
     """W8A8 with the fewest ops kept fp16 (:mod:`convert.coreml.int8_mixed`); weights int8 already."""
     from convert.coreml.int8_mixed import convert_w8a8
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -22,6 +22,9 @@ from convert.tflite import graphinfo, metadata
 from convert.tflite.graph import tflite_friendly
 from convert.tflite.onnx2tf_runner import convert_onnx
 from convert.tflite.quantize import FLOAT_ISLAND_OPS
+
+if TYPE_CHECKING:
+    from convert.tflite.int8_mixed import Int8Options
 
 Log = Callable[[str], None]
 
@@ -63,7 +66,7 @@ def export_tflite(
     labels: list[str],
     name: str = "SHViT",
     calib_pixels: np.ndarray | None = None,
-    int8: Any = None,
+    int8: Int8Options | None = None,
     opset: int = 17,
     rewrite: bool = True,
     progress: bool = True,
