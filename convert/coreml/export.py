@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from convert.coreml.graph import CoreMLClassifierGraph
 from convert.coreml.metadata import PackageInfo, apply_metadata
 from convert.coreml.rules import resolve_min_ios
 from convert.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from convert.coreml.int8_mixed import CoreMLInt8Options
 
 INPUT_NAME = "image"
 PROBS_NAME = "probs"
@@ -44,6 +47,8 @@ class CoreMLExport:
     op_counts: dict[str, int]
     non_const_ops: int
     size_bytes: int
+    int8_report: dict[str, Any] | None = None
+    """For accuracy-aware ``int8`` (``int8=`` given): :class:`convert.int8.report.Int8Report` as a dict."""
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -60,21 +65,47 @@ def to_mlmodel(
     min_ios: str = "16",
     calib_pixels: np.ndarray | None = None,
     info: PackageInfo | None = None,
+    int8: CoreMLInt8Options | None = None,
     progress: bool = False,
     log: Log | None = None,
 ) -> Any:
     """The classifier ``ct.models.MLModel`` for ``deploy`` (a :func:`shvit.reparameterize`d model), not saved.
 
+    The same keywords as :func:`export_coreml`, which also returns what the package holds.
+    """
+    return _classifier(deploy, input_size=input_size, labels=labels, precision=precision, min_ios=min_ios,
+                       calib_pixels=calib_pixels, info=info, int8=int8, progress=progress, log=log)[0]
+
+
+def _classifier(
+    deploy: nn.Module,
+    *,
+    input_size: int,
+    labels: list[str],
+    precision: str = "fp16",
+    min_ios: str = "16",
+    calib_pixels: np.ndarray | None = None,
+    info: PackageInfo | None = None,
+    int8: CoreMLInt8Options | None = None,
+    progress: bool = False,
+    log: Log | None = None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """The MLModel and, for accuracy-aware W8A8, its int8 report.
+
     ``precision`` ``int8`` (W8A8) needs ``calib_pixels`` (uint8 RGB, N×H×W×3, the evaluation
-    preprocessing) and ``min_ios`` 17 or later.
+    preprocessing) and ``min_ios`` 17 or later. ``int8`` (a :class:`convert.coreml.int8_mixed.CoreMLInt8Options`)
+    makes it accuracy-aware (mode auto/full, ops kept fp16, calibration method); ``None`` keeps today's W8A8.
     """
     say = log or (lambda _message: None)
     _check_options(precision, min_ios, calib_pixels, labels, deploy)
     say(f"→ converting to a Core ML ML Program (iOS {min_ios}+, {'fp32' if precision == 'fp32' else 'fp16'} compute)")
     mlmodel = convert_classifier(deploy, input_size=input_size, labels=labels, fp32=precision == "fp32", min_ios=min_ios)
-    if precision == "int8":
+    int8_report = None
+    if precision == "int8" and int8 is not None:
+        mlmodel, int8_report = _accuracy_aware_w8a8(mlmodel, np.asarray(calib_pixels), int8, say=say)
+    elif precision == "int8":
         mlmodel = _quantize_activations(mlmodel, np.asarray(calib_pixels), progress=progress, say=say)
-    if precision in ("int8", "int8-weights"):
+    if precision == "int8-weights" or (precision == "int8" and int8 is None):
         from convert.coreml.quantize import quantize_weights
 
         if precision == "int8-weights":
@@ -83,20 +114,35 @@ def to_mlmodel(
             mlmodel = quantize_weights(mlmodel)
     if info is not None:
         apply_metadata(mlmodel, info, image_input=INPUT_NAME, logits_output=LOGITS_NAME)
-    return mlmodel
+    return mlmodel, int8_report
 
 
 def export_coreml(deploy: nn.Module, path: Path, **options: Any) -> CoreMLExport:
     """:func:`to_mlmodel` saved to ``path``, with what the package holds."""
     path = Path(path)
     precision, min_ios = options.get("precision", "fp16"), options.get("min_ios", "16")
-    to_mlmodel(deploy, **options).save(str(path))
+    mlmodel, int8_report = _classifier(deploy, **options)
+    mlmodel.save(str(path))
     spec = import_coremltools().utils.load_spec(str(path))
     counts = op_counts(spec)
     return CoreMLExport(
         path=path, precision=precision, min_ios=min_ios, spec_version=int(spec.specificationVersion),
-        op_counts=counts, non_const_ops=non_const_op_count(counts), size_bytes=package_size(path),
+        op_counts=counts, non_const_ops=non_const_op_count(counts), size_bytes=package_size(path), int8_report=int8_report,
     )
+
+
+def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: CoreMLInt8Options, *, say: Log) -> tuple[Any, dict[str, Any]]:
+    """W8A8 with the fewest ops kept fp16 (:mod:`convert.coreml.int8_mixed`); weights int8 already."""
+    from convert.coreml.int8_mixed import convert_w8a8
+
+    with tempfile.TemporaryDirectory(prefix="shvit-coreml-int8-") as folder:
+        scratch = Path(folder)
+        float_path = scratch / "float.mlpackage"
+        mlmodel.save(str(float_path))
+        say(f"→ int8 ({options.mode}, {options.calibration} ranges): analysing every quantised op on {len(pixels)} images (reference MIL executor)")
+        model, report = convert_w8a8(float_path, pixels, options=options, scratch=scratch)
+        say(f"  {len(report.keep_float)} ops kept fp16; min cosine {report.final.min_cosine:.4f}, top-1 {report.final.top1:.0%} on calibration images")
+        return model, report.as_dict()
 
 
 def _quantize_activations(mlmodel: Any, pixels: np.ndarray, *, progress: bool, say: Log) -> Any:

@@ -9,7 +9,7 @@ image's), and model outputs get ranges too (the pass needs one for every tensor 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,11 @@ def share_concat_ranges(stats: ActivationStats, groups: Iterable[list[str]]) -> 
                 stats[n] = {"rmin": low, "rmax": high}
 
 
-def quantize_activations(mlmodel: Any, stats: ActivationStats) -> Any:
-    """Insert int8 quantize/dequantize pairs around convs, linears and adds (coremltools' passes), iOS 17+."""
+def quantize_activations(mlmodel: Any, stats: ActivationStats, *, keep_float: Sequence[str] = ()) -> Any:
+    """Insert int8 quantize/dequantize pairs around convs, linears and adds (coremltools' passes), iOS 17+.
+
+    ``keep_float``: MIL op names left fp16 (coremltools' per-op config, read by both passes).
+    """
     import_coremltools()
     from coremltools.converters.mil.frontend.milproto import load as milproto_to_pymil
     from coremltools.converters.mil.mil.passes.graph_pass import PassOption
@@ -119,7 +122,8 @@ def quantize_activations(mlmodel: Any, stats: ActivationStats) -> Any:
     # The classifier head (the one linear) stays fp16: its output is also the package's ``logits``
     # output, which the suffix pass cannot rewrite, and a float head costs nothing measurable.
     config = OptimizationConfig(
-        global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"), op_type_configs={"linear": None}
+        global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"), op_type_configs={"linear": None},
+        op_name_configs={name: None for name in keep_float},
     )
     passes = []
     for name in ("compression::insert_prefix_quantize_dequantize_pair", "compression::insert_suffix_quantize_dequantize_pair"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -21,6 +21,9 @@ from convert.tflite import graphinfo, metadata
 from convert.tflite.graph import tflite_friendly
 from convert.tflite.onnx2tf_runner import convert_onnx
 from convert.tflite.quantize import PRECISIONS
+
+if TYPE_CHECKING:
+    from convert.tflite.int8_mixed import Int8Options
 
 Log = Callable[[str], None]
 
@@ -41,6 +44,8 @@ class TFLiteExport:
     input: graphinfo.TensorInfo
     output: graphinfo.TensorInfo
     toolchain: dict[str, Any]
+    int8_report: dict[str, Any] | None = None
+    """For accuracy-aware ``int8`` (``int8=`` given): :class:`convert.int8.report.Int8Report` as a dict."""
 
 
 def export_tflite(
@@ -51,6 +56,7 @@ def export_tflite(
     labels: list[str],
     name: str = "SHViT",
     calib_pixels: np.ndarray | None = None,
+    int8: Int8Options | None = None,
     opset: int = 17,
     rewrite: bool = True,
     progress: bool = False,
@@ -63,6 +69,8 @@ def export_tflite(
     plain path, for comparison) instead of in its TFLite-friendly form (:mod:`.graph`).
     ``calib_pixels`` (uint8 NHWC, from :func:`calib.load_folder`) are needed for ``int8``.
     Temporary files live in ``scratch`` (a private one when not given).
+    ``int8`` (a :class:`convert.tflite.int8_mixed.Int8Options`) makes ``int8`` accuracy-aware (mode
+    auto/full, ops kept float, calibration method); ``None`` keeps today's full-integer min/max graph.
     """
     unknown = sorted(set(outputs) - set(PRECISIONS))
     if unknown:
@@ -70,7 +78,7 @@ def export_tflite(
     if scratch is None:
         with Scratch.open() as private:
             return export_tflite(pixel_model, outputs, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,
-                                 opset=opset, rewrite=rewrite, progress=progress, scratch=private, log=log)
+                                 int8=int8, opset=opset, rewrite=rewrite, progress=progress, scratch=private, log=log)
     log = log or (lambda _message: None)
     model = tflite_friendly(pixel_model) if rewrite else pixel_model.eval()
     with scratch.temporary("shvit-tflite-") as tmp:
@@ -79,7 +87,8 @@ def export_tflite(
         export_onnx(model, onnx_path, input_size=input_size, opset=opset, dynamic_batch=False)
         log(f"→ converting with onnx2tf to TFLite {', '.join(outputs)}" + (f" (int8 calibrated on {len(calib_pixels)} images)" if "int8" in outputs and calib_pixels is not None else ""))
         raw = {p: tmp / f"{p}.tflite" for p in outputs}
-        run = convert_onnx(onnx_path, raw, scratch=scratch, calib_pixels=calib_pixels, progress=progress, log=log)
+        run = convert_onnx(onnx_path, raw, scratch=scratch, calib_pixels=calib_pixels, int8=None if int8 is None else int8.as_dict(),
+                           progress=progress, log=log)
         log("  " + ", ".join(f"{step} {seconds} s" for step, seconds in run["timings_s"].items()))
         toolchain = {"onnx2tf": run["onnx2tf_version"], "onnxsim": run["onnxsim"], "seconds": run["timings_s"]}
         written = {}
@@ -96,7 +105,8 @@ def export_tflite(
                 }},
             )
             Path(out).write_bytes(metadata.embed(data, info, io_names=(INPUT_NAME, OUTPUT_NAME)))
-            written[precision] = TFLiteExport(Path(out), precision, graphinfo.op_counts(data), inp, outp, toolchain)
+            report = run.get("int8_report") if precision == "int8" else None
+            written[precision] = TFLiteExport(Path(out), precision, graphinfo.op_counts(data), inp, outp, toolchain, report)
     return written
 
 

@@ -75,6 +75,7 @@ def convert_onnx(
     *,
     scratch: Scratch,
     calib_pixels: np.ndarray | None = None,
+    int8: dict[str, Any] | None = None,
     progress: bool = True,
     log: Log | None = None,
 ) -> dict[str, Any]:
@@ -82,6 +83,8 @@ def convert_onnx(
 
     ``calib_pixels`` (uint8 NHWC) are required for ``int8``; they also make onnx2tf's sample file.
     The child works in a folder of ``scratch`` and keeps its temporary files there.
+    ``int8`` (:meth:`convert.tflite.int8_mixed.Int8Options.as_dict`) makes ``int8`` accuracy-aware;
+    the result then holds its ``int8_report``.
     """
     if "int8" in outputs and (calib_pixels is None or not len(calib_pixels)):
         raise ArgumentError("int8 calibration needs images: pass {calib=DIR} (a folder of photos)", argument="calib")
@@ -91,6 +94,8 @@ def convert_onnx(
         if calib_pixels is not None and "int8" in outputs:
             np.save(work / CALIB_NAME, np.ascontiguousarray(calib_pixels, dtype=np.uint8))
             job["calib"] = str(work / CALIB_NAME)
+        if int8 is not None:
+            job["int8"] = int8
         (work / JOB_NAME).write_text(json.dumps(job))
         return _run_child(work, list(outputs), scratch=scratch, calib_count=0 if calib_pixels is None else len(calib_pixels),
                           progress=progress, log=log)
@@ -272,16 +277,30 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
         channel.send("step")
 
     float_model = None  # reused by int8-weights, which restores some float weights from it
+    extra: dict[str, Any] = {}
     for precision in sorted(job["outputs"], key=lambda p: p != "fp32"):
         channel.send("stage", name=f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}")
         started = time.perf_counter()
-        data = quantize.convert(function, precision, calib_pixels=calib, on_image=on_image, float_model=float_model)
+        if precision == "int8" and job.get("int8") is not None:
+            data, report = _mixed_int8(function, calib, job["int8"], float_model=float_model, on_image=on_image)
+            extra["int8_report"] = report
+        else:
+            data = quantize.convert(function, precision, calib_pixels=calib, on_image=on_image, float_model=float_model)
         if precision == "fp32":
             float_model = data
         Path(job["outputs"][precision]).write_bytes(data)
         timings[precision] = round(time.perf_counter() - started, 1)
         channel.send("step")
-    return {"timings_s": timings, "onnx2tf_version": onnx2tf.__version__, "onnxsim": onnxsim}
+    return {"timings_s": timings, "onnx2tf_version": onnx2tf.__version__, "onnxsim": onnxsim, **extra}
+
+
+def _mixed_int8(function: Any, calib: np.ndarray, options: dict[str, Any], *, float_model: bytes | None, on_image: Any) -> tuple[bytes, dict[str, Any]]:
+    """Accuracy-aware int8 (:mod:`convert.tflite.int8_mixed`), float islands with int8 weights."""
+    from convert.tflite import int8_mixed, quantize
+
+    hybrid = quantize.convert(function, "int8-weights", float_model=float_model)
+    data, report = int8_mixed.convert_int8(function, calib, options=int8_mixed.Int8Options.from_dict(options), hybrid=hybrid, on_image=on_image)
+    return data, report.as_dict()
 
 
 if __name__ == "__main__":

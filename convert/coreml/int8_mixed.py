@@ -1,0 +1,238 @@
+"""Accuracy-aware Core ML W8A8: per-op errors from the reference executor, ops kept fp16 by op selection.
+
+The float package about to be quantised runs once in :class:`MILExecutor` over the calibration
+images; every op output is sampled (:class:`convert.int8.ranges.RangeObserver`), which gives the
+activation ranges by the calibration method and each quantised op's own error (its inputs and
+output rounded to int8 with their ranges, against the float values). Ops then go back to fp16
+through coremltools' per-op config: ``OptimizationConfig(op_name_configs={name: None})``, which
+both activation passes (``insert_prefix/suffix_quantize_dequantize_pair``) read through
+``config._get_op_config(op)``. Weights stay int8 (weight-only, :func:`quantize_weights`) in the
+fp16 ops too, so the package stays about half the fp16 size whatever the choice.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.coreml.ctimport import import_coremltools, quiet
+from convert.coreml.mil_executor import MILExecutor
+from convert.coreml.quantize import ActivationStats, quantize_activations, quantize_weights, share_concat_ranges
+from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver, fake_quant_mse
+from convert.int8.report import COREML_INT8_TARGET, Int8Report, OpSensitivity, Quality, QualityTarget, aim, quality
+from convert.int8.select import Candidate, select_float_ops
+
+log = logging.getLogger(__name__)
+
+QUANTISED_TYPES: tuple[str, ...] = ("conv", "add", "avg_pool", "max_pool")
+"""Ops coremltools' activation passes wrap in quantize/dequantize (``linear`` is excluded: the head)."""
+REGION_OPS = 8
+"""Consecutive quantised ops tried in fp16 together (about one residual sub-block)."""
+SELECTION_IMAGES = 16
+"""Calibration images each selection step runs through the executor (the executor is the cost)."""
+
+
+@dataclass(frozen=True)
+class CoreMLInt8Options:
+    """``mode`` full|auto, MIL op names forced fp16, the target, the calibration method."""
+
+    mode: str = "auto"
+    keep_float: tuple[str, ...] = ()
+    target: QualityTarget = COREML_INT8_TARGET
+    calibration: str = DEFAULT_METHOD
+    compare_methods: bool = False
+    measure_alone: bool = False
+    """Also measure each region alone in fp16 (one executor run each); by default regions are ranked
+    by their ops' own errors, which saves most of the time on full-size variants."""
+
+
+@dataclass(frozen=True)
+class MILOp:
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    output: str
+    macs: int
+
+
+class _Observer(RangeObserver):
+    """Also remembers each tensor's per-image shape, for MAC counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def __call__(self, name: str, value: Any) -> None:  # type: ignore[override]
+        array = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+        self.shapes.setdefault(name, tuple(array.shape[1:]))
+        for image in array:
+            super().__call__(name, image)
+
+
+def program_ops(package: Path, shapes: dict[str, tuple[int, ...]] | None = None) -> list[MILOp]:
+    """The ops of ``package``'s main function that W8A8 can quantise, in program order, with MACs."""
+    from coremltools.proto import Model_pb2
+
+    from convert.coreml.mil_executor import _root_model_file
+
+    import_coremltools()
+    spec = Model_pb2.Model()
+    spec.ParseFromString(_root_model_file(Path(package)).read_bytes())
+    function = spec.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    consts = {op.outputs[0].name: op for op in block.operations if op.type == "const"}
+    ops = []
+    for op in block.operations:
+        if op.type not in QUANTISED_TYPES:
+            continue
+        name = op.attributes["name"].immediateValue.tensor.strings.values[0] if "name" in op.attributes else op.outputs[0].name
+        inputs = tuple(arg.name for key in ("x", "y") if key in op.inputs for arg in op.inputs[key].arguments if arg.name and arg.name not in consts)
+        macs = 0
+        if op.type == "conv" and shapes is not None and op.outputs[0].name in shapes:
+            weight = consts.get(op.inputs["weight"].arguments[0].name)
+            if weight is not None:
+                dims = [int(d.constant.size) for d in weight.outputs[0].type.tensorType.dimensions]
+                macs = int(np.prod(shapes[op.outputs[0].name])) * int(np.prod(dims[1:]))
+        ops.append(MILOp(name, op.type, inputs, op.outputs[0].name, macs))
+    return ops
+
+
+def observe(package: Path, pixels: np.ndarray) -> _Observer:
+    """A sample of every float variable of the float ``package`` on the calibration ``pixels``."""
+    observer = _Observer()
+    executor = MILExecutor(package)
+    executor.run(executor.image_feeds(pixels), observe=observer)
+    return observer
+
+
+def stats_for(observer: RangeObserver, method: str, package: Path) -> ActivationStats:
+    """coremltools' activation stats (``rmin``/``rmax`` per variable) by ``method``, concat groups shared."""
+    stats = {name: {"rmin": low, "rmax": high} for name, (low, high) in observer.ranges(method).items()}
+    share_concat_ranges(stats, MILExecutor(package).concat_groups())
+    return stats
+
+
+def own_errors(ops: Sequence[MILOp], observer: RangeObserver, stats: ActivationStats) -> dict[str, float]:
+    """Each op's own error (dB): rounding its float inputs and output to int8 with their ranges."""
+    errors = {}
+    for op in ops:
+        noise = signal = 0.0
+        for name in (*op.inputs, op.output):
+            if name not in stats or name not in observer.samples:
+                continue
+            values = np.concatenate(observer.samples[name])
+            noise += fake_quant_mse(values, stats[name]["rmin"], stats[name]["rmax"])
+            signal += float(np.mean(values.astype(np.float64) ** 2))
+        errors[op.name] = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
+    return errors
+
+
+def quantize(float_package: Path, stats: ActivationStats, *, keep_float: Sequence[str] = (), weights: bool = True) -> Any:
+    """The W8A8 MLModel (not saved): activations int8 except ``keep_float`` ops, weights int8 unless ``weights=False``.
+
+    Selection trials skip the weight pass: it is most of a trial's time, and per-channel int8
+    weights move the logits far less than the activations do (the final model is measured with them).
+    """
+    ct = import_coremltools()
+    with quiet():
+        model = quantize_activations(ct.models.MLModel(str(float_package), skip_model_load=True), stats, keep_float=keep_float)
+        return quantize_weights(model) if weights else model
+
+
+def list_quantisable_ops(package: Path) -> list[str]:
+    """MIL op names ``keep_float`` accepts for ``package`` (a float or W8A8 package of the model)."""
+    return [op.name for op in program_ops(package)]
+
+
+def convert_w8a8(
+    float_package: Path,
+    pixels: np.ndarray,
+    *,
+    options: CoreMLInt8Options = CoreMLInt8Options(),
+    scratch: Path,
+) -> tuple[Any, Int8Report]:
+    """Accuracy-aware W8A8 MLModel of ``float_package`` (saved float classifier) and its per-op report.
+
+    ``full`` with ``minmax`` matches :func:`convert.coreml.quantize.quantize_activations` on
+    :func:`convert.coreml.quantize.activation_stats`. ``auto`` keeps the fewest op regions fp16 that
+    meet ``options.target`` on (up to :data:`SELECTION_IMAGES` of) the calibration images; past the
+    float budget the outcome is ``int8-weights`` and every op is fp16 (weight-only int8).
+    """
+    if options.mode not in ("auto", "full"):
+        raise ValueError(f"unknown int8 mode {options.mode!r}: choose auto or full")
+    observer = observe(float_package, pixels)
+    ops = program_ops(float_package, observer.shapes)
+    unknown = [n for n in options.keep_float if n not in {op.name for op in ops}]
+    if unknown:
+        raise ValueError(f"no quantisable Core ML op named {unknown[0]!r} (list them with convert.coreml.int8_mixed.list_quantisable_ops)")
+    chosen_pixels = pixels[:SELECTION_IMAGES]
+    reference = MILExecutor(float_package).logits(chosen_pixels)
+    counter = [0]
+
+    def run(model: Any) -> Quality:
+        counter[0] += 1
+        path = scratch / f"trial-{counter[0]}.mlpackage"
+        model.save(str(path))
+        try:
+            return quality(reference, MILExecutor(path).logits(chosen_pixels))
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    methods = {}
+    for method in METHODS if options.compare_methods else ():
+        methods[method] = run(quantize(float_package, stats_for(observer, method, float_package), keep_float=options.keep_float))
+        log.info("calibration %s: %s", method, methods[method])
+    stats = stats_for(observer, options.calibration, float_package)
+    forced = list(options.keep_float)
+    model = quantize(float_package, stats, keep_float=forced)
+    full = methods.get(options.calibration) or run(model)
+    errors = own_errors(ops, observer, stats)
+    total = sum(op.macs for op in ops) or 1
+    sensitivities = [OpSensitivity(op.name, op.op_type, op.macs, errors[op.name], kept_float=op.name in forced) for op in ops]
+    report = Int8Report(
+        target="coreml", mode=options.mode, calibration=options.calibration, quality_target=options.target, full_int8=full,
+        final=full, keep_float=list(forced), int8_mac_share=1 - sum(op.macs for op in ops if op.name in forced) / total,
+        outcome="int8", ops=sensitivities, calibration_methods=methods, evaluations=counter[0],
+    )
+    if options.mode == "full":
+        return model, report
+    free = [op for op in ops if op.name not in forced]
+    candidates = [
+        Candidate(label=f"{chunk[0].name} … {chunk[-1].name}", members=[op.name for op in chunk], macs=sum(op.macs for op in chunk),
+                  prior=sum(10 ** (-errors[op.name] / 10) for op in chunk if math.isfinite(errors[op.name])))
+        for chunk in (free[i : i + REGION_OPS] for i in range(0, len(free), REGION_OPS))
+    ]
+    selection = select_float_ops(
+        candidates, lambda names: run(quantize(float_package, stats, keep_float=[*forced, *names], weights=False)),
+        target=aim(options.target), baseline=full, total_macs=total, measure_alone=options.measure_alone,
+    )
+    kept = [*forced, *selection.keep_float]
+    if not selection.met:
+        kept = [op.name for op in ops]
+        report.outcome = "int8-weights"
+    model = quantize(float_package, stats, keep_float=kept) if kept else model
+    region_of = {name: c.label for c in candidates for name in c.members}
+    for sensitivity in sensitivities:
+        sensitivity.kept_float = sensitivity.name in kept
+        sensitivity.region = region_of.get(sensitivity.name, "")
+    report.regions = [{"label": c.label, "ops": len(c.members), "macs": c.macs, "kept_float": c.chosen,
+                       "alone_float": None if c.alone_float is None else c.alone_float.as_dict()} for c in candidates]
+    report.final = run(model)
+    report.keep_float = kept
+    report.int8_mac_share = 1 - sum(op.macs for op in ops if op.name in kept) / total
+    report.evaluations = counter[0]
+    report.notes = list(selection.notes)
+    return model, report
+
+
+def scratch_dir(parent: Path) -> tempfile.TemporaryDirectory[str]:
+    """A private folder beside the output for trial packages (they can be large)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=".shvit-coreml-int8-", dir=parent)

@@ -1,0 +1,503 @@
+"""Accuracy-aware full-integer TFLite: calibrate, measure every op, keep the fewest ops float.
+
+Runs inside the conversion subprocess (see :mod:`convert.tflite.onnx2tf_runner`), on the same
+converter, calibration images and quantiser (``mlir_quantize``) as :mod:`convert.tflite.quantize`:
+
+1. calibrate once (TensorFlow's calibrator, which records each tensor's min/max), run the calibrated
+   float model once more over the calibration images to record a sample of every activation, and
+   re-set the ranges by the calibration method (:mod:`convert.int8.ranges`);
+2. measure each quantised op's own error with ``tf.lite.experimental.QuantizationDebugger``
+   (NumericVerify: the op's int8 output against its float op on the same inputs), and for the
+   worst of them the whole model's quality with that op alone left float;
+3. greedily add ops to the quantiser's ``denylisted_nodes`` (each becomes a DEQUANTIZE → float op →
+   QUANTIZE island, which XNNPACK runs inside the same partition) until the model meets the target on
+   the calibration images, then drop any that turn out not to be needed.
+
+Ops are named by their output tensor, as the quantiser's denylist takes them, shortened to the
+first fused location without the Keras model prefix (``tf.math.add_7/Add``): see :func:`op_table`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
+from convert.int8.report import (
+    aim,
+    TFLITE_INT8_TARGET,
+    Int8Report,
+    OpSensitivity,
+    Quality,
+    QualityTarget,
+    quality,
+    sqnr_db,
+)
+from convert.int8.select import Candidate, select_float_ops
+from convert.tflite.quantize import FLOAT_ISLAND_OPS, _eps_adds, _representative
+
+log = logging.getLogger(__name__)
+
+MAC_OPS: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
+_MODEL_PREFIX = re.compile(r"^model(_\d+)?/")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How to make the full-integer model: ``mode`` full|auto, ops forced float, the target, ranges."""
+
+    mode: str = "auto"
+    keep_float: tuple[str, ...] = ()
+    target: QualityTarget = TFLITE_INT8_TARGET
+    calibration: str = DEFAULT_METHOD
+    compare_methods: bool = False
+    """Also quantise with every other calibration method and report their full-int8 quality."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "keep_float": list(self.keep_float), "calibration": self.calibration,
+                "compare_methods": self.compare_methods, "target": {"min_cosine": self.target.min_cosine, "top1": self.target.top1,
+                                                                    "max_float_mac_share": self.target.max_float_mac_share}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Int8Options:
+        return cls(mode=data["mode"], keep_float=tuple(data["keep_float"]), calibration=data["calibration"],
+                   compare_methods=data["compare_methods"], target=QualityTarget(**data["target"]))
+
+
+@dataclass(frozen=True)
+class TFLiteOp:
+    """One op of the graph: its user-facing name, the full output tensor name, type and MACs."""
+
+    name: str
+    tensor: str
+    op_type: str
+    macs: int
+    output_dtype: str
+    pointwise: bool = False
+    """A 1x1 convolution or the classifier: it has a dynamic-range kernel when left float (:func:`hybridize`)."""
+
+
+# ------------------------------------------------------------------------------------ graph
+
+
+def op_table(model: bytes) -> list[TFLiteOp]:
+    """Every op of the main subgraph with a stable, user-facing name (what ``keep_float`` takes)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from convert.tflite.graphinfo import op_name_table
+
+    root = schema.Model.GetRootAs(model, 0)
+    names, graph = op_name_table(root), root.Subgraphs(0)
+    types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        out = graph.Tensors(op.Outputs(0))
+        tensor = out.Name().decode()
+        op_type = names[op.OpcodeIndex()]
+        pointwise = op_type == "FULLY_CONNECTED" or (op_type == "CONV_2D" and tuple(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1:3]) == (1, 1))
+        ops.append(TFLiteOp(short_name(tensor), tensor, op_type, _macs(graph, op, op_type), types.get(out.Type(), "?"), pointwise))
+    seen: dict[str, int] = {}
+    for op in ops:
+        seen[op.name] = seen.get(op.name, 0) + 1
+    return [op if seen[op.name] == 1 else replace(op, name=op.tensor) for op in ops]
+
+
+def short_name(tensor: str) -> str:
+    """``model_12/tf.nn.relu_3/Relu;model_12/tf.math.add_5/Add;...`` → ``tf.nn.relu_3/Relu``."""
+    return _MODEL_PREFIX.sub("", tensor.split(";")[0])
+
+
+def _macs(graph: Any, op: Any, op_type: str) -> int:
+    if op_type not in MAC_OPS:
+        return 0
+    out = int(np.prod(graph.Tensors(op.Outputs(0)).ShapeAsNumpy()))
+    weights = graph.Tensors(op.Inputs(1)).ShapeAsNumpy()
+    if op_type == "CONV_2D":
+        return out * int(np.prod(weights[1:]))
+    if op_type == "DEPTHWISE_CONV_2D":
+        return out * int(weights[1] * weights[2])
+    if op_type == "FULLY_CONNECTED":
+        return out * int(weights[-1])
+    return out * int(graph.Tensors(op.Inputs(0)).ShapeAsNumpy()[-1])  # BATCH_MATMUL: the shared dimension
+
+
+def float_op_names(model: bytes) -> list[str]:
+    """Names of the ops that compute in float32 in a (full-integer) model: its float islands."""
+    return [op.name for op in op_table(model) if op.output_dtype == "float32" and op.op_type not in ("DEQUANTIZE",)]
+
+
+def int8_mac_share(model: bytes) -> float:
+    """Share of the graph's multiply-accumulates done in int8 arithmetic.
+
+    Counts ops with an int8 input (static full-integer) and float ops with int8 weights (dynamic
+    range: the activation is quantised per image, the products are int8): see :func:`hybridize`.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(model, 0).Subgraphs(0)
+    integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
+    total = quantised = 0
+    for i, op in enumerate(op_table(model)):
+        if not op.macs:
+            continue
+        total += op.macs
+        node = graph.Operators(i)
+        if any(graph.Tensors(node.Inputs(k)).Type() in integer for k in range(min(2, node.InputsLength()))):
+            quantised += op.macs
+    return quantised / total if total else 0.0
+
+
+def quantised_ops(model: bytes) -> list[TFLiteOp]:
+    """Ops full int8 quantises, in graph order: the names ``keep_float`` accepts.
+
+    ``model`` is any ``.tflite`` of the same export (fp32, calibrated, or int8: the names are the same).
+    """
+    islands = set(_eps_adds(model))
+    return [op for op in op_table(model) if op.op_type not in (*FLOAT_ISLAND_OPS, "QUANTIZE", "DEQUANTIZE") and op.tensor not in islands]
+
+
+def resolve_names(names: Sequence[str], ops: Sequence[TFLiteOp]) -> list[str]:
+    """Full tensor names for user-facing ``names`` (short or full); unknown names raise ValueError."""
+    by_name = {op.name: op.tensor for op in ops} | {op.tensor: op.tensor for op in ops}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"no quantisable TFLite op named {unknown[0]!r} (list them with convert.tflite.int8_mixed.quantised_ops)")
+    return [by_name[n] for n in names]
+
+
+# ----------------------------------------------------------------------- calibration, quantising
+
+
+def calibrate(function: Any, pixels: np.ndarray, *, on_image: Progress | None = None) -> bytes:
+    """The calibrated float model (min/max on every tensor), from the toolkit's own converter settings."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: _representative(pixels, on_image)
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - as QuantizationDebugger does
+    return converter.convert()
+
+
+def observe(calibrated: bytes, pixels: np.ndarray) -> tuple[RangeObserver, np.ndarray]:
+    """A sample of every activation of the calibrated (float) model on the calibration images, and its logits."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=1)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    wanted = [(t["index"], t["name"]) for t in it.get_tensor_details() if t["dtype"] == np.float32 and t["index"] != inp["index"]]
+    observer = RangeObserver()
+    logits = []
+    for (image,) in _representative(pixels, None):
+        it.set_tensor(inp["index"], image)
+        it.invoke()
+        logits.append(it.get_tensor(out["index"]).copy())
+        for index, name in wanted:
+            try:
+                observer(name, it.get_tensor(index))
+            except ValueError:  # constants folded away or never allocated
+                continue
+    return observer, np.concatenate(logits)
+
+
+def with_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
+    """``calibrated`` with the recorded min/max of each named activation replaced (graph input untouched)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
+    graph = tree.subgraphs[0]
+    inputs = set(graph.inputs)
+    for index, tensor in enumerate(graph.tensors):
+        q = tensor.quantization
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+        if index in inputs or q is None or q.min is None or len(q.min) != 1 or name not in ranges:
+            continue
+        low, high = ranges[name]
+        q.min, q.max = [float(min(low, 0.0))], [float(max(high, 0.0))]
+    builder = flatbuffers.Builder(len(calibrated) + 1024)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def quantize(calibrated: bytes, *, keep_float: Sequence[str] = (), hybrid: bytes | None = None, debug: bool = False) -> bytes:
+    """Full-integer model (uint8 pixels in, float logits out) with ``keep_float`` tensors' ops in float.
+
+    With ``hybrid`` (the dynamic-range model of the same function), float 1x1 convolutions and the
+    classifier take its int8 weights (see :func:`hybridize`). ``debug`` builds the NumericVerify
+    model QuantizationDebugger reads (float input, one check per quantised op).
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    io = {} if debug else {"input_data_type": tf.uint8, "output_data_type": tf.float32}
+    model = mlir_quantize(
+        calibrated, **io, enable_numeric_verify=debug,
+        denylisted_ops=list(FLOAT_ISLAND_OPS), denylisted_nodes=[*_eps_adds(calibrated), *keep_float],
+    )
+    return hybridize(model, hybrid) if hybrid is not None and keep_float else model
+
+
+def hybridize(mixed: bytes, hybrid: bytes) -> bytes:
+    """``mixed`` with the int8 weights of ``hybrid`` in every float op that has them there.
+
+    A float island's 1x1 convolutions and classifier then run as LiteRT's dynamic-range kernels
+    (int8 weights, activations quantised per image on the fly: the ``int8-weights`` precision, which
+    keeps SHViT's accuracy) instead of in float32: about int8 speed, inside the same XNNPACK partition.
+    Ops are matched by output tensor name (both models come from one function).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    source = schema.ModelT.InitFromObj(schema.Model.GetRootAs(hybrid, 0))
+    source_graph, source_names = source.subgraphs[0], [_code(c) for c in source.operatorCodes]
+    donors = {}
+    for op in source_graph.operators:
+        if source_names[op.opcodeIndex] in ("CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
+            weights = source_graph.tensors[op.inputs[1]]
+            if weights.type == schema.TensorType.INT8:
+                donors[source_graph.tensors[op.outputs[0]].name] = (weights, source.buffers[weights.buffer].data, op.builtinOptions)
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAs(mixed, 0))
+    names = [_code(c) for c in tree.operatorCodes]
+    graph = tree.subgraphs[0]
+    for op in graph.operators:
+        kind = names[op.opcodeIndex]
+        if kind not in ("CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+            continue
+        weights = graph.tensors[op.inputs[1]]
+        donor = donors.get(graph.tensors[op.outputs[0]].name)
+        if donor is None or weights.type != schema.TensorType.FLOAT32 or graph.tensors[op.inputs[0]].type != schema.TensorType.FLOAT32:
+            continue
+        source_weights, data, options = donor
+        tree.buffers[weights.buffer].data = None
+        buffer = schema.BufferT()
+        buffer.data = data
+        tree.buffers.append(buffer)
+        weights.buffer = len(tree.buffers) - 1
+        weights.type = schema.TensorType.INT8
+        weights.quantization = source_weights.quantization
+        if kind == "FULLY_CONNECTED":
+            op.builtinOptions.asymmetricQuantizeInputs = options.asymmetricQuantizeInputs
+    builder = flatbuffers.Builder(len(mixed) * 2)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _code(code: Any) -> str:
+    from convert.tflite.quantize import _code_name
+
+    return _code_name(code)
+
+
+def run_logits(model: bytes, pixels: np.ndarray) -> np.ndarray:
+    """Logits of a full-integer (uint8 in) or float model on uint8 NHWC pixels, one image at a time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.tflite.runtime import from_output, to_input
+
+    it = Interpreter(model_content=model, num_threads=1)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    logits = []
+    for image in pixels:
+        it.set_tensor(inp["index"], to_input(image[None], inp))
+        it.invoke()
+        logits.append(from_output(it.get_tensor(out["index"]), out))
+    return np.concatenate(logits)
+
+
+def layer_errors(calibrated: bytes, pixels: np.ndarray) -> dict[str, float]:
+    """Own error (SQNR, dB) of every quantised op, by output tensor: ``QuantizationDebugger`` direct compare.
+
+    Each NumericVerify op holds the op's dequantised int8 output and its float op's output on the
+    same (dequantised) inputs, so the figure is the op's own error, not what it inherits.
+    """
+    import tensorflow as tf
+
+    def sqnr(float_value: np.ndarray, quant_value: np.ndarray, scale: float, zero_point: int) -> float:
+        return sqnr_db(float_value, (quant_value.astype(np.float32) - zero_point) * scale)
+
+    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr_db": sqnr})
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=quantize(calibrated, debug=True),
+        debug_dataset=lambda: ([image.astype(np.float32)] for (image,) in _representative(pixels, None)),
+        debug_options=options,
+    )
+    debugger.run()
+    by_short = {}
+    for verify_name, metrics in debugger.layer_statistics.items():
+        # "NumericVerify/<quantised tensor><digit>:<index>", as QuantizationDebugger itself parses it
+        tensor = verify_name.rsplit(":", 1)[0].removeprefix("NumericVerify/")
+        if tensor and tensor[-1].isdigit():
+            tensor = tensor[:-1]
+        by_short[short_name(tensor)] = float(metrics["sqnr_db"])
+    return {op.tensor: by_short[op.name] for op in op_table(calibrated) if op.name in by_short}
+
+
+# -------------------------------------------------------------------------------- the decision
+
+REGION_OPS = 12
+"""Consecutive quantised ops (graph order) that are tried float together: about one SHViT block."""
+
+
+def regions(ops: Sequence[TFLiteOp], *, size: int = REGION_OPS, hybrid: bool = False) -> list[Candidate]:
+    """``ops`` cut into runs of ``size`` consecutive ops: the units :func:`select_float_ops` chooses from.
+
+    A candidate's MACs are those it would run in float32 (with ``hybrid``, pointwise ops keep int8 weights).
+    """
+    return [
+        Candidate(label=f"{short_name(chunk[0].tensor)} … {short_name(chunk[-1].tensor)}", members=[op.tensor for op in chunk],
+                  macs=sum(op.macs for op in chunk if not (hybrid and op.pointwise)))
+        for chunk in (ops[i : i + size] for i in range(0, len(ops), size))
+    ]
+
+
+def analyse_tflite(calibrated: bytes, pixels: np.ndarray) -> list[OpSensitivity]:
+    """Every op full int8 quantises, with its own error (:func:`layer_errors`), in graph order."""
+    errors = layer_errors(calibrated, pixels)
+    return [OpSensitivity(op.name, op.op_type, op.macs, errors.get(op.tensor, math.nan)) for op in quantised_ops(calibrated)]
+
+
+def convert_int8(
+    function: Any,
+    pixels: np.ndarray,
+    *,
+    options: Int8Options = Int8Options(),
+    hybrid: bytes | None = None,
+    on_image: Progress | None = None,
+) -> tuple[bytes, Int8Report]:
+    """Full-integer TFLite bytes of ``function`` by ``options``, with the per-op report.
+
+    ``mode="full"`` with the ``minmax`` method and no ``keep_float`` reproduces
+    :func:`convert.tflite.quantize.convert`'s ``int8`` graph exactly. ``hybrid`` (the ``int8-weights``
+    model of ``function``) gives float islands int8 weights. ``auto`` never fails for accuracy: when
+    the target needs more float MACs than ``options.target.max_float_mac_share``, the report's outcome
+    is ``int8-weights`` and the model has every op float (with ``hybrid``: int8 weights, activations
+    quantised on the fly), still taking uint8 pixels.
+    """
+    if options.mode not in ("auto", "full"):
+        raise ValueError(f"unknown int8 mode {options.mode!r}: choose auto or full")
+    return decide(calibrate(function, pixels, on_image=on_image), pixels, options=options, hybrid=hybrid)
+
+
+def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybrid: bytes | None = None) -> tuple[bytes, Int8Report]:
+    """:func:`convert_int8` from an already calibrated model (TensorFlow's calibrator output)."""
+    observer, reference = observe(calibrated, pixels)
+    ops = quantised_ops(calibrated)
+    forced = resolve_names(options.keep_float, ops)
+    methods: dict[str, Quality] = {}
+    ranged: dict[str, bytes] = {}
+    for method in METHODS if options.compare_methods else (options.calibration,):
+        ranged[method] = calibrated if method == "minmax" else with_ranges(calibrated, observer.ranges(method))
+        if options.compare_methods:
+            methods[method] = quality(reference, run_logits(quantize(ranged[method]), pixels))
+            log.info("calibration %s: %s", method, methods[method])
+    chosen = ranged[options.calibration]
+
+    def evaluate(names: Sequence[str]) -> Quality:
+        return quality(reference, run_logits(quantize(chosen, keep_float=[*forced, *names], hybrid=hybrid), pixels))
+
+    model = quantize(chosen, keep_float=forced, hybrid=hybrid)
+    full = quality(reference, run_logits(model, pixels))
+    report = Int8Report(
+        target="tflite", mode=options.mode, calibration=options.calibration, quality_target=options.target,
+        full_int8=full, final=full, keep_float=[short_name(t) for t in forced], int8_mac_share=int8_mac_share(model),
+        outcome="int8", calibration_methods=methods, evaluations=1 + len(methods),
+    )
+    sensitivities = analyse_tflite(chosen, pixels)
+    report.ops = sensitivities
+    if options.mode == "full":
+        return model, report
+    candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
+    selection = select_float_ops(candidates, evaluate, target=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
+    kept = set(selection.keep_float) | set(forced)
+    region_of = {name: c.label for c in candidates for name in c.members}
+    for op, sensitivity in zip(ops, sensitivities):
+        sensitivity.kept_float = op.tensor in kept
+        sensitivity.region = region_of.get(op.tensor, "")
+    if selection.keep_float:
+        model = quantize(chosen, keep_float=[*forced, *selection.keep_float], hybrid=hybrid)
+    report.regions = [{"label": c.label, "ops": len(c.members), "macs": c.macs, "kept_float": c.chosen,
+                       "alone_float": None if c.alone_float is None else c.alone_float.as_dict()} for c in candidates]
+    report.final, report.evaluations = selection.quality, report.evaluations + selection.evaluations
+    report.keep_float = [short_name(t) for t in (*forced, *selection.keep_float)]
+    report.int8_mac_share = int8_mac_share(model)
+    report.notes = list(selection.notes)
+    if not selection.met:
+        # Weight-only int8 always keeps the accuracy: every op float, pointwise weights int8, same uint8 interface.
+        report.outcome = "int8-weights"
+        every = [op.tensor for op in ops]
+        model = quantize(chosen, keep_float=every, hybrid=hybrid)
+        report.final = quality(reference, run_logits(model, pixels))
+        report.keep_float = [short_name(t) for t in every]
+        report.evaluations += 1
+        for sensitivity in sensitivities:
+            sensitivity.kept_float = True
+    return model, report
+
+
+# ---------------------------------------------------------------- per-layer check of artifacts
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One op's output in a quantised model against the same tensor of the float model (what it inherits included)."""
+
+    name: str
+    op_type: str
+    dtype: str
+    sqnr_db: float
+
+
+def per_layer_errors(quantised: bytes, float_model: bytes, pixels: np.ndarray) -> list[LayerError]:
+    """Cumulative SQNR of every op output of ``quantised`` against ``float_model`` on ``pixels``, in graph order.
+
+    For ``shvit-check --per-layer``: both are artifacts of one export (ops share output names), so
+    the table shows where along the depth the error grows, without the conversion's calibrated model.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.tflite.runtime import to_input
+
+    def tensors(model: bytes) -> list[dict[str, np.ndarray]]:
+        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=1)
+        it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        details = it.get_tensor_details()
+        found = []
+        for image in pixels:
+            it.set_tensor(inp["index"], to_input(image[None], inp))
+            it.invoke()
+            values = {}
+            for detail in details:
+                try:
+                    value = it.get_tensor(detail["index"])
+                except ValueError:
+                    continue
+                scale, zero = detail["quantization"]
+                if np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale:
+                    value = (value.astype(np.float32) - zero) * scale
+                elif np.dtype(detail["dtype"]) != np.float32:
+                    continue
+                values[detail["name"]] = value.copy()
+            found.append(values)
+        return found
+
+    quantised_values, float_values = tensors(quantised), tensors(float_model)
+    rows = []
+    for op in op_table(quantised):
+        if op.op_type in ("QUANTIZE", "DEQUANTIZE") or op.tensor not in float_values[0] or op.tensor not in quantised_values[0]:
+            continue
+        sqnr = float(np.mean([sqnr_db(f[op.tensor], q[op.tensor]) for f, q in zip(float_values, quantised_values)]))
+        rows.append(LayerError(op.name, op.op_type, op.output_dtype, sqnr))
+    return rows
