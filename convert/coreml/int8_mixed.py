@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from convert.errors import ArgumentError
+
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import ActivationStats, quantize_activations, quantize_weights, share_concat_ranges
@@ -171,7 +173,9 @@ def convert_w8a8(
     ops = program_ops(float_package, observer.shapes)
     unknown = [n for n in options.keep_float if n not in {op.name for op in ops}]
     if unknown:
-        raise ValueError(f"no quantisable Core ML op named {unknown[0]!r} (list them with convert.coreml.int8_mixed.list_quantisable_ops)")
+        sample = ", ".join(op.name for op in ops[:3])
+        raise ArgumentError(f"no quantisable Core ML op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
+                            "listed in any int8 export's .json sidecar under export.int8.ops", argument="keep_float")
     chosen_pixels = pixels[:SELECTION_IMAGES]
     reference = MILExecutor(float_package).logits(chosen_pixels)
     counter = [0]

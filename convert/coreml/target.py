@@ -14,6 +14,9 @@ import numpy as np
 
 from convert.coreml.rules import DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, W8A8_MIN_IOS, resolve_min_ios
 from convert.errors import ConvertError
+from convert.int8.options import OPTIONS as INT8_OPTIONS
+from convert.int8.options import quality_target, resolve_int8
+from convert.int8.report import log_int8_report
 from convert.io.staging import Staging
 from convert.parity import Tolerance
 from convert.io.scratch import Scratch
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 COREML_FP32 = Tolerance(max_rel=1e-3)
 COREML_FP16 = Tolerance(cosine=0.9995)
 COREML_INT8_WEIGHTS = Tolerance(cosine=0.999)
-COREML_INT8 = Tolerance(cosine=0.99, top1=0.95)
+COREML_INT8 = Tolerance(cosine=0.98, top1=0.90)
 MIN_IOS = TargetOption(
     "min_ios", MIN_IOS_CHOICES, "auto",
     f"Core ML deployment target. auto: iOS {DEFAULT_MIN_IOS}, or iOS {W8A8_MIN_IOS} for --precision int8 (W8A8 needs iOS {W8A8_MIN_IOS}+).",
@@ -44,7 +47,7 @@ class CoreMLTarget:
     calibrated = frozenset({"int8"})
     unavailable: dict[str, str] = {}
     tolerances = {"fp32": COREML_FP32, "fp16": COREML_FP16, "int8-weights": COREML_INT8_WEIGHTS, "int8": COREML_INT8}
-    options = (MIN_IOS,)
+    options = (MIN_IOS, *INT8_OPTIONS)
     demo_platform = "ios"
     baseline = PlainBaseline(
         "fp16", "ct.convert of the traced fused model, defaults",
@@ -52,7 +55,7 @@ class CoreMLTarget:
     )
 
     def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
-        return {"min_ios": resolve_min_ios(precision, str(given.get("min_ios") or MIN_IOS.default))}
+        return {"min_ios": resolve_min_ios(precision, str(given.get("min_ios") or MIN_IOS.default)), **resolve_int8(precision, given)}
 
     def extra_files(self, stem: str) -> list[str]:
         return []
@@ -66,15 +69,25 @@ class CoreMLTarget:
             variant=source.variant, input_size=context.input_size, precision=context.precision, num_classes=source.num_classes,
             min_ios=min_ios, weights=dict(source.weights_info), calibration=context.calib_description,
         )
+        int8 = None
+        if context.precision == "int8":
+            from convert.coreml.int8_mixed import CoreMLInt8Options
+
+            options = context.options
+            int8 = CoreMLInt8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options),
+                                     calibration=options["calib_method"])
         with context.scratch.hosting():  # coremltools writes its temporary packages where tempfile says
             result = export_coreml(
                 source.deploy, staging.path(context.stem + self.suffix), input_size=context.input_size, labels=source.labels,
-                precision=context.precision, min_ios=min_ios, calib_pixels=context.calib_pixels, info=info,
+                precision=context.precision, min_ios=min_ios, calib_pixels=context.calib_pixels, info=info, int8=int8,
                 progress=context.progress, log=context.log,
             )
         context.log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
         record = result.as_dict()
         record.pop("path")
+        record["int8"] = record.pop("int8_report")
+        if record["int8"] is not None:
+            log_int8_report(record["int8"], log=context.log)
         record.update(
             input={"name": INPUT_NAME, "type": "image", "color": "RGB", "size": context.input_size, "normalisation": "built in"},
             outputs={"classLabel": "top label", "classLabel_probs": "probabilities", LOGITS_NAME: "pre-softmax logits"},

@@ -6,6 +6,7 @@ conversion child can send it to the parent and the CLI can print or store it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -147,3 +148,22 @@ class Int8Report:
             calibration_methods={k: Quality(**v) for k, v in data["calibration_methods"].items()},
             evaluations=data["evaluations"], notes=list(data["notes"]),
         )
+
+
+def log_int8_report(report: dict[str, Any] | None, *, log: Callable[[str], None]) -> None:
+    """The export's int8 lines: what stayed float and why, the int8 share of MACs, quality before and after."""
+    if not report:
+        return
+    full, final = report["full_int8"], report["final"]
+    log(f"  int8 {report['mode']} ({report['calibration']} ranges): every op int8 gave min cosine {full['min_cosine']:.4f}, "
+        f"top-1 {full['top1']:.0%} on the calibration images")
+    by_name = {op["name"]: op for op in report["ops"]}
+    kept = report["keep_float"]
+    if kept:
+        shown = ", ".join(f"{name} ({by_name[name]['own_sqnr_db']:.1f} dB)" if name in by_name and by_name[name]["own_sqnr_db"] is not None
+                          else name for name in kept[:8])
+        log(f"  kept in float: {len(kept)} op{'s' if len(kept) != 1 else ''}: {shown}{' …' if len(kept) > 8 else ''}")
+    log(f"  result: {report['outcome']}, min cosine {final['min_cosine']:.4f}, top-1 {final['top1']:.0%}, "
+        f"{report['int8_mac_share']:.0%} of MACs in int8")
+    for note in report["notes"]:
+        log(f"  · {note}")

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from convert.errors import ArgumentError
+
 from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
 from convert.int8.report import (
     aim,
@@ -169,7 +171,9 @@ def resolve_names(names: Sequence[str], ops: Sequence[TFLiteOp]) -> list[str]:
     by_name = {op.name: op.tensor for op in ops} | {op.tensor: op.tensor for op in ops}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ValueError(f"no quantisable TFLite op named {unknown[0]!r} (list them with convert.tflite.int8_mixed.quantised_ops)")
+        sample = ", ".join(op.name for op in ops[:3])
+        raise ArgumentError(f"no quantisable TFLite op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
+                            "listed in any int8 export's .json sidecar under export.int8.ops", argument="keep_float")
     return [by_name[n] for n in names]
 
 

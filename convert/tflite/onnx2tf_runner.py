@@ -111,7 +111,7 @@ def _run_child(work: Path, precisions: Sequence[str], *, scratch: Scratch, calib
     bar = progress_bar(total=steps, desc="onnx2tf", unit="step", enabled=progress)
     started = time.perf_counter()
     result: dict[str, Any] = {}
-    error = ""
+    error, argument = "", None
     with open(work / LOG_NAME, "wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "convert.tflite.onnx2tf_runner", str(work / JOB_NAME)],
@@ -128,7 +128,7 @@ def _run_child(work: Path, precisions: Sequence[str], *, scratch: Scratch, calib
                 elif kind == "step":
                     bar.update(1)
                 elif kind == "error":
-                    error = event["message"]
+                    error, argument = event["message"], event.get("argument")
                 elif kind == "done":
                     result = event["result"]
             proc.wait()
@@ -141,6 +141,8 @@ def _run_child(work: Path, precisions: Sequence[str], *, scratch: Scratch, calib
     if proc.returncode < 0:
         kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
         raise RuntimeCrash(f"onnx2tf crashed with {signal.Signals(-proc.returncode).name}; its log: {kept}")
+    if argument:
+        raise ArgumentError(error, argument=argument)
     if proc.returncode != 0 or not result:
         detail = error or _last_error(work / LOG_NAME) or f"exited with code {proc.returncode}"
         kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
@@ -232,6 +234,9 @@ def _child(job_path: str) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         channel.send("error", message=_last_error(Path(LOG_NAME)) or f"onnx2tf exited ({exc.code})")
+        return 1
+    except ArgumentError as exc:  # a bad option value, found once the graph's names are known
+        channel.send("error", message=exc.template, argument=exc.argument)
         return 1
     except Exception as exc:  # reported to the parent as one line; the traceback goes to the log
         import traceback

@@ -11,6 +11,9 @@ from convert.config import DEFAULT_OPSET
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
+from convert.int8.options import OPTIONS as INT8_OPTIONS
+from convert.int8.options import quality_target, resolve_int8
+from convert.int8.report import log_int8_report
 from convert.tflite.quantize import PRECISIONS
 from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
 
@@ -39,12 +42,12 @@ class TFLiteTarget:
     calibrated = frozenset({"int8"})
     unavailable: dict[str, str] = {}
     tolerances = {"fp32": TFLITE_FP32, "fp16": TFLITE_FP16, "int8-weights": TFLITE_INT8_WEIGHTS, "int8": TFLITE_INT8}
-    options: tuple[TargetOption, ...] = ()
+    options: tuple[TargetOption, ...] = INT8_OPTIONS
     demo_platform = "android"
     baseline = PlainBaseline("fp32", "fused model → ONNX opset 17 → onnx2tf defaults")
 
     def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
-        return {"opset": DEFAULT_OPSET}
+        return {"opset": DEFAULT_OPSET, **resolve_int8(precision, given)}
 
     def extra_files(self, stem: str) -> list[str]:
         return [labels_file_name(stem)]
@@ -57,10 +60,17 @@ class TFLiteTarget:
         started = time.perf_counter()
         source, precision = context.source, context.precision
         artifact = staging.path(context.stem + self.suffix)
+        int8 = None
+        if precision == "int8":
+            from convert.tflite.int8_mixed import Int8Options
+
+            options = context.options
+            int8 = Int8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options),
+                               calibration=options["calib_method"])
         result = export_tflite(
             source.pixel_model, {precision: artifact}, input_size=context.input_size, labels=source.labels, name=context.name,
-            calib_pixels=context.calib_pixels, opset=context.options["opset"], progress=context.progress, scratch=context.scratch,
-            log=context.log,
+            calib_pixels=context.calib_pixels, int8=int8, opset=context.options["opset"], progress=context.progress,
+            scratch=context.scratch, log=context.log,
         )[precision]
         labels_file = labels_file_name(context.stem)
         staging.path(labels_file).write_text("\n".join(source.labels) + "\n", encoding="utf-8")
@@ -76,6 +86,8 @@ class TFLiteTarget:
         if precision == "int8":
             record["calibration_images"] = len(context.calib_pixels) if context.calib_pixels is not None else 0
             record["float_islands"] = list(FLOAT_ISLAND_OPS)
+            record["int8"] = result.int8_report
+            log_int8_report(result.int8_report, log=context.log)
         return record
 
     def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
