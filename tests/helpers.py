@@ -72,3 +72,22 @@ def run_in_runtime(artifact, pixels):  # noqa: ANN001, ANN201
 
     with Scratch.open() as scratch:
         return run_artifact(artifact, pixels, scratch=scratch)
+
+
+RESIDUAL_BRANCH_BNS = (".pw2.bn", ".proj.1.bn", ".conv.m.bn")
+
+
+def trained_like(variant: str, *, seed: int) -> nn.Module:
+    """Random weights made trained-like: BN statistics measured on generated images (image-dependent
+    logits) and small residual-branch BN scales, U(0.05, 0.25) as in the project's golden S1 check.
+    Full-strength random residual branches compound rounding far more than any trained network does."""
+    import shvit
+
+    torch.manual_seed(seed)
+    model = recompute_bn_stats(shvit.create_model(variant), size=224, images=8, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith(RESIDUAL_BRANCH_BNS):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) * 0.2 + 0.05)
+    return model.eval()

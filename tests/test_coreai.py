@@ -27,7 +27,7 @@ from convert.coreai.graph import CoreAIClassifierGraph
 from convert.coreai.inspect import facts
 from convert.errors import ConvertError
 from convert.parity import compare
-from helpers import assert_close, recompute_bn_stats
+from helpers import assert_close, recompute_bn_stats, trained_like
 from shvit.layers import SHSADeploy
 
 FP32_MAX_REL = 1e-4
@@ -39,22 +39,8 @@ FP16_TOP1 = 0.95
 TARGET_OP_RATIO = 0.75
 """Non-constant ops of ours / of coreai-torch's plain conversion of the unfused model."""
 CHECK_IMAGES = 8
-RESIDUAL_BRANCH_BNS = (".pw2.bn", ".proj.1.bn", ".conv.m.bn")
 SHA = "0" * 64
 MINIMUM_OS = "27.0"
-
-
-def _trained_like(variant: str, *, seed: int) -> nn.Module:
-    """Random weights made trained-like: BN statistics from generated images, small residual-branch
-    scales U(0.05, 0.25) (full-strength random branches compound rounding far beyond a trained net)."""
-    torch.manual_seed(seed)
-    model = recompute_bn_stats(shvit.create_model(variant), size=224, images=8, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if name.endswith(RESIDUAL_BRANCH_BNS):
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) * 0.2 + 0.05)
-    return model.eval()
 
 
 def _reference(deploy: nn.Module, pixels: np.ndarray) -> np.ndarray:
@@ -87,7 +73,7 @@ def _export_all(model: nn.Module, root: Path, *, size: int, labels: list[str], v
 def s1(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """S1 in fp16 and fp32, saved once for the module."""
     root = tmp_path_factory.mktemp("coreai-s1")
-    return _export_all(_trained_like("s1", seed=3), root, size=224, labels=[f"class {i}" for i in range(1000)],
+    return _export_all(trained_like("s1", seed=3), root, size=224, labels=[f"class {i}" for i in range(1000)],
                        variant="s1", pixels=calib.synthetic_images(CHECK_IMAGES, 224, seed=42))
 
 
@@ -238,7 +224,7 @@ def test_tiny_trained_model_keeps_its_predictions(tiny, tiny_exported: Exported,
 
 @pytest.mark.slow
 def test_s3_fp16_parity_and_lean_graph(tmp_path: Path) -> None:
-    model = _trained_like("s3", seed=7)
+    model = trained_like("s3", seed=7)
     exported = _export_all(model, tmp_path, size=224, labels=[f"c{i}" for i in range(1000)], variant="s3",
                            pixels=calib.synthetic_images(4, 224, seed=8), precisions=("fp16",))
     report = compare(exported.reference, runtime.run(exported.paths["fp16"], exported.pixels)[0])

@@ -33,7 +33,7 @@ from convert.api.pipeline import ExportResult
 from convert.source import ModelSource, load_source
 from convert.coreml.target import COREML_INT8
 from convert.parity import compare
-from helpers import assert_close, export_source, recompute_bn_stats
+from helpers import assert_close, export_source, recompute_bn_stats, trained_like
 from shvit.layers import SHSADeploy
 
 ON_MACOS = sys.platform == "darwin"
@@ -50,20 +50,9 @@ def _image_folder(root: Path, pixels: np.ndarray) -> Path:
     return root
 
 
-RESIDUAL_BRANCH_BNS = (".pw2.bn", ".proj.1.bn", ".conv.m.bn")
-
-
 def _checkpoint(variant: str, root: Path, *, seed: int) -> Path:
-    """Random weights made trained-like: BN statistics measured on generated images (image-dependent
-    logits) and small residual-branch BN scales, U(0.05, 0.25) as in the project's golden S1 check.
-    Full-strength random residual branches compound rounding far more than any trained network does."""
-    torch.manual_seed(seed)
-    model = recompute_bn_stats(shvit.create_model(variant), size=224, images=8, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if name.endswith(RESIDUAL_BRANCH_BNS):
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) * 0.2 + 0.05)
+    """A trained-like checkpoint (see :func:`helpers.trained_like`)."""
+    model = trained_like(variant, seed=seed)
     path = root / f"{variant}.pth"
     torch.save({"model": model.state_dict()}, path)
     return path

@@ -56,28 +56,15 @@ class CoreMLExport:
         return record
 
 
-def to_mlmodel(
-    deploy: nn.Module,
-    *,
-    input_size: int,
-    labels: list[str],
-    precision: str = "fp16",
-    min_ios: str = "16",
-    calib_pixels: np.ndarray | None = None,
-    info: PackageInfo | None = None,
-    int8: CoreMLInt8Options | None = None,
-    progress: bool = False,
-    log: Log | None = None,
-) -> Any:
+def to_mlmodel(deploy: nn.Module, **options: Any) -> Any:
     """The classifier ``ct.models.MLModel`` for ``deploy`` (a :func:`shvit.reparameterize`d model), not saved.
 
-    The same keywords as :func:`export_coreml`, which also returns what the package holds.
+    Keywords as :func:`classifier`, which also returns the int8 report of an accuracy-aware W8A8.
     """
-    return _classifier(deploy, input_size=input_size, labels=labels, precision=precision, min_ios=min_ios,
-                       calib_pixels=calib_pixels, info=info, int8=int8, progress=progress, log=log)[0]
+    return classifier(deploy, **options)[0]
 
 
-def _classifier(
+def classifier(
     deploy: nn.Module,
     *,
     input_size: int,
@@ -90,7 +77,7 @@ def _classifier(
     progress: bool = False,
     log: Log | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
-    """The MLModel and, for accuracy-aware W8A8, its int8 report.
+    """The classifier MLModel and, for an accuracy-aware W8A8 (``int8`` given), its int8 report.
 
     ``precision`` ``int8`` (W8A8) needs ``calib_pixels`` (uint8 RGB, N×H×W×3, the evaluation
     preprocessing) and ``min_ios`` 17 or later. ``int8`` (a :class:`convert.coreml.int8_mixed.CoreMLInt8Options`)
@@ -121,7 +108,7 @@ def export_coreml(deploy: nn.Module, path: Path, **options: Any) -> CoreMLExport
     """:func:`to_mlmodel` saved to ``path``, with what the package holds."""
     path = Path(path)
     precision, min_ios = options.get("precision", "fp16"), options.get("min_ios", "16")
-    mlmodel, int8_report = _classifier(deploy, **options)
+    mlmodel, int8_report = classifier(deploy, **options)
     mlmodel.save(str(path))
     spec = import_coremltools().utils.load_spec(str(path))
     counts = op_counts(spec)
