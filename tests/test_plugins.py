@@ -20,11 +20,20 @@ from convert import targets
 from convert.errors import ArgumentError
 from helpers import recompute_bn_stats
 from test_check import run_cli
-import toy_target  # noqa: F401  (registers the npz target)
 
 SIZE = 64
 CONFIG = shvit.SHViTConfig((32, 48, 64), (1, 2, 1), (8, 12, 16), num_classes=10, img_size=SIZE)
 LABELS = [f"kind {i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_target():  # noqa: ANN201 - the plugin module, registered for this module's tests only
+    """Registered while these tests run, and unregistered after, so other tests see only the built-in targets."""
+    import toy_target as module
+
+    module.register()
+    yield module
+    targets.unregister(module.TARGET.name)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +103,7 @@ def test_options_of_other_targets_are_refused_with_the_argument_named(model: tor
     assert caught.value.argument == "min_ios" and not list(tmp_path.iterdir())
 
 
-def test_numpy_program_matches_pytorch(model: torch.nn.Module) -> None:
+def test_numpy_program_matches_pytorch(model: torch.nn.Module, toy_target) -> None:  # noqa: ANN001
     """The toy runtime is a faithful forward pass, so its parity row means something."""
     arrays, program = toy_target.trace_program(shvit.PixelInput(shvit.reparameterize(model)).eval())
     pixels = calib.synthetic_images(3, SIZE, seed=1)

@@ -7,6 +7,7 @@ precisions and baselines exist comes from the target registry.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def reusable(export: ExportPlan, source: ModelSource) -> bool:
     if sidecar is None or not source.weights_info.get("sha256"):
         return False
     recorded = sidecar.get("config", {})
-    wanted = {**source.record(), **export.record()}
+    wanted = json.loads(json.dumps({**source.record(), **export.record()}, default=str))  # as the sidecar holds it (tuples as lists)
     if not export.calibrated:
         wanted = {k: v for k, v in wanted.items() if k not in ("calib_dir", "calib_count")}
     return all(recorded.get(k) == v for k, v in wanted.items()) and sidecar.get("weights", {}).get("sha256") == source.weights_info["sha256"]
