@@ -15,9 +15,11 @@ from typing import Any
 from convert import targets
 from convert.errors import ArgumentError
 from convert.targets import Target
+from shvit.config import get_variant
 
 DEFAULT_CALIB_COUNT = 32
 DEFAULT_OPSET = 17
+AUTO_INPUT_SIZE = 224
 INPUT_STRIDE = 32
 """The stem and the two patch merges stride by 32 in all."""
 
@@ -106,6 +108,11 @@ def plan(options: ExportOptions, output: OutputSpec | None = None) -> ExportPlan
     resolved = target.resolve_options(precision, dict(options.target_options))
     return ExportPlan(target, precision, resolved, Path(options.calib) if options.calib else None, options.calib_count,
                       output or OutputSpec())
+
+
+def default_input_size(variant: str) -> int:
+    """The variant's own input size; ``auto`` (inferred from a checkpoint) starts from the usual 224."""
+    return get_variant(variant).config.img_size if variant != "auto" else AUTO_INPUT_SIZE
 
 
 def check_input_size(size: int) -> int:

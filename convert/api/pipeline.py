@@ -109,13 +109,14 @@ def export(
 def run_export(
     export_plan: ExportPlan, source: ModelSource, *, images: Path | None, scratch: Scratch, random_init: bool = False,
 ) -> ExportResult:
-    """Export, check and commit one artifact for a loaded ``source``; a failed parity is a result, not an error."""
+    """Export, check and commit one artifact for a loaded ``source``; a failed parity is a result, not an error.
+
+    The output folder is checked by :func:`staged_output`; :func:`export` checks it before loading the model too.
+    """
     log = _logger.info
     target, output = export_plan.target, export_plan.output
     names = export_plan.file_names(source.variant)
     artifact = output.out_dir / names[0]
-    check_output_dir(output.out_dir)
-    refuse_existing(output.out_dir, names, force=output.force)
     started = time.perf_counter()
     calib_pixels, calib_description = _calibration(export_plan, size=source.input_size)
     folder = images or export_plan.calib

@@ -19,7 +19,9 @@ from convert import targets
 from convert.api.pipeline import run_export
 from convert.bench.baselines import Baseline, baselines_for, export_baseline
 from convert.bench.latency import PYTORCH, Latency, LatencyUnavailable, host_description, measure
-from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, ModelSpec, OutputSpec, check_input_size, plan
+from convert.config import (
+    DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, ModelSpec, OutputSpec, check_input_size, default_input_size, plan,
+)
 from convert.errors import ArgumentError, ConvertError, NotBuiltYet, UsageError
 from convert.validate.images import EvalImages, check_image_folders, check_image_options, load_images
 from convert.io.scratch import Scratch
@@ -267,7 +269,7 @@ def run_bench(
     calibrated = [spec for spec in specs if spec.precision in targets.get(spec.target).calibrated]
     check_image_folders({"calib": settings.calib_dir if calibrated else None, "images": images_dir})
     check_output_dir(settings.out_dir)
-    sizes = {name: check_input_size(settings.input_size or _default_size(name)) for name in variants}
+    sizes = {name: check_input_size(settings.input_size or default_input_size(name)) for name in variants}
     for name in variants:
         for spec in specs:
             export_plan(spec, settings, name)  # bad combinations fail here, before any work
@@ -296,7 +298,3 @@ def run_bench(
               "count": count, "runs": settings.runs, "warmup": settings.warmup, "threads": settings.threads,
               "baselines": settings.baselines, "labelled": labelled}
     return BenchResult(rows, labelled, host_description(), record)
-
-
-def _default_size(variant: str) -> int:
-    return shvit.get_variant(variant).config.img_size if variant != "auto" else 224

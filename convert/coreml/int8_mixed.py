@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,9 +233,3 @@ def convert_w8a8(
     report.evaluations = counter[0]
     report.notes = list(selection.notes)
     return model, report
-
-
-def scratch_dir(parent: Path) -> tempfile.TemporaryDirectory[str]:
-    """A private folder beside the output for trial packages (they can be large)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=".shvit-coreml-int8-", dir=parent)

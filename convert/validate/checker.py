@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-import shvit
 from convert import targets
+from convert.config import default_input_size
 from convert.errors import ArgumentError, ConvertError, RuntimeCrash
 from convert.io.scratch import Scratch
 from convert.io.sidecar import toolkit_versions
@@ -30,7 +30,6 @@ from convert.validate.report import CRASH, ERROR, FAIL, MISMATCH, PASS, Artifact
 from convert.validate.runner import run_artifact
 
 DEFAULT_COUNT = 128
-DEFAULT_INPUT_SIZE = 224
 UNRELATED_COSINE = 0.5
 
 Log = Callable[[str], None]
@@ -174,8 +173,7 @@ def resolve_input_size(requested: int | None, infos: Sequence[ArtifactInfo], var
     sizes = Counter(i.sidecar_config("input_size") for i in infos if isinstance(i.sidecar_config("input_size"), int))
     if sizes:
         return sizes.most_common(1)[0][0], "the artifacts' sidecars"
-    size = shvit.get_variant(variant).config.img_size if variant != "auto" else DEFAULT_INPUT_SIZE
-    return size, f"the {variant.upper()} default"
+    return default_input_size(variant), f"the {variant.upper()} default"
 
 
 def sidecar_labels(infos: Sequence[ArtifactInfo], *, num_classes: int) -> tuple[Path, list[str]] | None:
