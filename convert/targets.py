@@ -154,6 +154,19 @@ def baseline_of(target: Target) -> PlainBaseline | None:
     return baseline if isinstance(baseline, PlainBaseline) and callable(getattr(target, "export_plain", None)) else None
 
 
+PerLayer = Callable[..., tuple[list[Any], str]]
+
+
+def per_layer_of(target: Target) -> PerLayer | None:
+    """A target may compare its int8 artifacts op by op: ``per_layer(artifact, source, pixels, *, scratch, log)``.
+
+    It builds the float twin of ``artifact`` from ``source`` (same converter, so the ops share
+    names) and returns :class:`convert.int8.report.LayerError` rows in graph order, and what the twin is.
+    """
+    method = getattr(target, "per_layer", None)
+    return method if callable(method) else None
+
+
 _registered: dict[str, Target] = {}
 
 

@@ -1,6 +1,7 @@
 """Accuracy-aware int8 through shvit-convert: the default auto mode, its report, and the options' one-line errors."""
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -63,3 +64,82 @@ def test_int8_options_are_checked_before_any_work(tiny: Any, tmp_path: Path, ext
     lines = run.stderr.strip().splitlines()
     assert run.code == 1 and len(lines) == 1 and text in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ shvit-check --per-layer
+
+
+def _check(tiny: Any, *artifacts: Path, tmp_path: Path, report: bool = True):  # noqa: ANN202
+    from convert.validate.check import check_command
+
+    json_path, html_path = tmp_path / "per_layer.json", tmp_path / "per_layer.html"
+    extra = ("--json", json_path, "--html", html_path) if report else ()
+    return run_cli(check_command, *artifacts, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
+                   "--images", tiny.images_dir, "--count", 16, "--per-layer", *extra,
+                   json_path=json_path if report else None, html_path=html_path if report else None)
+
+
+@pytest.fixture(scope="module")
+def coreml_auto_int8(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The tiny model's W8A8 Core ML package, auto mode, from the same calibration images."""
+    calib_dir = Path(auto_int8[1]["config"]["calib_dir"])
+    run = run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
+                  "--labels", tiny.labels_file, "--target", "coreml", "--precision", "int8", "--calib", calib_dir,
+                  "--images", tiny.images_dir, "--out", tmp_path_factory.mktemp("coreml-int8"))
+    assert run.code == 0, run.stderr
+    artifact = Path(run.stdout.strip())
+    return artifact, json.loads(Path(f"{artifact}.json").read_text())
+
+
+def _assert_per_layer(layers: dict[str, Any], sidecar: dict[str, Any]) -> None:
+    """Every quantised op of the export is a row with a finite error, own errors and alone effects joined by name."""
+    rows = {row["name"]: row for row in layers["ops"]}
+    exported = sidecar["export"]["int8"]["ops"]
+    assert layers["export_report"] and len(rows) >= len(exported)
+    missing = [op["name"] for op in exported if op["name"] not in rows]
+    assert not missing, f"{len(missing)} quantised ops without a per-layer row, e.g. {missing[:3]}"
+    assert all(row["sqnr_db"] is None or math.isfinite(row["sqnr_db"]) for row in rows.values())
+    assert all(row["sqnr_db"] is not None for row in rows.values() if row["dtype"] == "int8"), "an int8 op matched its float twin exactly"
+    for op in exported:
+        assert rows[op["name"]]["own_sqnr_db"] == op["own_sqnr_db"]
+        if op["alone_int8"]:
+            assert rows[op["name"]]["alone_int8_cosine"] == op["alone_int8"]["mean_cosine"]
+    alone = [op for op in exported if op["alone_int8"]]
+    assert alone and all(0.5 < op["alone_int8"]["mean_cosine"] <= 1.0 for op in alone)
+    assert layers["worst"] and set(layers["worst"]) <= set(rows)
+
+
+def test_per_layer_check_of_a_tflite_int8_export(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
+    artifact, sidecar, _ = auto_int8
+    run = _check(tiny, artifact, tmp_path=tmp_path)
+    assert run.code == 0, run.stderr
+    (layers,) = run.report["per_layer"]
+    _assert_per_layer(layers, sidecar)
+    first, last = layers["ops"][:5], layers["ops"][-5:]
+    assert min(r["sqnr_db"] or 99 for r in first) > max(r["sqnr_db"] or 0 for r in last), "the error should grow along the depth"
+    table = run.stdout.split("per-layer: ", 1)[1].splitlines()
+    assert table[0].startswith(f"{artifact.name} against its float twin (fp32 TFLite")
+    assert len(table) == 2 + len(layers["ops"]) + 1 and table[-1].startswith("most responsible (lowest own error): ")
+    assert run.html.count('<section class="per-layer"') == 1 and "<svg" in run.html.split('<section class="per-layer"')[1]
+    assert all(f">{html.escape(name)}<" in run.html for name in layers["worst"])
+
+
+def test_per_layer_check_of_a_coreml_w8a8_export(tiny: Any, coreml_auto_int8: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    artifact, sidecar = coreml_auto_int8
+    run = _check(tiny, artifact, tmp_path=tmp_path)
+    assert run.code == 0, run.stderr
+    (layers,) = run.report["per_layer"]
+    assert layers["float_twin"].startswith("fp16 Core ML")
+    _assert_per_layer(layers, sidecar)
+    kept = set(sidecar["export"]["int8"]["keep_float"])
+    assert all(row["kept_float"] == (row["name"] in kept) for row in layers["ops"] if row["kept_float"] is not None)
+
+
+def test_per_layer_refuses_a_float_artifact_in_one_line(tiny: Any, tmp_path: Path) -> None:
+    run = run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
+                  "--target", "onnx", "--out", tmp_path / "out")
+    assert run.code == 0, run.stderr
+    check = _check(tiny, Path(run.stdout.strip()), tmp_path=tmp_path, report=False)
+    lines = check.stderr.strip().splitlines()
+    assert check.code == 2 and "Traceback" not in check.stderr
+    assert lines[-1].startswith("shvit-check: error: --per-layer compares int8 artifacts op by op; ") and "is fp32" in lines[-1]

@@ -16,6 +16,8 @@ from convert.io.scratch import Scratch
 from convert.config import ModelSpec
 from convert.validate.artifact_info import inspect
 from convert.validate.checker import DEFAULT_COUNT, artifact_paths, check_artifacts, resolve_input_size, sidecar_labels
+from convert.validate.per_layer import PER_LAYER_IMAGES, check_per_layer
+from convert.validate.per_layer import per_layer as per_layer_report
 from convert.validate.report import CheckReport
 from shvit.errors import Message
 
@@ -34,6 +36,7 @@ def check(
     count: int = DEFAULT_COUNT,
     input_size: int | None = None,
     threads: int | None = None,
+    per_layer: bool = False,
     progress: bool = False,
 ) -> CheckReport:
     """Run every artifact in its own runtime on the same images as ``reference`` and judge it.
@@ -43,7 +46,8 @@ def check(
     of photos (default: generated natural-looking images); with ``labels_from_folders`` (class =
     sub-folder) or ``labels_file`` the report has accuracy too. ``labels`` are the model's class
     names (default: those named in the artifacts' sidecars, else ImageNet-1k). The report's
-    ``passed`` is False if any artifact fails, crashes or does not fit the reference.
+    ``passed`` is False if any artifact fails, crashes or does not fit the reference. ``per_layer``
+    (int8 artifacts only) adds each op's error against the artifact's float twin (``report.per_layer``).
     """
     paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
     if not paths:
@@ -60,6 +64,8 @@ def check(
     with Scratch.open() as scratch:
         _logger.info(f"→ reading {len(paths)} artifact{'s' if len(paths) > 1 else ''}")
         infos = [inspect(p, scratch=scratch) for p in paths]
+        if per_layer:
+            check_per_layer(infos)
         variant = spec.variant if spec is not None else "auto"
         size, size_origin = resolve_input_size(input_size, infos, variant)
         _logger.info(f"→ model at {size}×{size} (input size from {size_origin})")
@@ -74,7 +80,13 @@ def check(
             sorted_order=labels is None and named is None and source.num_classes == 1000, progress=progress,
         )
         _logger.info(Message(f"→ images: {images_found.note.template}") if images_found.note else f"→ images: {images_found.description}")
-        return check_artifacts(infos, source=source, images=images_found, scratch=scratch, threads=threads, progress=progress)
+        report = check_artifacts(infos, source=source, images=images_found, scratch=scratch, threads=threads, progress=progress)
+        if per_layer:
+            pixels = images_found.pixels[:PER_LAYER_IMAGES]
+            for info in infos:
+                _logger.info(f"→ per-layer: {info.path.name} op by op on {len(pixels)} images")
+                report.per_layer.append(per_layer_report(info, source, pixels, scratch=scratch, log=_logger.info))
+        return report
 
 
 def _sized(spec: ModelSpec | None, size: int) -> ModelSpec | None:

@@ -20,14 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from convert.errors import ArgumentError
 
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import ActivationStats, quantize_activations, quantize_weights, share_concat_ranges
-from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver, fake_quant_mse
-from convert.int8.report import COREML_INT8_TARGET, Int8Report, OpSensitivity, Quality, QualityTarget, aim, quality
+from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver, fake_quant, fake_quant_mse
+from convert.int8.report import (
+    ALONE_IMAGES,
+    COREML_INT8_TARGET,
+    Int8Report,
+    LayerError,
+    OpSensitivity,
+    Quality,
+    QualityTarget,
+    SqnrSum,
+    aim,
+    most_sensitive,
+    quality,
+)
 from convert.int8.select import Candidate, select_float_ops
 
 log = logging.getLogger(__name__)
@@ -79,15 +92,7 @@ class _Observer(RangeObserver):
 
 def program_ops(package: Path, shapes: dict[str, tuple[int, ...]] | None = None) -> list[MILOp]:
     """The ops of ``package``'s main function that W8A8 can quantise, in program order, with MACs."""
-    from coremltools.proto import Model_pb2
-
-    from convert.coreml.mil_executor import _root_model_file
-
-    import_coremltools()
-    spec = Model_pb2.Model()
-    spec.ParseFromString(_root_model_file(Path(package)).read_bytes())
-    function = spec.mlProgram.functions["main"]
-    block = function.block_specializations[function.opset]
+    _, block = _main_block(package)
     consts = {op.outputs[0].name: op for op in block.operations if op.type == "const"}
     ops = []
     for op in block.operations:
@@ -103,6 +108,57 @@ def program_ops(package: Path, shapes: dict[str, tuple[int, ...]] | None = None)
                 macs = int(np.prod(shapes[op.outputs[0].name])) * int(np.prod(dims[1:]))
         ops.append(MILOp(name, op.type, inputs, op.outputs[0].name, macs))
     return ops
+
+
+def _main_block(package: Path) -> tuple[Any, Any]:
+    from coremltools.proto import Model_pb2
+
+    from convert.coreml.mil_executor import _root_model_file
+
+    import_coremltools()
+    spec = Model_pb2.Model()
+    spec.ParseFromString(_root_model_file(Path(package)).read_bytes())
+    function = spec.mlProgram.functions["main"]
+    return function, function.block_specializations[function.opset]
+
+
+def program_min_ios(package: Path) -> str:
+    """The iOS release ``package``'s program targets (opset ``CoreML7`` is iOS 17)."""
+    function, _ = _main_block(package)
+    return str(int(function.opset.removeprefix("CoreML")) + 10)
+
+
+def quantised_outputs(package: Path) -> set[str]:
+    """Variables of ``package``'s main function that feed a ``quantize`` op: int8 activations in a W8A8 package."""
+    _, block = _main_block(package)
+    return {arg.name for op in block.operations if op.type == "quantize" for arg in op.inputs["input"].arguments if arg.name}
+
+
+def per_layer_errors(quantised: Path, float_package: Path, pixels: np.ndarray) -> list[LayerError]:
+    """SQNR of every quantisable op's output in the W8A8 ``quantised`` against the fp16 ``float_package``, in program order.
+
+    For ``shvit-check --per-layer``: the W8A8 package is made from the fp16 program of the same
+    model, so its ops keep their output variables' names. One image at a time (memory: one image's
+    activations of the float run). Values the W8A8 program holds rescaled are compared at the
+    float model's scale (:meth:`MILExecutor.domain_factors`).
+    """
+    ops = program_ops(quantised)
+    wanted = {op.output for op in ops}
+    int8 = quantised_outputs(quantised)
+    float_run, quant_run = MILExecutor(float_package), MILExecutor(quantised)
+    factors = quant_run.domain_factors()
+    sums: dict[str, SqnrSum] = {}
+    for start in range(len(pixels)):
+        image = pixels[start : start + 1]
+        reference: dict[str, Any] = {}
+        float_run.run(float_run.image_feeds(image), observe=lambda name, value: reference.__setitem__(name, value) if name in wanted else None)
+
+        def compare(name: str, value: Any) -> None:
+            if name in reference and tuple(reference[name].shape) == tuple(value.shape):
+                sums.setdefault(name, SqnrSum()).add(reference[name].numpy(), value.numpy() / factors.get(name, 1.0))
+
+        quant_run.run(quant_run.image_feeds(image), observe=compare)
+    return [LayerError(op.name, op.op_type, "int8" if op.output in int8 else "fp16", sums[op.output].db) for op in ops if op.output in sums]
 
 
 def observe(package: Path, pixels: np.ndarray) -> _Observer:
@@ -145,6 +201,31 @@ def quantize(float_package: Path, stats: ActivationStats, *, keep_float: Sequenc
     with quiet():
         model = quantize_activations(ct.models.MLModel(str(float_package), skip_model_load=True), stats, keep_float=keep_float)
         return quantize_weights(model) if weights else model
+
+
+def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[MILOp], float_package: Path, stats: ActivationStats,
+                       pixels: np.ndarray, *, forced: Sequence[str] = ()) -> None:
+    """Set ``alone_int8`` of the most sensitive ops: the float package with only that op's inputs and output rounded to int8.
+
+    One executor run per op, the rounding done in the executor (no coremltools pass, which costs
+    seconds per trial); weights stay float, so this is the op's activation cost alone.
+    """
+    executor = MILExecutor(float_package)
+    feeds, name = executor.image_feeds(pixels), executor.logits_name()
+    reference = np.asarray(executor.run(feeds, outputs=[name])[name], np.float32).reshape(len(pixels), -1)
+    by_name = {op.name: op for op in ops}
+    for sensitivity in most_sensitive(list(sensitivities), also=forced):
+        op = by_name[sensitivity.name]
+        rounded = {n: stats[n] for n in (*op.inputs, op.output) if n in stats}
+
+        def rewrite(var: str, value: Any, rounded: dict[str, Any] = rounded) -> Any:
+            if var not in rounded:
+                return value
+            return torch.from_numpy(fake_quant(value.numpy(), rounded[var]["rmin"], rounded[var]["rmax"]))
+
+        logits = executor.run(feeds, outputs=[name], rewrite=rewrite)[name]
+        sensitivity.alone_int8 = quality(reference, np.asarray(logits, np.float32).reshape(len(pixels), -1))
+        log.info("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
 
 
 def list_quantisable_ops(package: Path) -> list[str]:
@@ -206,6 +287,7 @@ def convert_w8a8(
     )
     if options.mode == "full":
         return model, report
+    measure_alone_int8(sensitivities, ops, float_package, stats, pixels[:ALONE_IMAGES], forced=forced)
     free = [op for op in ops if op.name not in forced]
     candidates = [
         Candidate(label=f"{chunk[0].name} … {chunk[-1].name}", members=[op.name for op in chunk], macs=sum(op.macs for op in chunk),

@@ -24,6 +24,7 @@ from convert.errors import ConvertError
 
 DEFAULT_BATCH = 8
 Observer = Callable[[str, torch.Tensor], None]
+Rewrite = Callable[[str, torch.Tensor], torch.Tensor]
 
 _NUMPY_DTYPES: dict[str, Any] = {
     "FLOAT16": np.float16, "FLOAT32": np.float32, "FLOAT64": np.float64, "BOOL": np.bool_,
@@ -216,32 +217,37 @@ class MILExecutor:
         *,
         outputs: Sequence[str] | None = None,
         observe: Observer | None = None,
+        rewrite: Rewrite | None = None,
         batch_size: int = DEFAULT_BATCH,
     ) -> dict[str, Any]:
         """Outputs for ``feeds`` (each input with a leading image axis N), concatenated over N.
 
-        ``observe(name, tensor)`` sees every input and every float op output, batch by batch.
+        ``observe(name, tensor)`` sees every input and every float op output, batch by batch;
+        ``rewrite(name, tensor)`` may replace a float op output before anything reads it (or return it as is).
         """
         wanted = list(outputs or self.output_names)
         count = self._check_feeds(feeds)
         results: dict[str, list[Any]] = {name: [] for name in wanted}
         for start in range(0, count, batch_size):
             chunk = {k: torch.from_numpy(np.ascontiguousarray(v[start : start + batch_size])).float() for k, v in feeds.items()}
-            for name, value in self._run_chunk(chunk, wanted, observe).items():
+            for name, value in self._run_chunk(chunk, wanted, observe, rewrite).items():
                 results[name].append(value)
         return {name: _join(parts) for name, parts in results.items()}
 
-    def _run_chunk(self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None) -> dict[str, Any]:
+    def _run_chunk(self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None,
+                   rewrite: Rewrite | None) -> dict[str, Any]:
         size = next(iter(feeds.values())).shape[0]
         if size > 1 and self._batchable:
             try:
-                return self._execute(feeds, wanted, observe, batched=True)
+                return self._execute(feeds, wanted, observe, rewrite, batched=True)
             except NotBatchable:
                 self._batchable = False
-        singles = [self._execute({k: v[i : i + 1] for k, v in feeds.items()}, wanted, observe, batched=False) for i in range(size)]
+        singles = [self._execute({k: v[i : i + 1] for k, v in feeds.items()}, wanted, observe, rewrite, batched=False)
+                   for i in range(size)]
         return {name: _join([s[name] for s in singles]) for name in wanted}
 
-    def _execute(self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None, *, batched: bool) -> dict[str, Any]:
+    def _execute(self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None, rewrite: Rewrite | None,
+                 *, batched: bool) -> dict[str, Any]:
         env: dict[str, Any] = dict(feeds)
         if observe is not None:
             for name, value in feeds.items():
@@ -260,6 +266,8 @@ class MILExecutor:
                 values = result if isinstance(result, tuple) else (result,)
                 for name, value, dtype in zip(op.outputs, values, op.dtypes):
                     value = self._round(value, dtype)
+                    if rewrite is not None and dtype in _FLOAT_TYPES:
+                        value = rewrite(name, value)
                     env[name] = value
                     if observe is not None and dtype in _FLOAT_TYPES:
                         observe(name, value)
@@ -352,6 +360,44 @@ class MILExecutor:
                 names = [b[1] for b in op.inputs["values"] if b[0] == "var"]
                 groups.append([*names, *op.outputs])
         return groups
+
+    def domain_factors(self) -> dict[str, float]:
+        """Variables a W8A8 program holds rescaled, by the factor: the value is ``factor`` × the float model's.
+
+        coremltools may give a ``dequantize`` another scale than its ``quantize`` (an add's inputs in a
+        common scale, for one); the program stays exact, but between such a pair and the next
+        ``quantize`` the values are scaled. Scale-equivariant ops (add, relu, concat, pooling, shape
+        ops) carry a shared factor on; anything else ends it.
+        """
+        factors: dict[str, float] = {}
+        quantized: dict[str, tuple[float, float]] = {}  # int var -> (scale, factor of the quantized float var)
+        carries = {"add", "sub", "relu", "concat", "avg_pool", "max_pool", "reshape", "transpose", "slice_by_index", "split"}
+
+        def scalar(bound: Any) -> float | None:
+            value = bound[1] if bound[0] == "const" else self._consts.get(bound[1])
+            return float(value.reshape(-1)[0]) if isinstance(value, torch.Tensor) and value.numel() == 1 else None
+
+        for op in self._ops:
+            if op.type == "quantize":
+                scale = scalar(op.inputs["scale"])
+                if scale:
+                    quantized[op.outputs[0]] = (scale, factors.get(op.inputs["input"][1], 1.0))
+            elif op.type == "dequantize" and op.inputs["input"][1] in quantized:
+                scale, before = quantized[op.inputs["input"][1]]
+                d = scalar(op.inputs["scale"])
+                if d and abs(d / scale * before - 1.0) > 1e-6:
+                    factors[op.outputs[0]] = d / scale * before
+            elif op.type in carries:
+                bound = op.inputs.get("x", op.inputs.get("values"))
+                names = [b[1] for b in (bound if isinstance(bound, list) else [bound]) if isinstance(b, tuple) and b[0] == "var"]
+                if op.type in ("add", "sub") and op.inputs.get("y", ("const",))[0] == "var":
+                    names.append(op.inputs["y"][1])
+                found = [factors.get(n, 1.0) for n in names]
+                # the inputs' factors agree to fp16 rounding of the scales they come from
+                if found and max(found) <= min(found) * 1.01 and abs(found[0] - 1.0) > 1e-3:
+                    for out in op.outputs:
+                        factors[out] = float(np.mean(found))
+        return factors
 
     def op_types(self) -> list[str]:
         """Types of the non-const ops in program order (constexpr ops are folded at load)."""

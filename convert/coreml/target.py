@@ -163,6 +163,18 @@ class CoreMLTarget:
         with scratch.hosting():
             plain_conversion(source.deploy, source.input_size).save(str(path))
 
+    def per_layer(self, artifact: Path, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> tuple[list[Any], str]:
+        """Each quantisable op of the W8A8 ``artifact`` against the fp16 program of ``source`` it was made from."""
+        from convert.coreml.export import to_mlmodel
+        from convert.coreml.int8_mixed import per_layer_errors, program_min_ios
+
+        min_ios = program_min_ios(Path(artifact))
+        with scratch.temporary("shvit-per-layer-") as folder:
+            twin = folder / "float.mlpackage"
+            log(f"→ converting the float twin (fp16 Core ML, iOS {min_ios}+) to compare op by op in the reference MIL executor")
+            to_mlmodel(source.deploy, input_size=source.input_size, labels=source.labels, precision="fp16", min_ios=min_ios).save(str(twin))
+            return per_layer_errors(Path(artifact), twin, pixels), f"fp16 Core ML, iOS {min_ios}+, reference MIL executor"
+
 
 def _run_core_ml(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
     from PIL import Image

@@ -66,13 +66,17 @@ def percentile_range(values: np.ndarray, low: float, high: float) -> tuple[float
     return max(float(lo), low), min(float(hi), high)
 
 
-def fake_quant_mse(values: np.ndarray, low: float, high: float, weights: np.ndarray | None = None) -> float:
-    """Mean squared error of rounding ``values`` to :data:`LEVELS` steps over [low, high] (zero kept exact)."""
+def fake_quant(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``values`` rounded to :data:`LEVELS` steps over [low, high] and back (zero kept exact): what int8 stores."""
     low, high = min(low, 0.0), max(high, 0.0)
     scale = (high - low) / LEVELS or 1.0
     zero = np.round(-low / scale)
-    q = np.clip(np.round(values / scale) + zero, 0, LEVELS)
-    return float(np.average(((q - zero) * scale - values) ** 2, weights=weights))
+    return ((np.clip(np.round(values / scale) + zero, 0, LEVELS) - zero) * scale).astype(values.dtype, copy=False)
+
+
+def fake_quant_mse(values: np.ndarray, low: float, high: float, weights: np.ndarray | None = None) -> float:
+    """Mean squared error of rounding ``values`` to :data:`LEVELS` steps over [low, high] (zero kept exact)."""
+    return float(np.average((fake_quant(values, low, high) - values) ** 2, weights=weights))
 
 
 def _mse_sample(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

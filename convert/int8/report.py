@@ -87,8 +87,8 @@ class OpSensitivity:
     ``name`` is the user-facing name (``keep_float`` takes it): the op's output tensor name in
     TFLite, the MIL op name in Core ML. ``own_sqnr_db`` is the op's own error (its output, fed float
     inputs, against float); ``alone_float`` is the model's quality with only this op in float (the
-    rest int8); ``alone_int8`` with only this op in int8 (measured for the ops the selection looked
-    at closely, else None).
+    rest int8); ``alone_int8`` with only this op in int8, everything else float (measured for the
+    :data:`ALONE_OPS` ops with the worst own error and any forced float, else None).
     """
 
     name: str
@@ -105,6 +105,55 @@ class OpSensitivity:
         if not math.isfinite(self.own_sqnr_db):
             record["own_sqnr_db"] = None if math.isnan(self.own_sqnr_db) else 999.0
         return record
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One op output of a quantised artifact against the same tensor of its float twin, over images.
+
+    The error includes what the op inherits from the ops before it, so along the depth it shows
+    where the model's error grows; ``float`` ops (kept float, or never quantised) add only what
+    their inputs bring.
+    """
+
+    name: str
+    op_type: str
+    dtype: str
+    sqnr_db: float
+
+
+class SqnrSum:
+    """Signal and noise energy of one tensor summed over images: the SQNR of all of them together."""
+
+    __slots__ = ("signal", "noise")
+
+    def __init__(self) -> None:
+        self.signal = self.noise = 0.0
+
+    def add(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+        ref = np.asarray(reference, np.float64)
+        self.signal += float(np.sum(ref**2))
+        self.noise += float(np.sum((ref - np.asarray(candidate, np.float64)) ** 2))
+
+    @property
+    def db(self) -> float:
+        if self.noise == 0:
+            return math.inf
+        return 10 * math.log10(max(self.signal, 1e-30) / self.noise)
+
+
+ALONE_OPS = 24
+"""Quantisable ops (the worst by own error, plus any forced float) measured alone in int8, with
+everything else float: each costs one quantise-and-run (about 0.6 s in TFLite), so not every op."""
+ALONE_IMAGES = 8
+"""Calibration images each alone-in-int8 measurement runs."""
+
+
+def most_sensitive(ops: list[OpSensitivity], *, count: int = ALONE_OPS, also: tuple[str, ...] | list[str] = ()) -> list[OpSensitivity]:
+    """The ``count`` ops with the worst own error (finite ones), and those named in ``also``, in graph order."""
+    ranked = sorted((op for op in ops if math.isfinite(op.own_sqnr_db)), key=lambda op: op.own_sqnr_db)[:count]
+    wanted = {op.name for op in ranked} | set(also)
+    return [op for op in ops if op.name in wanted]
 
 
 @dataclass
@@ -163,6 +212,10 @@ def log_int8_report(report: dict[str, Any] | None, *, log: Callable[[str], None]
         shown = ", ".join(f"{name} ({by_name[name]['own_sqnr_db']:.1f} dB)" if name in by_name and by_name[name]["own_sqnr_db"] is not None
                           else name for name in kept[:8])
         log(f"  kept in float: {len(kept)} op{'s' if len(kept) != 1 else ''}: {shown}{' …' if len(kept) > 8 else ''}")
+    alone = sorted((op for op in report["ops"] if op.get("alone_int8")), key=lambda op: op["alone_int8"]["mean_cosine"])
+    if alone:
+        log(f"  alone in int8 (the {len(alone)} ops with the worst own error, everything else float), lowest logit cosine: "
+            + ", ".join(f"{op['name']} {op['alone_int8']['mean_cosine']:.5f}" for op in alone[:3]))
     log(f"  result: {report['outcome']}, min cosine {final['min_cosine']:.4f}, top-1 {final['top1']:.0%}, "
         f"{report['int8_mac_share']:.0%} of MACs in int8")
     for note in report["notes"]:

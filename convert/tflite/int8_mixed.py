@@ -33,10 +33,15 @@ from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
 from convert.int8.report import (
     aim,
     TFLITE_INT8_TARGET,
+    ALONE_IMAGES,
+    ALONE_OPS,
     Int8Report,
+    LayerError,
     OpSensitivity,
     Quality,
     QualityTarget,
+    SqnrSum,
+    most_sensitive,
     quality,
     sqnr_db,
 )
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 
 MAC_OPS: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 _MODEL_PREFIX = re.compile(r"^model(_\d+)?/")
+CLASSIFIER = "logits"
+"""User-facing name of the op that computes the logits."""
 
 Progress = Callable[[int, int], None]
 
@@ -106,6 +113,15 @@ def op_table(model: bytes) -> list[TFLiteOp]:
         op_type = names[op.OpcodeIndex()]
         pointwise = op_type == "FULLY_CONNECTED" or (op_type == "CONV_2D" and tuple(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1:3]) == (1, 1))
         ops.append(TFLiteOp(short_name(tensor), tensor, op_type, _macs(graph, op, op_type), types.get(out.Type(), "?"), pointwise))
+    # The classifier is "logits" whatever the converter called its tensor (Identity, Identity1 in
+    # int8, logits once the export names the output), so names agree across an export's artifacts.
+    produced = {graph.Operators(i).Outputs(0): i for i in range(graph.OperatorsLength())}
+    last = produced.get(graph.Outputs(0))
+    if last is not None and ops[last].op_type == "DEQUANTIZE":
+        ops[last] = replace(ops[last], name=f"{CLASSIFIER}/dequantize")
+        last = produced.get(graph.Operators(last).Inputs(0))
+    if last is not None:
+        ops[last] = replace(ops[last], name=CLASSIFIER)
     seen: dict[str, int] = {}
     for op in ops:
         seen[op.name] = seen.get(op.name, 0) + 1
@@ -345,7 +361,7 @@ def layer_errors(calibrated: bytes, pixels: np.ndarray) -> dict[str, float]:
         if tensor and tensor[-1].isdigit():
             tensor = tensor[:-1]
         by_short[short_name(tensor)] = float(metrics["sqnr_db"])
-    return {op.tensor: by_short[op.name] for op in op_table(calibrated) if op.name in by_short}
+    return {op.tensor: by_short[short_name(op.tensor)] for op in op_table(calibrated) if short_name(op.tensor) in by_short}
 
 
 # -------------------------------------------------------------------------------- the decision
@@ -370,6 +386,18 @@ def analyse_tflite(calibrated: bytes, pixels: np.ndarray) -> list[OpSensitivity]
     """Every op full int8 quantises, with its own error (:func:`layer_errors`), in graph order."""
     errors = layer_errors(calibrated, pixels)
     return [OpSensitivity(op.name, op.op_type, op.macs, errors.get(op.tensor, math.nan)) for op in quantised_ops(calibrated)]
+
+
+def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[TFLiteOp], calibrated: bytes, pixels: np.ndarray,
+                       reference: np.ndarray, *, forced: Sequence[str] = ()) -> None:
+    """Set ``alone_int8`` of the most sensitive ops: the model with only that op int8 and every other op float."""
+    tensor_of = {op.name: op.tensor for op in ops}
+    every = [op.tensor for op in ops]
+    for sensitivity in most_sensitive(list(sensitivities), also=[short_name(t) for t in forced] + list(forced)):
+        tensor = tensor_of[sensitivity.name]
+        model = quantize(calibrated, keep_float=[t for t in every if t != tensor])
+        sensitivity.alone_int8 = quality(reference, run_logits(model, pixels))
+        log.info("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
 
 
 def convert_int8(
@@ -422,6 +450,8 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
     report.ops = sensitivities
     if options.mode == "full":
         return model, report
+    measure_alone_int8(sensitivities, ops, chosen, pixels[:ALONE_IMAGES], reference[:ALONE_IMAGES], forced=options.keep_float)
+    report.evaluations += sum(op.alone_int8 is not None for op in sensitivities)
     candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
     selection = select_float_ops(candidates, evaluate, target=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
     kept = set(selection.keep_float) | set(forced)
@@ -453,55 +483,57 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
 # ---------------------------------------------------------------- per-layer check of artifacts
 
 
-@dataclass(frozen=True)
-class LayerError:
-    """One op's output in a quantised model against the same tensor of the float model (what it inherits included)."""
-
-    name: str
-    op_type: str
-    dtype: str
-    sqnr_db: float
-
-
 def per_layer_errors(quantised: bytes, float_model: bytes, pixels: np.ndarray) -> list[LayerError]:
-    """Cumulative SQNR of every op output of ``quantised`` against ``float_model`` on ``pixels``, in graph order.
+    """SQNR of every op output of ``quantised`` against the same op of ``float_model`` on ``pixels``, in graph order.
 
-    For ``shvit-check --per-layer``: both are artifacts of one export (ops share output names), so
-    the table shows where along the depth the error grows, without the conversion's calibrated model.
+    For ``shvit-check --per-layer``. Both come from one toolkit export path (the float one may be a
+    separate conversion of the same model): ops are matched by their user-facing name
+    (:func:`op_table`), so the table shows where along the depth the error grows. One image at a
+    time, so memory stays at one image's activations.
     """
     from ai_edge_litert.interpreter import Interpreter
 
     from convert.tflite.runtime import to_input
 
-    def tensors(model: bytes) -> list[dict[str, np.ndarray]]:
+    Outputs = list[tuple[TFLiteOp, int, tuple[float, int]]]
+
+    def outputs(model: bytes) -> tuple[Any, Any, Outputs]:
         it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=1)
         it.allocate_tensors()
-        inp = it.get_input_details()[0]
-        details = it.get_tensor_details()
-        found = []
-        for image in pixels:
-            it.set_tensor(inp["index"], to_input(image[None], inp))
-            it.invoke()
-            values = {}
-            for detail in details:
-                try:
-                    value = it.get_tensor(detail["index"])
-                except ValueError:
-                    continue
-                scale, zero = detail["quantization"]
-                if np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale:
-                    value = (value.astype(np.float32) - zero) * scale
-                elif np.dtype(detail["dtype"]) != np.float32:
-                    continue
-                values[detail["name"]] = value.copy()
-            found.append(values)
+        graph = _graph(model)
+        quantization = {t["index"]: t["quantization"] for t in it.get_tensor_details()}
+        ops = [(op, graph.Operators(i).Outputs(0), quantization.get(graph.Operators(i).Outputs(0), (0.0, 0)))
+               for i, op in enumerate(op_table(model)) if op.op_type not in ("QUANTIZE", "DEQUANTIZE")]
+        return it, it.get_input_details()[0], ops
+
+    def values(it: Any, inp: dict[str, Any], ops: Outputs, image: np.ndarray) -> dict[str, np.ndarray]:
+        it.set_tensor(inp["index"], to_input(image[None], inp))
+        it.invoke()
+        found = {}
+        for op, index, (scale, zero) in ops:
+            try:
+                value = it.get_tensor(index)
+            except ValueError:
+                continue
+            if value.dtype in (np.int8, np.uint8) and scale:
+                value = (value.astype(np.float32) - zero) * scale
+            elif value.dtype != np.float32:
+                continue
+            found[op.name] = value
         return found
 
-    quantised_values, float_values = tensors(quantised), tensors(float_model)
-    rows = []
-    for op in op_table(quantised):
-        if op.op_type in ("QUANTIZE", "DEQUANTIZE") or op.tensor not in float_values[0] or op.tensor not in quantised_values[0]:
-            continue
-        sqnr = float(np.mean([sqnr_db(f[op.tensor], q[op.tensor]) for f, q in zip(float_values, quantised_values)]))
-        rows.append(LayerError(op.name, op.op_type, op.output_dtype, sqnr))
-    return rows
+    q_it, q_in, q_ops = outputs(quantised)
+    f_it, f_in, f_ops = outputs(float_model)
+    sums: dict[str, SqnrSum] = {}
+    for image in pixels:
+        reference = values(f_it, f_in, f_ops, image)
+        for name, value in values(q_it, q_in, q_ops, image).items():
+            if name in reference and reference[name].shape == value.shape:
+                sums.setdefault(name, SqnrSum()).add(reference[name], value)
+    return [LayerError(op.name, op.op_type, op.output_dtype, sums[op.name].db) for op, _, _ in q_ops if op.name in sums]
+
+
+def _graph(model: bytes) -> Any:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.Model.GetRootAs(model, 0).Subgraphs(0)

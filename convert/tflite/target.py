@@ -157,5 +157,17 @@ class TFLiteTarget:
         export_tflite(source.pixel_model, {"fp32": path}, input_size=source.input_size, labels=source.labels, rewrite=False,
                       scratch=scratch, log=log)
 
+    def per_layer(self, artifact: Path, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> tuple[list[Any], str]:
+        """Each op of the int8 ``artifact`` against the fp32 conversion of ``source`` (converted here, ~1 min for S1)."""
+        from convert.tflite.export import export_tflite
+        from convert.tflite.int8_mixed import per_layer_errors
+
+        with scratch.temporary("shvit-per-layer-") as folder:
+            twin = folder / "float.tflite"
+            log("→ converting the float twin (fp32 TFLite, same converter) to compare op by op")
+            export_tflite(source.pixel_model, {"fp32": twin}, input_size=source.input_size, labels=source.labels, scratch=scratch,
+                          log=lambda _message: None)
+            return per_layer_errors(Path(artifact).read_bytes(), twin.read_bytes(), pixels), "fp32 TFLite, same converter"
+
 
 TARGET = TFLiteTarget()

@@ -36,12 +36,15 @@ from convert.validate.checker import DEFAULT_COUNT
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report here.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="Write a self-contained HTML report (table and chart) here.")
+@click.option("--per-layer", is_flag=True,
+              help="For int8 artifacts: every op's error against a float conversion of the reference (SQNR along the depth) "
+                   "and, from the export's sidecar, each op's own error; in the terminal, --json and --html (with a chart).")
 @click.option("--threads", type=int, default=None, help="CPU threads for each runtime. Default: the runtime's own choice.")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def check_command(
     artifacts: tuple[Path, ...], variant: str, weights: str, images_dir: Path | None, labels_from_folders: bool,
     labels_file: Path | None, labels_path: Path | None, count: int, input_size: int | None, json_path: Path | None,
-    html_path: Path | None, threads: int | None, debug: bool,
+    html_path: Path | None, per_layer: bool, threads: int | None, debug: bool,
 ) -> int:
     """Compare exported SHViT models (.onnx, .tflite, .mlpackage, .aimodel) with the PyTorch reference.
 
@@ -59,10 +62,13 @@ def check_command(
     report = check(
         list(artifacts), reference=variant.lower(), weights=weights, images=images_dir, labels=labels_path,
         labels_from_folders=labels_from_folders, labels_file=labels_file, count=count, input_size=input_size, threads=threads,
-        progress=True,
+        per_layer=per_layer, progress=True,
     )
     report.spell_for_cli(FLAGS)
     click.echo("\n".join(format_table(report)))
+    for layers in report.per_layer:
+        click.echo("")
+        click.echo("\n".join(layers.table()))
     if json_path is not None:
         write_json(report, json_path)
         click.echo(f"→ wrote {json_path}", err=True)

@@ -70,6 +70,8 @@ class CheckReport:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     images_note: Message | None = None
     """The images' description as a template (generated images), for a command to spell with its flags."""
+    per_layer: list[Any] = field(default_factory=list)
+    """``shvit-check --per-layer``: :class:`convert.validate.per_layer.PerLayerReport` per int8 artifact."""
 
     def spell_for_cli(self, flags: Mapping[str, str]) -> None:
         """Name the command's flags wherever the report tells the user what to pass."""
@@ -189,6 +191,7 @@ def as_json(report: CheckReport) -> dict[str, Any]:
         "schema": SCHEMA, "created": report.created, "passed": report.passed, "summary": counts,
         "reference": {**report.reference, "accuracy": _finite(ref.as_dict()) if ref else None},
         "images": report.images, "artifacts": [artifact(a) for a in report.artifacts], "versions": report.versions,
+        **({"per_layer": [p.as_dict() for p in report.per_layer]} if report.per_layer else {}),
     }
 
 
@@ -328,6 +331,7 @@ def render_html(report: CheckReport) -> str:
 </tbody></table>
 <h2>Chart</h2>
 <figure id="chart">{chart_svg(report)}</figure>
+{"".join(p.html_section() for p in report.per_layer)}
 {"<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else ""}
 <footer>Generated {esc(report.created)} by shvit-check ({SCHEMA}); {esc(versions)}</footer>
 </body></html>
