@@ -76,9 +76,9 @@ class PerLayerReport:
 
     def table(self) -> list[str]:
         """The terminal table: every op in graph order."""
-        headers = ["#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 cosine"]
+        headers = ["#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 1−cos"]
         rows = [[str(r.index), r.name, r.op_type, r.dtype + (" (kept)" if r.kept_float else ""), _db(r.sqnr_db),
-                 _db(r.own_sqnr_db), "-" if r.alone_int8_cosine is None else f"{r.alone_int8_cosine:.5f}"] for r in self.rows]
+                 _db(r.own_sqnr_db), _loss(r.alone_int8_cosine)] for r in self.rows]
         lines = [f"per-layer: {self.artifact} against its float twin ({self.twin}), {self.images} images, {len(self.rows)} ops", *grid(headers, rows)]
         worst = self.worst()
         if worst:
@@ -88,12 +88,12 @@ class PerLayerReport:
 
     def html_section(self) -> str:
         esc = html.escape
-        head = "".join(f"<th>{esc(h)}</th>" for h in ("#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 cosine"))
+        head = "".join(f"<th>{esc(h)}</th>" for h in ("#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 1−cos"))
         body = "\n".join(
             f'<tr class="{"float" if r.dtype != "int8" else "int8"}"><td>{r.index}</td><td class="text">{esc(r.name)}</td>'
             f'<td class="text">{esc(r.op_type)}</td><td class="text">{esc(r.dtype)}{" (kept)" if r.kept_float else ""}</td>'
             f"<td>{_db(r.sqnr_db)}</td><td>{_db(r.own_sqnr_db)}</td>"
-            f"<td>{'-' if r.alone_int8_cosine is None else f'{r.alone_int8_cosine:.5f}'}</td></tr>"
+            f"<td>{_loss(r.alone_int8_cosine)}</td></tr>"
             for r in self.rows
         )
         worst = ", ".join(esc(f"#{r.index} {r.name}") for r in self.worst())
@@ -165,6 +165,11 @@ def _db(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return "exact" if value == math.inf or value >= 999 else f"{value:.1f}"
+
+
+def _loss(cosine: float | None) -> str:
+    """The logits' 1 − cosine when the op alone is int8 (cosines this close to 1 read better as a loss)."""
+    return "-" if cosine is None else f"{max(1.0 - cosine, 0.0):.1e}"
 
 
 def _finite(value: float) -> float | None:
