@@ -100,6 +100,9 @@ def _assert_per_layer(layers: dict[str, Any], sidecar: dict[str, Any]) -> None:
     assert not missing, f"{len(missing)} quantised ops without a per-layer row, e.g. {missing[:3]}"
     assert all(row["sqnr_db"] is None or math.isfinite(row["sqnr_db"]) for row in rows.values())
     assert all(row["sqnr_db"] is not None for row in rows.values() if row["dtype"] == "int8"), "an int8 op matched its float twin exactly"
+    # int8 rounds each op by well under 1% of its range: an op far below 10 dB is compared at the wrong scale or to the wrong op
+    off = {name: row["sqnr_db"] for name, row in rows.items() if row["sqnr_db"] is not None and row["sqnr_db"] < 10}
+    assert not off, f"ops whose error exceeds a tenth of their signal: {off}"
     for op in exported:
         assert rows[op["name"]]["own_sqnr_db"] == op["own_sqnr_db"]
         if op["alone_int8"]:

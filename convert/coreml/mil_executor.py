@@ -389,10 +389,10 @@ class MILExecutor:
                     factors[op.outputs[0]] = d / scale * before
             elif op.type in carries:
                 bound = op.inputs.get("x", op.inputs.get("values"))
-                names = [b[1] for b in (bound if isinstance(bound, list) else [bound]) if isinstance(b, tuple) and b[0] == "var"]
-                if op.type in ("add", "sub") and op.inputs.get("y", ("const",))[0] == "var":
-                    names.append(op.inputs["y"][1])
-                found = [factors.get(n, 1.0) for n in names]
+                operands = [*(bound if isinstance(bound, list) else [bound]), *([op.inputs["y"]] if op.type in ("add", "sub") else [])]
+                if op.type in ("add", "sub") and any(b[0] != "var" or b[1] in self._consts for b in operands):
+                    continue  # a constant term does not scale with the variable one
+                found = [factors.get(b[1], 1.0) for b in operands if isinstance(b, tuple) and b[0] == "var"]
                 # the inputs' factors agree to fp16 rounding of the scales they come from
                 if found and max(found) <= min(found) * 1.01 and abs(found[0] - 1.0) > 1e-3:
                     for out in op.outputs:
