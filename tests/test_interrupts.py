@@ -30,12 +30,18 @@ MODULES = {"shvit-convert": "convert.cli", "shvit-check": "convert.validate.chec
            "shvit-demo": "mobile_demo.cli"}
 
 
+def _as_from_a_terminal() -> None:
+    """A command typed at a terminal gets SIGINT at its default; a test run launched in the background
+    (``cmd &`` from a script) inherits it ignored, and Python then keeps it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(prog: str, args: list[object], *, tmpdir: Path) -> tuple[subprocess.Popen[str], list[str]]:
     """``prog`` in its own session (as from a terminal), its output collected line by line as it comes."""
     tmpdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", MODULES[prog], *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, TMPDIR=str(tmpdir)), start_new_session=True,
+        env=dict(os.environ, TMPDIR=str(tmpdir)), start_new_session=True, preexec_fn=_as_from_a_terminal,
     )
     lines: list[str] = []
 
