@@ -148,11 +148,11 @@ def test_per_layer_refuses_a_float_artifact_in_one_line(tiny: Any, tmp_path: Pat
     assert lines[-1].startswith("shvit-check: error: --per-layer compares int8 artifacts op by op; ") and "is fp32" in lines[-1]
 
 
-def test_per_layer_from_python(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
+def test_per_layer_from_python(tiny: Any, coreml_auto_int8: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     import convert
     from convert.errors import UsageError
 
-    report = convert.check([auto_int8[0]], reference=str(tiny.checkpoint), weights=None, images=tiny.images_dir, count=8,
+    report = convert.check([coreml_auto_int8[0]], reference=str(tiny.checkpoint), weights=None, images=tiny.images_dir, count=8,
                            input_size=tiny.input_size, per_layer=True)
     (layers,) = report.per_layer
     assert layers.rows and layers.export_report and layers.worst() and layers.table()[0].startswith("per-layer: ")

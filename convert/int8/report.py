@@ -142,7 +142,7 @@ class SqnrSum:
         return 10 * math.log10(max(self.signal, 1e-30) / self.noise)
 
 
-ALONE_OPS = 24
+ALONE_OPS = 12
 """Quantisable ops (the worst by own error, plus any forced float) measured alone in int8, with
 everything else float: each costs one quantise-and-run (about 0.6 s in TFLite), so not every op."""
 ALONE_IMAGES = 8
