@@ -128,12 +128,6 @@ def program_min_ios(package: Path) -> str:
     return str(int(function.opset.removeprefix("CoreML")) + 10)
 
 
-def quantised_outputs(package: Path) -> set[str]:
-    """Variables of ``package``'s main function that feed a ``quantize`` op: int8 activations in a W8A8 package."""
-    _, block = _main_block(package)
-    return {arg.name for op in block.operations if op.type == "quantize" for arg in op.inputs["input"].arguments if arg.name}
-
-
 def per_layer_errors(quantised: Path, float_package: Path, pixels: np.ndarray) -> list[LayerError]:
     """SQNR of every quantisable op's output in the W8A8 ``quantised`` against the fp16 ``float_package``, in program order.
 
@@ -144,9 +138,8 @@ def per_layer_errors(quantised: Path, float_package: Path, pixels: np.ndarray) -
     """
     ops = program_ops(quantised)
     wanted = {op.output for op in ops}
-    int8 = quantised_outputs(quantised)
     float_run, quant_run = MILExecutor(float_package), MILExecutor(quantised)
-    factors = quant_run.domain_factors()
+    int8, factors = quant_run.quantized_inputs(), quant_run.domain_factors()
     sums: dict[str, SqnrSum] = {}
     for start in range(len(pixels)):
         image = pixels[start : start + 1]

@@ -361,6 +361,10 @@ class MILExecutor:
                 groups.append([*names, *op.outputs])
         return groups
 
+    def quantized_inputs(self) -> set[str]:
+        """Variables a ``quantize`` op reads: the activations a W8A8 program holds in int8."""
+        return {op.inputs["input"][1] for op in self._ops if op.type == "quantize" and op.inputs["input"][0] == "var"}
+
     def domain_factors(self) -> dict[str, float]:
         """Variables a W8A8 program holds rescaled, by the factor: the value is ``factor`` × the float model's.
 

@@ -72,12 +72,9 @@ def quality(reference: np.ndarray, candidate: np.ndarray) -> Quality:
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Signal-to-quantisation-noise ratio in dB (inf when identical)."""
-    ref = np.asarray(reference, np.float64)
-    noise = float(np.sum((ref - np.asarray(candidate, np.float64)) ** 2))
-    signal = float(np.sum(ref**2))
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(max(signal, 1e-30) / noise)
+    total = SqnrSum()
+    total.add(reference, candidate)
+    return total.db
 
 
 @dataclass

@@ -390,10 +390,10 @@ def analyse_tflite(calibrated: bytes, pixels: np.ndarray) -> list[OpSensitivity]
 
 def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[TFLiteOp], calibrated: bytes, pixels: np.ndarray,
                        reference: np.ndarray, *, forced: Sequence[str] = ()) -> None:
-    """Set ``alone_int8`` of the most sensitive ops: the model with only that op int8 and every other op float."""
+    """Set ``alone_int8`` of the most sensitive ops and of ``forced`` (output tensors): only that op int8, every other op float."""
     tensor_of = {op.name: op.tensor for op in ops}
-    every = [op.tensor for op in ops]
-    for sensitivity in most_sensitive(list(sensitivities), also=[short_name(t) for t in forced] + list(forced)):
+    every, kept = [op.tensor for op in ops], set(forced)
+    for sensitivity in most_sensitive(list(sensitivities), also=[op.name for op in ops if op.tensor in kept]):
         tensor = tensor_of[sensitivity.name]
         model = quantize(calibrated, keep_float=[t for t in every if t != tensor])
         sensitivity.alone_int8 = quality(reference, run_logits(model, pixels))
@@ -450,7 +450,7 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
     report.ops = sensitivities
     if options.mode == "full":
         return model, report
-    measure_alone_int8(sensitivities, ops, chosen, pixels[:ALONE_IMAGES], reference[:ALONE_IMAGES], forced=options.keep_float)
+    measure_alone_int8(sensitivities, ops, chosen, pixels[:ALONE_IMAGES], reference[:ALONE_IMAGES], forced=forced)
     report.evaluations += sum(op.alone_int8 is not None for op in sensitivities)
     candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
     selection = select_float_ops(candidates, evaluate, target=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
