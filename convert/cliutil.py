@@ -3,6 +3,7 @@ and the library's log records shown as the command's progress lines."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import re
@@ -127,6 +128,20 @@ def _terminate_like_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _forget_caught_interrupt() -> None:
+    """Tell CPython the Ctrl-C was handled, so ``python -m`` exits 130 rather than dying of SIGINT.
+
+    CPython 3.11 marks a KeyboardInterrupt as unhandled whenever one leaves a nested ``PyRun_String``
+    (optree, numpy and TensorFlow call it), even if the caller catches it; ``python -m`` then ends by
+    re-raising SIGINT at itself after our cleanup. Whether Ctrl-C lands in such a call is chance, so the
+    exit status would be too. On interpreters without the flag there is nothing to clear.
+    """
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except ValueError:
+        pass
+
+
 def run_command(command: click.Command, argv: Sequence[str] | None = None) -> int:
     """Run a click command the way users need it: no traceback unless ``--debug``, one line per error."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -146,6 +161,7 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
         click.echo(f"{prog}: error: {exc.for_cli(FLAGS)} (see {prog} --help)", err=True)
         return EXIT_USAGE
     except (click.Abort, KeyboardInterrupt):
+        _forget_caught_interrupt()
         click.echo(f"{prog}: {INTERRUPTED}", err=True)
         return EXIT_INTERRUPTED
     except _user_errors() as exc:

@@ -93,6 +93,31 @@ def _no_process_works_in(folder: Path) -> bool:
     return True
 
 
+NESTED_INTERRUPT = """
+import ctypes, sys
+import click
+from convert.cliutil import run_command
+
+run_string = ctypes.pythonapi.PyRun_String
+run_string.restype = ctypes.py_object
+run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+
+@click.command()
+def nested() -> None:
+    scope: dict = {}
+    run_string(b"raise KeyboardInterrupt", 257, scope, scope)  # 257: Py_file_input
+
+sys.exit(run_command(nested, []))
+"""
+
+
+def test_ctrl_c_inside_a_nested_interpreter_call_still_exits_130(tmp_path: Path) -> None:
+    """Ctrl-C landing in a library's ``PyRun_String`` (optree's, inside torch.export) made ``python -m`` die of SIGINT."""
+    (tmp_path / "nested_cli.py").write_text(NESTED_INTERRUPT)
+    done = subprocess.run([sys.executable, "-m", "nested_cli"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    _assert_interrupted("nested", done.returncode, done.stderr)
+
+
 # ------------------------------------------------------------------ ONNX, full-size S1
 
 
