@@ -138,7 +138,7 @@ def _forget_caught_interrupt() -> None:
     """
     try:
         ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
-    except ValueError:
+    except (AttributeError, ValueError):  # not CPython, or a CPython that keeps the flag elsewhere
         pass
 
 
