@@ -211,7 +211,8 @@ def log_int8_report(report: dict[str, Any] | None, *, log: Callable[[str], None]
         log(f"  kept in float: {len(kept)} op{'s' if len(kept) != 1 else ''}: {shown}{' …' if len(kept) > 8 else ''}")
     alone = sorted((op for op in report["ops"] if op.get("alone_int8")), key=lambda op: op["alone_int8"]["mean_cosine"])
     if alone:
-        log(f"  alone in int8 (the {len(alone)} ops with the worst own error, everything else float), lowest logit cosine: "
+        log(f"  alone in int8 ({len(alone)} ops measured: the worst own errors and any kept float by request; everything else "
+            "float), lowest logit cosine: "
             + ", ".join(f"{op['name']} {op['alone_int8']['mean_cosine']:.5f}" for op in alone[:3]))
     log(f"  result: {report['outcome']}, min cosine {final['min_cosine']:.4f}, top-1 {final['top1']:.0%}, "
         f"{report['int8_mac_share']:.0%} of MACs in int8")

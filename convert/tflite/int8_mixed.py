@@ -31,16 +31,15 @@ from convert.errors import ArgumentError
 
 from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
 from convert.int8.report import (
-    aim,
-    TFLITE_INT8_TARGET,
     ALONE_IMAGES,
-    ALONE_OPS,
+    TFLITE_INT8_TARGET,
     Int8Report,
     LayerError,
     OpSensitivity,
     Quality,
     QualityTarget,
     SqnrSum,
+    aim,
     most_sensitive,
     quality,
     sqnr_db,

@@ -30,6 +30,8 @@ from convert.validate.report import grid, pyplot
 PER_LAYER_IMAGES = 8
 """Images each per-layer comparison runs (the SQNR is over all of them together)."""
 WORST_SHOWN = 5
+COLUMNS = ("#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 1−cos")
+"""The table's columns, in the terminal and in HTML."""
 
 
 @dataclass
@@ -76,10 +78,9 @@ class PerLayerReport:
 
     def table(self) -> list[str]:
         """The terminal table: every op in graph order."""
-        headers = ["#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 1−cos"]
         rows = [[str(r.index), r.name, r.op_type, r.dtype + (" (kept)" if r.kept_float else ""), _db(r.sqnr_db),
                  _db(r.own_sqnr_db), _loss(r.alone_int8_cosine)] for r in self.rows]
-        lines = [f"per-layer: {self.artifact} against its float twin ({self.twin}), {self.images} images, {len(self.rows)} ops", *grid(headers, rows)]
+        lines = [f"per-layer: {self.artifact} against its float twin ({self.twin}), {self.images} images, {len(self.rows)} ops", *grid(COLUMNS, rows)]
         worst = self.worst()
         if worst:
             how = "lowest own error" if self.export_report else "sharpest SQNR falls"
@@ -88,7 +89,7 @@ class PerLayerReport:
 
     def html_section(self) -> str:
         esc = html.escape
-        head = "".join(f"<th>{esc(h)}</th>" for h in ("#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 1−cos"))
+        head = "".join(f"<th>{esc(h)}</th>" for h in COLUMNS)
         body = "\n".join(
             f'<tr class="{"float" if r.dtype != "int8" else "int8"}"><td>{r.index}</td><td class="text">{esc(r.name)}</td>'
             f'<td class="text">{esc(r.op_type)}</td><td class="text">{esc(r.dtype)}{" (kept)" if r.kept_float else ""}</td>'
