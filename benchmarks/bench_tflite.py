@@ -5,7 +5,7 @@
 
 For each variant, in one run: op counts of both fp32 graphs (TRANSPOSE, RESHAPE, SPLIT_V, ...),
 XNNPACK partitions of every graph (fp32 and int8 included), LiteRT GPU delegate coverage of the
-float graphs, ours and plain (convert.tflite.gpu_compat: TensorFlow's analyzer), LiteRT latency with XNNPACK on one
+float graphs, ours and plain (convert.tflite.gpu_compat: LiteRT's rules), LiteRT latency with XNNPACK on one
 thread (median and 90th percentile) of plain fp32, our fp32 and our int8 with their ratios against
 the targets (ours fp32 ≤ 1.05× plain; int8 ≤ 0.75× our fp32), achieved multiply-adds per second,
 and file sizes. Latencies are taken in interleaved rounds (plain, ours, int8, plain, ...) so that
@@ -33,7 +33,7 @@ from convert.io.scratch import Scratch
 from convert.labels import imagenet_labels
 from convert.tflite import graphinfo
 from convert.tflite.export import export_tflite
-from convert.tflite.gpu_compat import GpuCheckUnavailable, gpu_compatibility_of
+from convert.tflite.gpu_compat import gpu_compatibility_of
 
 OURS = ("fp32", "fp16", "int8-weights", "int8")
 SHOWN_OPS = ("TRANSPOSE", "RESHAPE", "SPLIT_V", "STRIDED_SLICE", "GATHER", "DEPTHWISE_CONV_2D", "CONV_2D", "BATCH_MATMUL")
@@ -100,7 +100,7 @@ def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, 
                   "ours int8": graphinfo.op_counts(paths["int8"])}
     row["partitions"] = {key: graphinfo.delegation(path).partitions for key, path in paths.items()}
     row["sizes_mb"] = {key: round(path.stat().st_size / 1e6, 2) for key, path in paths.items()}
-    row["gpu_delegate"] = gpu_coverage({key: paths[key] for _, key in GPU_ROWS})
+    row["gpu_delegate"] = {key: gpu_compatibility_of(paths[key]).as_dict() for _, key in GPU_ROWS}
     lat = row["latency"] = latencies(paths, row["input_size"], runs=runs, rounds=rounds, scratch=scratch)
     row["paths"] = {key: str(path) for key, path in paths.items()}
     if {"plain", "fp32", "int8"} <= set(lat):
@@ -108,17 +108,6 @@ def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, 
         row["ratios"] = {"ours_fp32_vs_plain": ours / plain, "int8_vs_ours_fp32": int8 / ours}
     row["giga_macs_per_s"] = {k: row["macs"] / (float(v["median_ms"]) * 1e-3) / 1e9 for k, v in lat.items()}
     return row
-
-
-def gpu_coverage(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """GPU delegate coverage of each graph, or why it could not be checked here."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, path in paths.items():
-        try:
-            out[key] = gpu_compatibility_of(path).as_dict()
-        except GpuCheckUnavailable as exc:
-            return {k: {"checked": False, "reason": str(exc)} for k in paths}
-    return out
 
 
 def report(row: dict[str, Any]) -> list[str]:
@@ -132,12 +121,9 @@ def report(row: dict[str, Any]) -> list[str]:
     lines += ["", "  XNNPACK partitions: " + ", ".join(f"{k} {n}" for k, n in parts.items())]
     lines.append("  file sizes (MB):    " + ", ".join(f"{k} {s}" for k, s in row["sizes_mb"].items()))
     gpu = row["gpu_delegate"]
-    if all(g["checked"] for g in gpu.values()):
-        lines.append("  GPU delegate, ops not supported: " + ", ".join(
-            f"{label} {gpu[key]['incompatible']} of {gpu[key]['total_ops']}" + (f" ({', '.join(gpu[key]['ops'])})" if gpu[key]["ops"] else "")
-            for label, key in GPU_ROWS))
-    else:
-        lines.append(f"  GPU delegate: not checked: {next(iter(gpu.values()))['reason']}")
+    lines.append("  GPU delegate, ops not supported: " + ", ".join(
+        f"{label} {gpu[key]['incompatible']} of {gpu[key]['total_ops']}" + (f" ({', '.join(gpu[key]['ops'])})" if gpu[key]["ops"] else "")
+        for label, key in GPU_ROWS))
     lines += ["", f"  LiteRT 1 thread      {'median ms':>10}{'p90 ms':>10}{'G MAC/s':>10}"]
     for label, key in LATENCY_ROWS:
         if key in lat:
@@ -151,10 +137,9 @@ def report(row: dict[str, Any]) -> list[str]:
     checks.append(("RESHAPE ≤ 1/3 of plain", reshape_ours <= TARGET_RESHAPE_FRACTION * reshape_plain, f"{reshape_ours} vs {reshape_plain} ({reshape_ours / max(reshape_plain, 1):.2f}×)"))
     checks.append(("no SPLIT_V", ops["ours fp32"].get("SPLIT_V", 0) == 0, str(ops["ours fp32"].get("SPLIT_V", 0))))
     checks.append(("fp32: one XNNPACK partition", parts["fp32"] == 1, str(parts["fp32"])))
-    if all(g["checked"] for g in gpu.values()):
-        checks.append(("GPU delegate takes every op (ours fp32, fp16)", gpu["fp32"]["incompatible"] == gpu["fp16"]["incompatible"] == 0,
-                       f"{gpu['fp32']['incompatible']}, {gpu['fp16']['incompatible']} ops not supported "
-                       f"(plain {gpu['plain']['incompatible']}, {gpu['plain_fp16']['incompatible']})"))
+    checks.append(("GPU delegate takes every op (ours fp32, fp16)", gpu["fp32"]["incompatible"] == gpu["fp16"]["incompatible"] == 0,
+                   f"{gpu['fp32']['incompatible']}, {gpu['fp16']['incompatible']} ops not supported "
+                   f"(plain {gpu['plain']['incompatible']}, {gpu['plain_fp16']['incompatible']})"))
     checks.append((f"int8: ≤ {TARGET_INT8_PARTITIONS} partitions", parts["int8"] <= TARGET_INT8_PARTITIONS, str(parts["int8"])))
     if "ratios" in row:
         fp32_ratio, int8_ratio = row["ratios"]["ours_fp32_vs_plain"], row["ratios"]["int8_vs_ours_fp32"]

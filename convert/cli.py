@@ -39,7 +39,10 @@ def _log(message: str) -> None:
 
 
 def _target_help() -> str:
-    return " ".join(f"{t.name}: {t.summary} [{', '.join(t.precisions)}]." for t in targets.available())
+    def not_installed(name: str) -> str:
+        return f" (not installed: pip install 'shvit-mobile[{targets.BUILTIN[name].extra}]')" if targets.missing_toolchain(name) else ""
+
+    return " ".join(f"{t.name}: {t.summary} [{', '.join(t.precisions)}]{not_installed(t.name)}." for t in targets.available())
 
 
 def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -93,6 +93,7 @@ def plan(options: ExportOptions, output: OutputSpec | None = None) -> ExportPlan
     """Validate ``options`` against the target registry: every argument error before any work."""
     target = targets.get(options.target)
     precision = targets.resolve_precision(target, options.precision)
+    targets.require_toolchain(target)
     if precision in target.calibrated and options.calib is None:
         raise ArgumentError(
             f"{{precision={precision}}} calibrates activations on real images: pass {{calib=DIR}} (a folder of photos; 32+ recommended)",

@@ -12,6 +12,7 @@ coremltools or TensorFlow.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from convert.errors import ArgumentError, NotBuiltYet
+from convert.errors import ArgumentError, MissingPackage, NotBuiltYet
 
 if TYPE_CHECKING:
     from convert.io.scratch import Scratch
@@ -27,13 +28,26 @@ if TYPE_CHECKING:
     from convert.parity import Tolerance
     from convert.source import ModelSource
 
-BUILTIN: dict[str, str] = {
-    "onnx": "convert.onnx.target",
-    "coreml": "convert.coreml.target",
-    "tflite": "convert.tflite.target",
-    "coreai": "convert.coreai.target",
+@dataclass(frozen=True)
+class Builtin:
+    """Where a built-in target lives, and the install extra its toolchain comes with.
+
+    ``needs`` are the top-level modules that extra provides; they are looked up (not imported)
+    before any work, so a missing toolchain is one line naming the ``pip install`` that adds it.
+    """
+
+    module: str
+    extra: str | None = None
+    needs: tuple[str, ...] = ()
+
+
+BUILTIN: dict[str, Builtin] = {
+    "onnx": Builtin("convert.onnx.target"),
+    "coreml": Builtin("convert.coreml.target", "coreml", ("coremltools",)),
+    "tflite": Builtin("convert.tflite.target", "tflite", ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert")),
+    "coreai": Builtin("convert.coreai.target", "coreai", ("coreai_torch", "coreai", "coreai_opt")),
 }
-"""Target name → module defining ``TARGET``; the one line a built-in target adds."""
+"""Target name → its module (defining ``TARGET``) and extra; the one line a built-in target adds."""
 
 Log = Callable[[str], None]
 Step = Callable[[], object]
@@ -196,12 +210,34 @@ def get(name: str) -> Target:
     if key not in BUILTIN:
         raise ArgumentError(f"unknown target {name!r}: choose one of {', '.join(names())}", argument="target")
     try:
-        module = importlib.import_module(BUILTIN[key])
+        module = importlib.import_module(BUILTIN[key].module)
     except ModuleNotFoundError as exc:
-        if exc.name and BUILTIN[key].startswith(exc.name):
+        if exc.name and BUILTIN[key].module.startswith(exc.name):
             raise NotBuiltYet(f"{{target={key}}} is not built yet in this version; use {{target=onnx}} for now") from None
         raise
     return module.TARGET
+
+
+def missing_toolchain(name: str) -> list[str]:
+    """The modules target ``name``'s extra provides that this environment lacks (none for plugins)."""
+    builtin = BUILTIN.get(name)
+    return [module for module in (builtin.needs if builtin else ()) if not _installed(module)]
+
+
+def require_toolchain(target: Target) -> None:
+    """A :class:`MissingPackage` naming the install command if ``target``'s toolchain is not installed."""
+    missing = missing_toolchain(target.name)
+    if missing:
+        extra = BUILTIN[target.name].extra
+        what = f"{', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed here"
+        raise MissingPackage(f"the {target.name} target needs {what}: pip install 'shvit-mobile[{extra}]'")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def available() -> list[Target]:

@@ -114,7 +114,8 @@ def test_truncated_safetensors(tmp_path: Path, s1_state) -> None:
         shvit.create_model("s1", weights=full)
 
 
-@pytest.mark.parametrize("content", [os.urandom(4096), bytes(range(256)) * 16, b"", b"hello, I am a text file\n"])
+@pytest.mark.parametrize("content", [os.urandom(4096), bytes(range(256)) * 16, b"", b"hello, I am a text file\n"],
+                         ids=["random", "all-bytes", "empty", "text"])
 def test_random_bytes_empty_and_text_files(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "junk.pth"
     path.write_bytes(content)

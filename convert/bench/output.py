@@ -78,7 +78,9 @@ def format_table(rows: Sequence[BenchRow], *, labelled: bool) -> list[str]:
         lines.append([row.variant, row.name, row.export, row.parity, _mb(row.size_bytes), "-" if row.ops is None else str(row.ops),
                       _ms(row, "median_ms"), _ms(row, "p90_ms"),
                       f"{row.speedup:.2f}×" if row.speedup else "-", q, f"{r['cosine']:.6f}" if r["cosine"] is not None else "-", _note(row)])
-    return grid(headers, lines)
+    gpu = [f"SHViT-{row.variant.upper()} {row.name}: {row.check.gpu_delegate.line()}"
+           for row in rows if row.check is not None and row.check.gpu_delegate is not None]
+    return grid(headers, lines) + (["", *gpu] if gpu else [])
 
 
 def _note(row: BenchRow) -> str:

@@ -60,11 +60,14 @@ def parse_target(text: str) -> TargetSpec:
         raise ArgumentError(f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} "
                             "(optionally :precision)", argument="target")
     target = targets.get(name)
-    return TargetSpec(name, targets.resolve_precision(target, precision or None))
+    spec = TargetSpec(name, targets.resolve_precision(target, precision or None))
+    targets.require_toolchain(target)
+    return spec
 
 
 def default_targets() -> tuple[str, ...]:
-    return tuple(t.name for t in targets.available())
+    """Every target whose toolchain is installed here."""
+    return tuple(t.name for t in targets.available() if not targets.missing_toolchain(t.name))
 
 
 @dataclass

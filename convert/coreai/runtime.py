@@ -49,7 +49,8 @@ async def _run_all(path: Path, x: np.ndarray) -> np.ndarray:
         outputs = []
         for image in x:
             result = await function({INPUT_NAME: ndarray(np.ascontiguousarray(image[None]))})
-            outputs.append(np.asarray(result[LOGITS_NAME].numpy(), dtype=np.float32).reshape(-1))
+            # coreai-core 1.0.0b3's NDArray.numpy() is a zero-copy view of the runtime's buffer: copy it out
+            outputs.append(np.array(result[LOGITS_NAME].numpy(), dtype=np.float32, copy=True).reshape(-1))
     return np.stack(outputs)
 
 

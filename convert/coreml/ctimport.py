@@ -23,15 +23,19 @@ def import_coremltools() -> ModuleType:
     block_tf = "tensorflow" not in sys.modules
     if block_tf:
         sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` fail fast
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # coremltools imports torchao where installed (coreai-opt brings it), which registers an Enum
+    # that torch's pytree logs a deprecation warning about: noise for a user.
+    loggers = [logging.getLogger(name) for name in ("coremltools", "torch.utils._pytree")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import coremltools
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
         if block_tf and sys.modules.get("tensorflow", 0) is None:
             del sys.modules["tensorflow"]
     return coremltools

@@ -147,7 +147,7 @@ def to_flatbuffer(
 
 
 def gpu_delegate_record(artifact: Path, *, log: Log) -> dict[str, Any]:
-    """The sidecar's ``gpu_delegate`` entry and its log line; a check that cannot run is recorded, not fatal."""
+    """The sidecar's ``gpu_delegate`` entry (:mod:`convert.tflite.gpu_compat`) and its log line; an unreadable graph is recorded, not fatal."""
     from convert.tflite.gpu_compat import gpu_compatibility_of
 
     try:

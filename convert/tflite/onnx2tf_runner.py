@@ -270,6 +270,7 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
         input_onnx_file_path=job["onnx"],
         output_folder_path=str(Path.cwd() / "saved_model"),
         output_signaturedefs=True,  # op names onnx2tf can save; its default naming fails on SHViT
+        tflite_backend="tf_converter",  # a Keras model: our graph rewrites and the int8 calibrator need it
         disable_model_save=True,  # the Keras model is converted below, in memory
         non_verbose=True,
     )

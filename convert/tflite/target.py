@@ -19,6 +19,7 @@ from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, St
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
+    from convert.tflite.gpu_compat import GpuCompatibility
 
 TFLITE_FP32 = Tolerance(max_rel=1e-4)
 TFLITE_FP16 = Tolerance(cosine=0.9995)
@@ -130,6 +131,12 @@ class TFLiteTarget:
         out_shape = [int(d) for d in out.ShapeAsNumpy()] if out.ShapeLength() else []
         return ArtifactFacts(input_size=spatial_size([int(d) for d in inp.ShapeAsNumpy()]),
                              num_classes=out_shape[-1] if out_shape else None, precision=precision, ops=graph.OperatorsLength())
+
+    def gpu_delegate(self, path: Path) -> GpuCompatibility:
+        """Which ops of ``path`` the LiteRT GPU delegate would not take (shvit-check and shvit-bench report it)."""
+        from convert.tflite.gpu_compat import gpu_compatibility_of
+
+        return gpu_compatibility_of(path)
 
     def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
         from convert.tflite.runtime import interpreter, to_input

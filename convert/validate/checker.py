@@ -67,6 +67,7 @@ def check_artifact(
     if origin != "sidecar":
         notes.append(f"precision {precision} {origin}")
     result = ArtifactResult(info.path, info.target, precision, origin, ERROR, size_bytes=info.size_bytes, notes=notes)
+    result.gpu_delegate = _gpu_delegate(target, info.path, notes)
     expected_sha = (info.sidecar or {}).get("weights", {}).get("sha256")
     if expected_sha and source.weights_info.get("sha256") and expected_sha != source.weights_info["sha256"]:
         notes.append(f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than --weights (sha256 {source.weights_info['sha256'][:12]}…)")
@@ -104,6 +105,18 @@ def check_artifact(
     if images.truth is not None:
         result.accuracy = accuracy(logits, images.truth)
     return result
+
+
+def _gpu_delegate(target: targets.Target, path: Path, notes: list[str]) -> object | None:
+    """A target's GPU delegate coverage of ``path`` (TFLite: ``gpu_delegate(path)``), or None; a failed check is a note."""
+    check = getattr(target, "gpu_delegate", None)
+    if check is None:
+        return None
+    try:
+        return check(path)
+    except ConvertError as exc:
+        notes.append(f"GPU delegate: not checked: {exc}")
+        return None
 
 
 def reference_runtime() -> str:
@@ -159,8 +172,10 @@ def artifact_paths(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise ArgumentError(f"{path} does not exist: pass exported {kinds} files", argument="artifacts")
-        if not targets.for_path(path).bundle and not path.is_file():
+        target = targets.for_path(path)
+        if not target.bundle and not path.is_file():
             raise ArgumentError(f"{path} is a folder, not a {path.suffix} file", argument="artifacts")
+        targets.require_toolchain(target)
     if len({p.resolve() for p in paths}) != len(paths):
         raise ArgumentError("the same artifact is listed twice: pass each once", argument="artifacts")
     return list(paths)

@@ -45,6 +45,8 @@ class ArtifactResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     name: str = ""
+    gpu_delegate: Any = None
+    """TFLite: :class:`convert.tflite.gpu_compat.GpuCompatibility`, the ops the LiteRT GPU delegate would not take."""
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
@@ -165,6 +167,8 @@ def _footnotes(report: CheckReport) -> list[str]:
     for a in report.artifacts:
         if a.runtime:
             lines.append(f"{a.name}: ran in {a.runtime}, {a.seconds:.1f} s")
+        if a.gpu_delegate is not None:
+            lines.append(f"{a.name}: {a.gpu_delegate.line()}")
         lines += [f"{a.name}: {note}" for note in a.notes]
     return lines
 
@@ -184,6 +188,7 @@ def as_json(report: CheckReport) -> dict[str, Any]:
             "tolerance": {k: v for k, v in vars(a.tolerance).items() if v is not None} if a.tolerance else None,
             "checks": [{"name": n, "passed": ok, "detail": d} for n, ok, d in a.checks],
             "parity": _finite(a.parity.as_dict()) if a.parity else None, "accuracy": acc, "notes": a.notes,
+            "gpu_delegate": a.gpu_delegate.as_dict() if a.gpu_delegate is not None else None,
         }
 
     counts = {status: sum(a.status == status for a in report.artifacts) for status in STATUSES}

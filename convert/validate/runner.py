@@ -44,6 +44,7 @@ def run_artifact(
     if not artifact.exists():
         raise ConvertError(f"{artifact} does not exist")
     target = targets.for_path(artifact)
+    targets.require_toolchain(target)
     with scratch.temporary("shvit-run-") as tmp:
         inp, out = tmp / "in.npy", tmp / "out.npz"
         np.save(inp, np.ascontiguousarray(pixels, dtype=np.uint8))
@@ -63,6 +64,7 @@ def inspect_artifact(artifact: Path, *, scratch: Scratch, timeout_s: float = INS
     """What ``artifact``'s own file says, read in a subprocess (toolchains are slow to import and noisy,
     and a malformed file must never take the caller down); a :class:`ConvertError` says why not."""
     target = targets.for_path(artifact)
+    targets.require_toolchain(target)
     try:
         proc = run_child(["convert.validate.runner", "inspect", *_where(target), str(artifact)], timeout_s=timeout_s,
                          env=scratch.child_env())
