@@ -108,38 +108,57 @@ def _showing_logs() -> Iterator[None]:
             logger.propagate = propagate
 
 
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Interrupts:
+    """Whether Ctrl-C or SIGTERM arrived during the command: a library that swallows the
+    KeyboardInterrupt (an import cut half-way, say) then fails with some other error, which is
+    still the interruption as far as the user is concerned."""
+
+    received = False
+
+    @classmethod
+    def raise_interrupt(cls, signum: int, _frame: object) -> None:
+        cls.received = True
+        raise KeyboardInterrupt(f"signal {signum}")
 
 
 @contextlib.contextmanager
 def _terminate_like_interrupt() -> Iterator[None]:
     """SIGTERM (a killed job, a closed IDE) cleans up exactly like Ctrl-C: staging removed, exit 130.
 
-    The previous handler comes back afterwards, so calling a command in-process changes nothing.
+    The previous handlers come back afterwards, so calling a command in-process changes nothing.
     """
+    _Interrupts.received = False
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _Interrupts.raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _forget_caught_interrupt() -> None:
     """Tell CPython the Ctrl-C was handled, so ``python -m`` exits 130 rather than dying of SIGINT.
 
-    CPython 3.11 marks a KeyboardInterrupt as unhandled whenever one leaves a nested ``PyRun_String``
-    (optree, numpy and TensorFlow call it), even if the caller catches it; ``python -m`` then ends by
-    re-raising SIGINT at itself after our cleanup. Whether Ctrl-C lands in such a call is chance, so the
-    exit status would be too. On interpreters without the flag there is nothing to clear.
+    CPython (3.11 to 3.13) marks a KeyboardInterrupt as unhandled whenever one leaves a nested
+    ``PyRun_String`` (optree, numpy and TensorFlow call it), even if the caller catches it; ``python -m``
+    then ends by re-raising SIGINT at itself after our cleanup. Whether Ctrl-C lands in such a call is
+    chance, so the exit status would be too. Each ``PyRun_String`` clears the mark before it runs, and
+    the flag's home differs between versions, so one trivial, successful call is the portable reset.
     """
+    prototype = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object)
     try:
-        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
-    except (AttributeError, ValueError):  # not CPython, or a CPython that keeps the flag elsewhere
-        pass
+        run_string = prototype(("PyRun_String", ctypes.pythonapi))
+    except (AttributeError, OSError):  # not CPython: nothing to clear
+        return
+    namespace: dict[str, object] = {}
+    run_string(b"None", _PY_EVAL_INPUT, namespace, namespace)
+
+
+_PY_EVAL_INPUT = 258
+"""``Py_eval_input`` of CPython's ``compile.h``: PyRun_String evaluates one expression."""
 
 
 def run_command(command: click.Command, argv: Sequence[str] | None = None) -> int:
@@ -170,6 +189,10 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
         click.echo(f"{prog}: error: {exc.for_cli(FLAGS) if isinstance(exc, SHViTError) else exc}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: still one line, traceback on request
+        if _Interrupts.received and not debug:
+            _forget_caught_interrupt()
+            click.echo(f"{prog}: {INTERRUPTED}", err=True)
+            return EXIT_INTERRUPTED
         if debug:
             raise
         failure = _os_failure(exc)

@@ -114,17 +114,15 @@ def tiny_function(tiny, tmp_path_factory: pytest.TempPathFactory) -> TinyFunctio
 
     from convert.onnx.export import export_onnx
     from convert.tflite.graph import tflite_friendly
-    from convert.tflite.onnx2tf_runner import SAMPLE_FILE, sample_data
 
     work = tmp_path_factory.mktemp("tiny-onnx2tf")
     source = _source(tiny, work)
     calib_pixels = _tiny_calibration(tiny)
     export_onnx(tflite_friendly(source.pixel_model), work / "model.onnx", input_size=tiny.input_size, opset=17, dynamic_batch=False)
-    np.save(work / SAMPLE_FILE, sample_data(calib_pixels))
     cwd = os.getcwd()
-    os.chdir(work)  # onnx2tf reads its sample file from the working directory
+    os.chdir(work)  # onnx2tf writes into its working directory
     try:
-        model = onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "saved_model"),
+        model = onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "saved_model"), tflite_backend="tf_converter",
                                 output_signaturedefs=True, disable_model_save=True, non_verbose=True)
     finally:
         os.chdir(cwd)

@@ -1,12 +1,10 @@
 """ONNX → TFLite through onnx2tf, in a subprocess that is offline and out of the user's way.
 
-onnx2tf reads a sample-image file from its working directory at start-up and downloads it when
-it is missing; it runs the ``onnxsim`` executable found on PATH; it prints hundreds of lines, and
+onnx2tf writes into its working directory; it runs the ``onnxsim`` executable found on PATH; it prints hundreds of lines, and
 TensorFlow adds native log noise to file descriptor 2; it may ``sys.exit`` on failure. So it runs
 in a child process that:
 
-* works in a private temporary directory holding that sample file, made from the user's
-  calibration images (generated ones for float exports), never in the user's current directory;
+* works in a private temporary directory, never in the user's current directory;
 * has the Python environment's own ``bin`` first on PATH, so ``onnxsim`` is found even when the
   CLI was started by absolute path from a virtual environment that is not activated;
 * refuses every network connection and name lookup, and fails the conversion if any was tried;
@@ -35,8 +33,6 @@ import numpy as np
 from convert.errors import ArgumentError, ConvertError, RuntimeCrash
 from convert.io.scratch import Scratch
 
-SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-SAMPLE_COUNT, SAMPLE_SIZE = 20, 128
 LOG_NAME = "onnx2tf.log"
 JOB_NAME = "job.json"
 CALIB_NAME = "calibration_pixels.npy"
@@ -46,19 +42,6 @@ Log = Callable[[str], None]
 
 
 # ---------------------------------------------------------------- parent side
-
-
-def sample_data(pixels: np.ndarray | None, *, seed: int = 0) -> np.ndarray:
-    """onnx2tf's sample file: 20 RGB images, 128x128, float32 in [0, 1], from ``pixels`` where given."""
-    from PIL import Image
-
-    import calib
-
-    images = list(pixels[:SAMPLE_COUNT]) if pixels is not None else []
-    if len(images) < SAMPLE_COUNT:
-        images += list(calib.synthetic_images(SAMPLE_COUNT - len(images), SAMPLE_SIZE, seed=seed))
-    resized = [np.asarray(Image.fromarray(np.ascontiguousarray(im)).resize((SAMPLE_SIZE, SAMPLE_SIZE), Image.BILINEAR)) for im in images]
-    return (np.stack(resized).astype(np.float32) / 255.0)[:SAMPLE_COUNT]
 
 
 def tool_path(environ: Mapping[str, str] | None = None) -> str:
@@ -81,7 +64,7 @@ def convert_onnx(
 ) -> dict[str, Any]:
     """Write ``outputs[precision]`` for every requested precision; returns timings and versions.
 
-    ``calib_pixels`` (uint8 NHWC) are required for ``int8``; they also make onnx2tf's sample file.
+    ``calib_pixels`` (uint8 NHWC) are required for ``int8``.
     The child works in a folder of ``scratch`` and keeps its temporary files there.
     ``int8`` (:meth:`convert.tflite.int8_mixed.Int8Options.as_dict`) makes ``int8`` accuracy-aware;
     the result then holds its ``int8_report``.
@@ -89,7 +72,6 @@ def convert_onnx(
     if "int8" in outputs and (calib_pixels is None or not len(calib_pixels)):
         raise ArgumentError("int8 calibration needs images: pass {calib=DIR} (a folder of photos)", argument="calib")
     with scratch.temporary(WORKDIR_PREFIX) as work:
-        np.save(work / SAMPLE_FILE, sample_data(calib_pixels))
         job: dict[str, Any] = {"onnx": str(Path(onnx_path).resolve()), "outputs": {p: str(Path(o).resolve()) for p, o in outputs.items()}}
         if calib_pixels is not None and "int8" in outputs:
             np.save(work / CALIB_NAME, np.ascontiguousarray(calib_pixels, dtype=np.uint8))
