@@ -139,6 +139,10 @@ def _terminate_like_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_PY_EVAL_INPUT = 258
+"""``Py_eval_input`` of CPython's ``compile.h``: PyRun_String evaluates one expression."""
+
+
 def _forget_caught_interrupt() -> None:
     """Tell CPython the Ctrl-C was handled, so ``python -m`` exits 130 rather than dying of SIGINT.
 
@@ -155,10 +159,6 @@ def _forget_caught_interrupt() -> None:
         return
     namespace: dict[str, object] = {}
     run_string(b"None", _PY_EVAL_INPUT, namespace, namespace)
-
-
-_PY_EVAL_INPUT = 258
-"""``Py_eval_input`` of CPython's ``compile.h``: PyRun_String evaluates one expression."""
 
 
 def run_command(command: click.Command, argv: Sequence[str] | None = None) -> int:
