@@ -26,6 +26,11 @@ from .errors import CalibError
 from .preprocess import normalize, to_pixels
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+UNDECODABLE_PHOTOS: dict[str, str] = {
+    ".heic": "HEIC", ".heif": "HEIF", ".dng": "RAW", ".cr2": "RAW", ".cr3": "RAW", ".nef": "RAW", ".arw": "RAW", ".raf": "RAW",
+}
+"""Photo formats phones and cameras write that Pillow cannot decode: listed as skipped, never silently ignored."""
+CONVERT_HINT = "convert it to JPEG (on a Mac: sips -s format jpeg IN --out OUT.jpg)"
 MAX_PIXELS = 1 << 26
 """Largest image decoded (67 MP: 64 MP phone photos pass, decompression bombs do not)."""
 
@@ -93,22 +98,28 @@ def _folder_error(folder: Path, exc: OSError) -> CalibError:
     return CalibError(f"cannot read folder {folder}: {_one_line(exc.strerror or str(exc))}; pass a readable folder")
 
 
-def _list_dir(folder: Path) -> tuple[list[_File], list[Path]]:
-    """Image files and sub-folders directly in `folder`, hidden entries ignored."""
+def _list_dir(folder: Path, warn: Warn) -> tuple[list[_File], list[Path]]:
+    """Image files and sub-folders directly in `folder`, hidden entries ignored; undecodable photos reported."""
     files: list[_File] = []
     subdirs: list[Path] = []
+    undecodable: list[tuple[Path, str]] = []
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             try:
+                suffix = os.path.splitext(entry.name)[1].lower()
                 if entry.is_dir():
                     subdirs.append(Path(entry.path))
-                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                elif entry.is_file() and suffix in IMAGE_EXTENSIONS:
                     stat = entry.stat()
                     files.append(_File(Path(entry.path), "", stat.st_size, stat.st_mtime_ns))
+                elif suffix in UNDECODABLE_PHOTOS and entry.is_file():
+                    undecodable.append((Path(entry.path), UNDECODABLE_PHOTOS[suffix]))
             except OSError:
                 continue
+    for path, kind in sorted(undecodable):
+        warn(f"skipped {path}: {kind} photos cannot be decoded here; {CONVERT_HINT}")
     return files, sorted(subdirs)
 
 
@@ -119,7 +130,7 @@ def _walk(folder: Path, warn: Warn, seen: set[tuple[int, int]]) -> list[_File]:
         if (stat.st_dev, stat.st_ino) in seen:
             return []
         seen.add((stat.st_dev, stat.st_ino))
-        files, subdirs = _list_dir(folder)
+        files, subdirs = _list_dir(folder, warn)
     except OSError as exc:
         warn(f"skipped folder {folder}: {_reason(exc)}")
         return []
@@ -132,7 +143,7 @@ def _discover(root: Path, warn: Warn) -> tuple[list[list[_File]], list[str] | No
     """Files grouped by class (one group when flat) and the class names (None when flat)."""
     try:
         root_stat = root.stat()
-        top_files, subdirs = _list_dir(root)
+        top_files, subdirs = _list_dir(root, warn)
     except OSError as exc:
         raise _folder_error(root, exc) from None
     seen = {(root_stat.st_dev, root_stat.st_ino)}
@@ -344,13 +355,15 @@ def load_folder(
     warn: Warn | None = None,
     workers: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    requested: bool = True,
 ) -> ImageSet:
     """Load, sample and preprocess a flat or class-per-sub-folder image folder.
 
     `count` images are drawn with `seed`, round-robin across classes; unusable
     files are skipped with one `warn` call each ("skipped PATH: REASON"; the
     default prints "warning: ..." to stderr) and replaced. Results are cached
-    (see calib.cache) unless `cache` is False.
+    (see calib.cache) unless `cache` is False. A folder with fewer usable images than `count` is
+    reported, unless `requested` is False (`count` was a default cap, not the user's number).
     """
     if int(size) != size or size < 1:
         raise CalibError(f"size must be a positive number of pixels (got {size}); use 224 for S1-S3, 256 for S4")
@@ -396,8 +409,8 @@ def load_folder(
             except OSError as exc:
                 report(f"could not write the preprocessing cache {entry_path}: {_reason(exc)}")
 
-    if count is not None and len(result) < count:
-        report(f"only {len(result)} usable images in {root}, fewer than the {count} requested")
+    if count is not None and len(result) < count and requested:
+        report(f"only {len(result)} usable image{'s' if len(result) != 1 else ''} in {root}, fewer than the {count} requested")
     return result
 
 

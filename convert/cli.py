@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from convert import targets
-from convert.cliutil import EXIT_ERROR, run_command
+from convert.cliutil import EXIT_ERROR, run_command, version_option
 from convert.config import DEFAULT_CALIB_COUNT
 
 
@@ -59,6 +59,7 @@ def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Example: shvit-convert --variant s3 --target coreml --weights shvit_s3.pth --out exports/",
 )
+@version_option()
 @click.option("--variant", required=True, type=click.Choice(["s1", "s2", "s3", "s4", "auto"], case_sensitive=False),
               help="SHViT size; 'auto' infers the architecture from --weights (fine-tuned or custom checkpoints).")
 @click.option("--target", required=True, type=RegistryChoice(lambda: list(targets.names())), help=_target_help())
@@ -69,9 +70,16 @@ def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--weights", default="imagenet", show_default=True,
               help="Checkpoint file (.pth official, or timm .pth/.bin/.safetensors), or 'imagenet' to download "
                    "the released ImageNet-1k weights once into the cache (~/.cache/shvit-mobile, or $SHVIT_CACHE_DIR).")
-@click.option("--random-init", is_flag=True, help="Use random weights instead of --weights (for trying the toolchain only).")
+@click.option("--random-init", is_flag=True,
+              help="Use random weights instead of --weights (for trying the toolchain only). The draw is recorded in the "
+                   "sidecar, so shvit-check --random-init and shvit-bench can check the try-out later.")
+@click.option("--seed", type=int, default=None,
+              help="With --random-init: which random draw (default 0).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("exports"), show_default=True,
               help="Folder to write the artifact, its .json sidecar and any extra files into.")
+@click.option("--name", default=None,
+              help="The artifact's file name (e.g. my_model or my_model.mlpackage). Default: shvit_<variant>_<precision>, "
+                   "plus the input size and class count when they are not the variant's own (shvit_s1_256px_10cls_fp16).")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="Text file with one class label per line (for fine-tuned heads). Default: ImageNet-1k labels.")
 @click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
@@ -88,7 +96,7 @@ def _target_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--force", is_flag=True, help="Replace an existing artifact (atomically, once the new one is complete).")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def convert_command(
-    variant: str, target: str, precision: str | None, weights: str, random_init: bool, out_dir: Path,
+    variant: str, target: str, precision: str | None, weights: str, random_init: bool, seed: int | None, out_dir: Path, name: str | None,
     labels: Path | None, calib_dir: Path | None, calib_count: int, images_dir: Path | None,
     input_size: int | None, demo_dir: Path | None, force: bool, debug: bool, **target_options: str | None,
 ) -> int:
@@ -100,17 +108,19 @@ def convert_command(
     (max/mean |Δ|, cosine, top-1/top-5 agreement); the command fails if it is outside tolerance.
     """
     from convert.api.pipeline import export
-    from convert.errors import ArgumentError
+    from convert.errors import ArgumentError, UsageError
 
     chosen = targets.get(target)
     if demo_dir is not None and chosen.demo_platform is None:
         apps = ", ".join(f"{t.demo_platform} for --target {t.name}" for t in targets.available() if t.demo_platform)
         raise ArgumentError(f"--demo builds a demo app ({apps}), not for {chosen.name}")
+    if seed is not None and not random_init:
+        raise UsageError("--seed picks a random draw: it goes with --random-init", argument="seed")
     given = {name: value for name, value in target_options.items() if value is not None}
     result = export(
         variant.lower(), target=chosen.name, precision=precision, weights=None if random_init else weights, out_dir=out_dir,
         labels=labels, calib=calib_dir, calib_count=calib_count, images=images_dir, input_size=input_size, force=force,
-        progress=True, **given,
+        progress=True, seed=seed, name=name, **given,
     )
     click.echo(str(result.path))
     if demo_dir is not None:

@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -27,6 +27,11 @@ INTERRUPTED = "interrupted; no partial output was left behind"
 FLAGS: dict[str, str] = {"out_dir": "--out"}
 """Python argument → command-line flag, where the flag is not simply ``--argument-name``."""
 LOGGERS: tuple[str, ...] = ("convert", "mobile_demo", "shvit")
+
+
+def version_option() -> Callable[[click.Command], click.Command]:
+    """``--version`` for every command: the toolkit's installed version."""
+    return click.version_option(package_name="shvit-mobile", message="%(prog)s %(version)s")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from convert import targets
-from convert.errors import ArgumentError
+from convert.errors import ArgumentError, UsageError
 from convert.targets import Target
 from shvit.config import get_variant
 
@@ -34,6 +34,16 @@ class ModelSpec:
     num_classes: int = 1000
     labels: Path | Sequence[str] | None = None
     input_size: int | None = None
+    seed: int | None = None
+    """The random draw when ``weights`` is None (default :data:`shvit.RANDOM_INIT_SEED`), as the sidecar records it."""
+
+    def naming(self) -> Naming | None:
+        """The default file name's parts, when known before loading (not for ``auto``: the checkpoint decides)."""
+        if self.variant == "auto":
+            return None
+        native = default_input_size(self.variant)
+        return Naming(get_variant(self.variant).name, self.input_size if self.input_size is not None else native, native,
+                      self.num_classes)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,22 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class Naming:
+    """What tells one export of a model from another, for its default file name: variant, size, head."""
+
+    variant: str
+    input_size: int
+    native_size: int
+    num_classes: int = 1000
+
+    def stem(self, precision: str) -> str:
+        """``shvit_s3_fp16``; ``shvit_s3_256px_10cls_fp16`` at another input size or with another head."""
+        size = f"_{self.input_size}px" if self.input_size != self.native_size else ""
+        classes = f"_{self.num_classes}cls" if self.num_classes != 1000 else ""
+        return f"shvit_{self.variant}{size}{classes}_{precision.replace('-', '_')}"
+
+
+@dataclass(frozen=True)
 class ExportPlan:
     """An export validated against its target: the resolved precision and options and the file names."""
 
@@ -66,18 +92,24 @@ class ExportPlan:
     calib: Path | None
     calib_count: int
     output: OutputSpec
+    name: str | None = None
+    """The artifact's file name without suffix, when the user gave one."""
 
-    def stem(self, variant: str) -> str:
-        """File name without suffix, e.g. ``shvit_s3_fp16``."""
-        return f"shvit_{variant}_{self.precision.replace('-', '_')}"
+    def stem(self, model: Naming | str) -> str:
+        """File name without suffix: the given name, else e.g. ``shvit_s3_fp16`` (see :class:`Naming`)."""
+        if self.name is not None:
+            return self.name
+        if isinstance(model, str):
+            return f"shvit_{model}_{self.precision.replace('-', '_')}"
+        return model.stem(self.precision)
 
-    def artifact_name(self, variant: str) -> str:
-        return self.stem(variant) + self.target.suffix
+    def artifact_name(self, model: Naming | str) -> str:
+        return self.stem(model) + self.target.suffix
 
-    def file_names(self, variant: str) -> list[str]:
+    def file_names(self, model: Naming | str) -> list[str]:
         """Everything the export writes: artifact, sidecar and the target's extra files."""
-        name = self.artifact_name(variant)
-        return [name, f"{name}.json", *self.target.extra_files(self.stem(variant))]
+        name = self.artifact_name(model)
+        return [name, f"{name}.json", *self.target.extra_files(self.stem(model))]
 
     @property
     def calibrated(self) -> bool:
@@ -89,9 +121,15 @@ class ExportPlan:
                 "calib_dir": str(self.calib) if self.calib else None, "calib_count": self.calib_count}
 
 
-def plan(options: ExportOptions, output: OutputSpec | None = None) -> ExportPlan:
+ARTIFACT_LIKE_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".safetensors", ".json", ".zip")
+"""Besides the targets' own suffixes: what makes an ``out_dir`` look like a file name."""
+
+
+def plan(options: ExportOptions, output: OutputSpec | None = None, *, name: str | None = None) -> ExportPlan:
     """Validate ``options`` against the target registry: every argument error before any work."""
     target = targets.get(options.target)
+    output = output or OutputSpec()
+    check_out_dir(output.out_dir)
     precision = targets.resolve_precision(target, options.precision)
     targets.require_toolchain(target)
     if precision in target.calibrated and options.calib is None:
@@ -108,7 +146,28 @@ def plan(options: ExportOptions, output: OutputSpec | None = None) -> ExportPlan
         raise ArgumentError(f"{{{foreign[0]}}} does not apply to {{target={target.name}}} (it takes {takes})", argument=foreign[0])
     resolved = target.resolve_options(precision, dict(options.target_options))
     return ExportPlan(target, precision, resolved, Path(options.calib) if options.calib else None, options.calib_count,
-                      output or OutputSpec())
+                      output, check_name(name, target) if name is not None else None)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """``out_dir`` is a folder: one that looks like a file name is a mistake, not a folder to create."""
+    suffix = out_dir.suffix.lower()
+    if suffix and (suffix in targets.suffixes() or suffix in ARTIFACT_LIKE_SUFFIXES) and not out_dir.is_dir():
+        raise UsageError(f"{{out_dir={out_dir}}} looks like a file name, but it is the folder to write into: "
+                         f"pass {{out_dir=DIR}} and name the file with {{name={out_dir.stem}}}", argument="out_dir")
+
+
+def check_name(name: str, target: Target) -> str:
+    """The artifact's stem from a user's ``name``: a plain file name, with or without the target's suffix."""
+    stem = name[: -len(target.suffix)] if name.lower().endswith(target.suffix) else name
+    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or stem.startswith("."):
+        raise UsageError(f"{{name={name}}} is not a plain file name: give the name only, and the folder with {{out_dir}}",
+                         argument="name")
+    other = Path(stem).suffix.lower()
+    if other in targets.suffixes():
+        raise UsageError(f"{{name={name}}} ends in {other}, but a {target.name} export is a {target.suffix} file: "
+                         f"pass {{name={Path(stem).stem}}}", argument="name")
+    return stem
 
 
 def default_input_size(variant: str) -> int:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 import shvit
-from convert.config import ModelSpec, check_input_size
+import shvit.provenance
+from convert.config import ModelSpec, Naming, check_input_size
 from convert.errors import ArgumentError
 from convert.labels import default_labels, read_labels, validate_labels
 
@@ -30,7 +31,7 @@ class ModelSource:
     deploy: nn.Module
     pixel_model: nn.Module
     labels: list[str]
-    weights_info: dict[str, str]
+    weights_info: dict[str, object]
     labels_file: Path | None = None
 
     @property
@@ -49,24 +50,42 @@ class ModelSource:
             outs.append(self.reference(torch.from_numpy(normalize(pixels[start : start + batch]))).numpy())
         return np.concatenate(outs).astype(np.float32)
 
+    @property
+    def naming(self) -> Naming:
+        """The default file name's parts: the published variant these shapes are (``custom`` if none)."""
+        config = self.reference.config if isinstance(self.reference.config, shvit.SHViTConfig) else None
+        variant = self.variant if self.variant != "auto" else published_variant(config) or "custom"
+        native = config.img_size if config is not None else self.input_size
+        return Naming(variant, self.input_size, native, self.num_classes)
+
     def record(self) -> dict[str, object]:
         """The model as the sidecar records it."""
         return {"variant": self.variant, "input_size": self.input_size, "num_classes": self.num_classes,
                 "labels": str(self.labels_file) if self.labels_file else None}
 
 
+def published_variant(config: shvit.SHViTConfig | None) -> str | None:
+    """``s3`` when ``config`` has a published variant's shapes (any head, any input size)."""
+    if config is None:
+        return None
+    for name, variant in shvit.VARIANTS.items():
+        known = variant.config
+        if (known.embed_dim, known.depth, known.partial_dim) == (config.embed_dim, config.depth, config.partial_dim):
+            return name
+    return None
+
+
 def load_source(spec: ModelSpec) -> ModelSource:
     """Load ``spec``'s checkpoint (or random weights when ``weights`` is None) and fuse it."""
     variant = _variant_name(spec.variant)
     if spec.weights is None:
-        info = {"source": "random initialisation (not for deployment)"}
-        model = shvit.create_model(variant, num_classes=spec.num_classes)
+        model = shvit.create_model(variant, num_classes=spec.num_classes, seed=shvit.RANDOM_INIT_SEED if spec.seed is None else spec.seed)
     else:
         path = shvit.resolve_weights(variant, spec.weights) if str(spec.weights) == "imagenet" and variant != "auto" else Path(spec.weights)
         model = shvit.create_model(variant, weights=path, num_classes=spec.num_classes)
-        info = {"source": str(spec.weights), "path": str(path), "sha256": shvit.weights.sha256_of(path)}
-    size = spec.input_size or (shvit.get_variant(variant).config.img_size if variant != "auto" else model.config.img_size)
-    return _source(model, variant=variant, input_size=size, labels=spec.labels, weights_info=info)
+    native = shvit.get_variant(variant).config.img_size if variant != "auto" else model.config.img_size
+    size = spec.input_size if spec.input_size is not None else native
+    return _source(model, variant=variant, input_size=size, labels=spec.labels, weights_info=weights_record(model, spec.weights))
 
 
 def source_from_module(module: nn.Module, *, labels: Path | Sequence[str] | None = None, input_size: int | None = None) -> ModelSource:
@@ -80,12 +99,28 @@ def source_from_module(module: nn.Module, *, labels: Path | Sequence[str] | None
     model = copy.deepcopy(module).eval()
     fused = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     variant = next((v.name for v in shvit.VARIANTS.values() if v.config == config.with_classes(1000)), "auto")
-    size = input_size or config.img_size
-    info = {"source": f"in-memory {'fused ' if fused else ''}{type(module).__name__}"}
-    return _source(model, variant=variant, input_size=size, labels=labels, weights_info=info, fused=fused)
+    size = input_size if input_size is not None else config.img_size
+    return _source(model, variant=variant, input_size=size, labels=labels, weights_info=weights_record(module), fused=fused)
 
 
-def _source(model: nn.Module, *, variant: str, input_size: int, labels: Path | Sequence[str] | None, weights_info: dict[str, str],
+def weights_record(model: nn.Module, given: str | Path | None = None) -> dict[str, object]:
+    """The sidecar's ``weights``: the checkpoint or seeded draw the tensors still match, else only their hash.
+
+    ``sha256`` is always the file's (what ``shasum`` prints); ``state_sha256`` hashes the tensors, so an
+    in-memory model changed since loading (fine-tuned) is recorded as exactly that, never as its checkpoint.
+    """
+    origin = shvit.origin_of(model)
+    if origin is not None:
+        record = origin.record()
+        if given is not None and str(given) == "imagenet":
+            record["source"] = "imagenet"
+        return record
+    before = getattr(model, shvit.provenance.ORIGIN_ATTRIBUTE, None)
+    changed = f", changed since {'loaded from ' + before.source if before.path else 'its random initialisation'}" if before else ""
+    return {"source": f"in-memory {type(model).__name__}{changed}", "state_sha256": shvit.provenance.state_sha256(model)}
+
+
+def _source(model: nn.Module, *, variant: str, input_size: int, labels: Path | Sequence[str] | None, weights_info: dict[str, object],
             fused: bool = False) -> ModelSource:
     check_input_size(input_size)
     with torch.no_grad():

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from convert.errors import ArgumentError, MissingPackage, NotBuiltYet
+from convert.errors import ArgumentError, MissingPackage, NotBuiltYet, UsageError
+from shvit.provenance import RANDOM_SOURCE
 
 if TYPE_CHECKING:
     from convert.io.scratch import Scratch
@@ -112,9 +113,14 @@ class ExportContext:
         return self.source.input_size
 
     @property
+    def random_weights(self) -> bool:
+        """A try-out on random weights: accuracy gates that need a trained model do not apply."""
+        return self.source.weights_info.get("source") == RANDOM_SOURCE
+
+    @property
     def name(self) -> str:
         """Display name of the model, e.g. ``SHViT-S3``."""
-        return f"SHViT-{self.source.variant.upper()}"
+        return "SHViT" if self.source.variant == "auto" else f"SHViT-{self.source.variant.upper()}"
 
 
 @runtime_checkable
@@ -290,9 +296,9 @@ def resolve_precision(target: Target, precision: str | None) -> str:
     if not precision:
         return target.default_precision
     if precision in target.unavailable:
-        raise ArgumentError(f"{{precision={precision}}} is not available for {target.name}: {target.unavailable[precision]}",
+        raise UsageError(f"{{precision={precision}}} is not available for {target.name}: {target.unavailable[precision]}",
                             argument="precision")
     if precision not in target.precisions:
-        raise ArgumentError(f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",
+        raise UsageError(f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",
                             argument="precision")
     return precision

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from mobile_demo.output import MARKER, generator_name, staged_tree
+from mobile_demo.output import MARKER, generator_name, model_record, staged_tree
 from mobile_demo.render import float_literal, kotlin_string, write_rendered
 from mobile_demo.tflite_spec import TFLiteFacts, read_tflite
 
@@ -116,7 +116,7 @@ def generate_android(model: Path, out_dir: Path, *, force: bool = False, log: Lo
 
 def _record(facts: TFLiteFacts) -> dict[str, object]:
     return {
-        "generator": generator_name(), "platform": "android", "model": str(facts.path.resolve()),
+        "generator": generator_name(), "platform": "android", **model_record(facts.path),
         "model_file": f"{ASSETS_DIR}/{asset_name(facts.path)}",
         "input": {"name": facts.input_name, "layout": facts.layout, "height": facts.height, "width": facts.width,
                   "dtype": facts.input_dtype, "scale": facts.input_scale, "zero_point": facts.input_zero_point},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from convert.cliutil import run_command
+from convert.cliutil import run_command, version_option
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -17,6 +17,7 @@ def _log(message: str) -> None:
 
 @click.group("shvit-demo", context_settings=_CONTEXT,
              epilog="Example: shvit-demo ios --model exports/shvit_s3_fp16.mlpackage --out demo-ios")
+@version_option()
 def demo_group() -> None:
     """Generate a demo app for an exported SHViT model.
 
@@ -67,8 +68,12 @@ def android_command(model: Path, out_dir: Path, force: bool, debug: bool) -> int
     float or quantised input as the model takes it. Open the folder in Android Studio.
     """
     from mobile_demo.android import generate_android
+    from mobile_demo.generate import generate_demo, platform_of
 
-    click.echo(str(generate_android(model, out_dir, force=force, log=_log)))
+    if platform_of(model) == "android":
+        click.echo(str(generate_demo(model, out_dir, force=force, log=_log)))
+    else:  # anything else gets the LiteRT reader's one-line refusal, as before
+        click.echo(str(generate_android(model, out_dir, force=force, log=_log)))
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from convert import targets
 from convert.errors import ArgumentError
 from mobile_demo.errors import DemoError
+from mobile_demo.output import random_weights_warning
 
 GENERATORS: dict[str, tuple[str, str]] = {
     "ios": ("iOS", "mobile_demo.ios:generate_ios"),
@@ -36,5 +37,8 @@ def generate_demo(model_path: Path, out_dir: Path, *, force: bool = False, log: 
         apps = [f"a {t.suffix} ({GENERATORS[t.demo_platform][0]} app)" for t in targets.available() if t.demo_platform in GENERATORS]
         others = [t.suffix for t in targets.available() if t.demo_platform not in GENERATORS]
         raise DemoError(f"no demo app for {model_path.name}: pass {' or '.join(apps)}; {', '.join(others)} models have no demo app")
+    warning = random_weights_warning(model_path)
+    if warning and log is not None:
+        log(warning)
     module, function = GENERATORS[platform][1].split(":")
     return getattr(importlib.import_module(module), function)(model_path, Path(out_dir), force=force, log=log)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mobile_demo.coreml_spec import CoreMLFacts, read_coreml
-from mobile_demo.output import MARKER, generator_name, staged_tree
+from mobile_demo.output import MARKER, generator_name, model_record, staged_tree
 from mobile_demo.render import float_literal, swift_string, write_rendered
 
 APP_NAME = "SHViTDemo"
@@ -106,7 +106,7 @@ def write_project(
     ``Models/<values["MODEL_FILE"]>`` and write the :data:`MARKER` (``record`` plus the generator,
     ``platform`` and model paths), all in one staged tree that replaces ``out_dir`` only when complete."""
     model_file = f"Models/{values['MODEL_FILE']}"
-    marker = {"generator": generator_name(), "platform": platform, "model": str(model.resolve()), "model_file": model_file, **record}
+    marker = {"generator": generator_name(), "platform": platform, **model_record(model), "model_file": model_file, **record}
     with staged_tree(out_dir, model=model, force=force) as root:
         for folder, files in templates.items():
             write_rendered(root, files, folder, values)

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from convert.io.staging import DISK_FULL, TREE_STAGING_PREFIX, output_dir_problem, replace, staging_folder, sweep_stale
+from convert.io.sidecar import read_sidecar, sha256_path
 from mobile_demo.errors import DemoError
+from shvit.provenance import RANDOM_SOURCE
 
 MARKER = "shvit-demo.json"
 STAGING_PREFIX = TREE_STAGING_PREFIX
@@ -25,6 +27,25 @@ def generator_name() -> str:
         return f"shvit-demo {metadata.version('shvit-mobile')}"
     except metadata.PackageNotFoundError:
         return "shvit-demo (not installed)"
+
+
+def model_record(model: Path) -> dict[str, object]:
+    """The model as a demo's marker records it: file name, hash and the weights its sidecar names (no local paths)."""
+    sidecar, _ = read_sidecar(model)
+    weights = (sidecar or {}).get("weights", {})
+    record: dict[str, object] = {"model": model.name, "model_sha256": sha256_path(model)}
+    if weights.get("source"):
+        record["weights"] = str(weights["source"])
+    return record
+
+
+def random_weights_warning(model: Path) -> str | None:
+    """A demo around a random-weights try-out shows meaningless labels: say so before building it."""
+    sidecar, _ = read_sidecar(model)
+    if (sidecar or {}).get("weights", {}).get("source") != RANDOM_SOURCE:
+        return None
+    return (f"warning: {model.name} was exported from random weights (shvit-convert --random-init): the app will run, but its "
+            "labels mean nothing; export with --weights imagenet (or your checkpoint) for a real demo")
 
 
 def check_destination(out_dir: Path, *, model: Path, force: bool) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -29,6 +30,7 @@ DOWNLOAD_TIMEOUT_S = 8.0
 DNS_TIMEOUT_S = 5.0
 
 _SAFETENSORS_SUFFIXES = (".safetensors",)
+_logger = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -47,8 +49,9 @@ def sha256_of(path: Path) -> str:
 # --------------------------------------------------------------------------------------- files
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file (official ``{'model': sd}``, a bare state dict, or safetensors)."""
+def read_state_dict(path: str | os.PathLike[str]) -> CheckpointState:
+    """SHViT tensors of a checkpoint file: official ``{'model': sd}``, a bare state dict, safetensors, or a
+    training checkpoint whose keys sit under a wrapper prefix (see :func:`_unwrap`); the prefix is ``.prefix``."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist: pass the path of a downloaded .pth/.bin/.safetensors file")
@@ -112,15 +115,97 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:160]
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, Mapping):
-        for key in ("model", "state_dict", "model_ema"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+_NESTING_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema", "module", "net", "network", "ema", "params")
+"""Keys training stacks nest a state dict under (official/DeiT, Lightning, timm EMA, MMCV, ...), in preference order."""
+_SHVIT_KEY = re.compile(
+    r"(?:patch_embed\.\d+|blocks[123]\.\d+|stages\.\d+\.(?:blocks|downsample)\.\d+)\.(?:.+\.)?(?:c\.weight|bn\.\w+)"
+    r"|head(?:_dist)?\.(?:bn\.\w+|l\.(?:weight|bias))"
+)
+"""A key of SHViT's own naming (official or timm layout), relative to the model: its Conv2d_BN/BN_Linear leaves."""
+_MIN_SHVIT_KEYS = 4
+"""Keys a prefix needs to count as holding an SHViT (one stray ``head.l.weight`` is not a model)."""
+_PLAIN_PREFIXES = frozenset(f"{outer}{inner}" for outer in ("", "model.", "state_dict.", "model_ema.") for inner in ("", "module."))
+"""Prefixes of the released and DeiT-style checkpoints (what the loader always read): not worth naming in an error."""
+_MAX_DEPTH = 8
+"""Nesting levels searched for tensors; checkpoints nest two or three, deeper is not a state dict."""
+_EMA = re.compile(r"(?:^|[._])ema(?:[._]|$)", re.IGNORECASE)
+
+
+class CheckpointState(dict[str, torch.Tensor]):
+    """A checkpoint's SHViT tensors, with the wrapper ``prefix`` they were found under ('' at the top).
+
+    The prefix travels with the tensors so that a checkpoint that still does not fit can say where
+    its keys came from.
+    """
+
+    prefix: str = ""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], *, prefix: str = "") -> None:
+        super().__init__(tensors)
+        self.prefix = prefix
+
+
+def _unwrap(obj: object, path: Path) -> CheckpointState:
+    """The SHViT state dict inside a checkpoint, whatever wrapped it.
+
+    Training stacks nest the weights (``{'model': …}``, Lightning's ``{'state_dict': …}``) and
+    prefix their keys (DDP ``module.``, ``torch.compile``'s ``_orig_mod.``, Lightning's attribute
+    name, a Hugging Face wrapper's); the checkpoint may also hold an optimizer, an EMA copy or loss
+    buffers. Nested dicts are flattened to dotted keys, SHViT's own keys are located under whatever
+    single prefix they share, and only the keys under that prefix are kept.
+    """
+    tensors = _flatten(obj)
+    if not tensors:
         raise WeightsError(f"weights file {path} holds no state dict of tensors: pass a released SHViT checkpoint")
-    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+    prefixes = _shvit_prefixes(tensors)
+    if not prefixes:
+        return CheckpointState(_fallback(obj, tensors))
+    ranked = sorted(prefixes, key=lambda p: (bool(_EMA.search(p)), -prefixes[p], len(p)))
+    prefix = ranked[0]
+    if len(ranked) > 1:
+        others = ", ".join(repr(p) for p in ranked[1:])
+        _logger.info("%s holds SHViT weights under %r and %s; using %r%s", path, prefix, others, prefix,
+                     " (the EMA copy is ignored; to use it, save it on its own)" if any(_EMA.search(p) for p in ranked[1:]) else "")
+    elif prefix:
+        _logger.debug("%s: SHViT weights found under %r", path, prefix)
+    deeper = [p for p in prefixes if p != prefix and p.startswith(prefix)]
+    chosen = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and not k.startswith(tuple(deeper))}
+    return CheckpointState(chosen, prefix=prefix)
+
+
+def _flatten(obj: object, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+    """Every tensor in nested mappings, keyed by its dotted path (lists, numbers and strings are skipped)."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix[:-1]: obj} if prefix else {}
+    if not isinstance(obj, Mapping) or depth > _MAX_DEPTH:
+        return {}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        out.update(_flatten(value, f"{prefix}{key}.", depth + 1))
+    return out
+
+
+def _shvit_prefixes(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Each prefix under which SHViT-named keys sit, with how many (only prefixes with enough of them)."""
+    counts: dict[str, int] = {}
+    for key in tensors:
+        for start in (0, *(i + 1 for i, ch in enumerate(key) if ch == ".")):
+            if _SHVIT_KEY.fullmatch(key, start):
+                counts[key[:start]] = counts.get(key[:start], 0) + 1
+                break
+    return {p: n for p, n in counts.items() if n >= _MIN_SHVIT_KEYS}
+
+
+def _fallback(obj: object, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """No SHViT keys anywhere: the usual nesting keys unwrapped, so the mismatch report lists the file's own keys."""
+    prefix = ""
+    while isinstance(obj, Mapping):
+        key = next((k for k in _NESTING_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if key is None:
+            break
+        obj, prefix = obj[key], f"{prefix}{key}."
+    inner = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} or tensors
+    return {k.removeprefix("module."): v for k, v in inner.items()}
 
 
 def check_finite(state_dict: Mapping[str, torch.Tensor], *, source: str) -> None:
@@ -262,18 +347,26 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, sourc
     unexpected = [k for k in sd if k not in expected]
     mismatched = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
-        raise WeightsError(_mismatch_message(model, sd, source, missing, unexpected, mismatched))
+        prefix = getattr(state_dict, "prefix", "")
+        prefix = "" if prefix in _PLAIN_PREFIXES else prefix
+        raise WeightsError(_mismatch_message(model, sd, source, missing, unexpected, mismatched, prefix=prefix))
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in sd.items()}, strict=True)
 
 
 def _mismatch_message(
     model: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
-    missing: list[str], unexpected: list[str], mismatched: list[str],
+    missing: list[str], unexpected: list[str], mismatched: list[str], *, prefix: str = "",
 ) -> str:
+    """One line; ``prefix`` is the wrapper the SHViT keys were found under, named so the user sees what was read."""
     config = getattr(model, "config", None)
     found = infer_config(sd)
     wanted = describe_config(config) if isinstance(config, SHViTConfig) else "this model"
-    parts = [f"{source} does not fit {wanted}: it looks like {describe_config(found)}"]
+    if not prefix:
+        parts = [f"{source} does not fit {wanted}: it looks like {describe_config(found)}"]
+    elif found is None:
+        parts = [f"{source} does not fit {wanted}: its keys under '{prefix}' look like SHViT layers but not a whole SHViT"]
+    else:
+        parts = [f"{source} does not fit {wanted}: its keys under '{prefix}' look like {describe_config(found)}"]
     if found is not None and isinstance(config, SHViTConfig) and found.num_classes != config.num_classes:
         parts.append(f"its head has {found.num_classes} classes (pass num_classes={found.num_classes})")
     if missing:
@@ -283,8 +376,11 @@ def _mismatch_message(
     if mismatched:
         k = mismatched[0]
         parts.append(f"{len(mismatched)} shape mismatches (first: {k} {list(sd[k].shape)} vs {list(model.state_dict()[k].shape)})")
-    if found is not None:
-        parts.append("to load it as it is, use variant 'auto' (--variant auto), which builds the model the checkpoint describes")
+    published = next((name for name, v in VARIANTS.items() if found is not None and describe_config(found) == f"SHViT-{name.upper()}"), None)
+    if published is not None and f"SHViT-{published.upper()}" != wanted:
+        parts.append(f"it is an SHViT-{published.upper()} checkpoint: pass {{variant={published}}}")
+    elif found is not None and published is None:
+        parts.append("to load it as it is, use {variant=auto}, which builds the model the checkpoint describes")
     return "; ".join(parts)
 
 
@@ -327,7 +423,7 @@ def _resolve_host(url: str, *, timeout_s: float) -> None:
 
 
 def _download(url: str, out, *, progress: bool) -> None:
-    hint = "download it by hand and pass --weights PATH (or weights=PATH)"
+    hint = "download it by hand and pass {weights=PATH}"
     try:
         _resolve_host(url, timeout_s=DNS_TIMEOUT_S)
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:

@@ -12,6 +12,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_model  # noqa: E402
 
+
+def _load_triton_before_tensorflow() -> None:
+    """With PyTorch's CUDA build, importing triton after TensorFlow segfaults (triton/knobs.py). The toolkit keeps
+    TensorFlow in child processes; a few tests run it in-process, so triton (through torch._dynamo, as coremltools
+    loads it) comes first, whatever order the tests run in."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        import torch._dynamo  # noqa: F401
+
+
+_load_triton_before_tensorflow()
+
 _LOOPBACK = ("127.", "::1", "localhost")
 
 

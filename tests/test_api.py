@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import calib
 import convert
 import shvit
 from convert.errors import ArgumentError, ToleranceError
@@ -43,7 +42,7 @@ def small() -> torch.nn.Module:
 def test_export_of_an_in_memory_s1_with_a_ten_class_head(s1_ten_classes: torch.nn.Module, target: str, tmp_path: Path) -> None:
     result = convert.export(s1_ten_classes, target=target, labels=LABELS, out_dir=tmp_path)
     assert result.passed, result.parity.summary()
-    assert result.path.exists() and result.path.parent == tmp_path and result.path.name.startswith("shvit_s1_fp32")
+    assert result.path.exists() and result.path.parent == tmp_path and result.path.name.startswith("shvit_s1_10cls_fp32")
     assert set(result.files) == set(tmp_path.iterdir())
     assert result.sidecar["config"]["num_classes"] == 10 and result.sidecar["parity"]["passed"]
     assert result.parity.images == 32 and result.runtime
@@ -53,7 +52,7 @@ def test_export_from_a_checkpoint_path(small: torch.nn.Module, tmp_path: Path) -
     checkpoint = tmp_path / "fine-tuned.pth"
     torch.save({"model": small.state_dict()}, checkpoint)
     result = convert.export(checkpoint, target="onnx", labels=LABELS, out_dir=tmp_path / "out")
-    assert result.passed and result.path.name == "shvit_auto_fp32.onnx"
+    assert result.passed and result.path.name == "shvit_custom_10cls_fp32.onnx"
     assert result.sidecar["weights"]["sha256"] == shvit.weights.sha256_of(checkpoint)
 
 
@@ -123,7 +122,7 @@ def test_the_readme_notebook_example_runs_as_written(tmp_path: Path) -> None:
                           text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     path, verdict = proc.stdout.split()[:2]
-    assert verdict == "passed" and (tmp_path / path).is_dir() and path.endswith("shvit_s1_fp16.mlpackage")
+    assert verdict == "passed" and (tmp_path / path).is_dir() and path.endswith("shvit_s1_10cls_fp16.mlpackage")
     names = ["apple", "bicycle", "cat", "dog", "guitar", "house", "lamp", "mug", "shoe", "tree"]
     spec = json.loads((tmp_path / f"{path}.json").read_text())
     assert spec["config"]["num_classes"] == 10 and spec["export"]["op_counts"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from convert.bench.output import CSV_FIELDS, SCHEMA
 from test_check import Run, private_cache, run_cli, tiny_exports
 
 RUNS = 3
+ROUNDS = 2  # 3 runs in 2 rounds: shares of 2 and 1
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def bench(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Pat
         run = run_cli(bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--labels", tiny.labels_file,
                       "--input-size", tiny.input_size, "--target", "onnx", "--target", "tflite:int8", "--calib", made["calib"],
                       "--images", tiny.images_dir, "--labels-from-folders", "--count", 32, "--runs", RUNS, "--warmup", 1,
-                      "--out", out, json_path=out / "bench.json")
+                      "--rounds", ROUNDS, "--out", out, json_path=out / "bench.json")
     return run, out, made
 
 
@@ -43,8 +45,9 @@ def test_bench_prints_a_table_and_writes_csv_json_png(bench: tuple[Run, Path, di
     run, out, _ = bench
     assert run.code == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0].startswith("Host: ") and f"median/p90 of {RUNS} runs after 1 warm-up" in lines[0]
+    assert lines[0].startswith("Host: ") and f"of {RUNS} runs after 1 warm-up, in {ROUNDS} interleaved rounds" in lines[0]
     assert lines[1].split()[:4] == ["variant", "model", "export", "parity"]
+    assert "min ms  median ms  p90 ms  max ms  speed-up" in lines[1]
     for name in ("pytorch (reference)", "onnx fp32", "tflite int8"):
         assert any(f" {name} " in line for line in lines), name
     with open(out / "bench.csv", newline="") as f:
@@ -63,11 +66,30 @@ def test_each_model_is_timed_in_its_own_runtime(bench: tuple[Run, Path, dict[str
     for name, runtime in expected.items():
         row = rows[name]
         assert row["runtime"].startswith(runtime) and "1 thread" in row["runtime"]
-        assert row["runs"] == RUNS and row["warmup"] == 1 and row["threads"] == 1
-        assert 0 < row["latency_min_ms"] <= row["latency_median_ms"] <= row["latency_p90_ms"]
-    reference = rows["pytorch (reference)"]["latency_median_ms"]
-    for name in expected:
-        assert rows[name]["speedup_vs_pytorch"] == pytest.approx(reference / rows[name]["latency_median_ms"])
+        assert row["runs"] == RUNS and row["warmup"] == 1 and row["threads"] == 1 and row["rounds"] == ROUNDS
+        assert 0 < row["latency_min_ms"] <= row["latency_median_ms"] <= row["latency_p90_ms"] <= row["latency_max_ms"]
+        assert len(row["latency_round_medians_ms"]) == ROUNDS
+
+
+def test_speedup_is_the_median_of_per_round_ratios(bench: tuple[Run, Path, dict[str, Path]]) -> None:
+    """Both medians of a ratio come from the same round; the figure reported is their median, with its range."""
+    run, out, _ = bench
+    rows = rows_by_name(run.report)  # type: ignore[arg-type]
+    reference = rows["pytorch (reference)"]["latency_round_medians_ms"]
+    timed = [row for row in rows.values() if row["latency_round_medians_ms"]]
+    assert len(timed) >= 4  # the reference, onnx, tflite int8 and the plain tflite baseline
+    for row in timed:
+        ratios = [r / m for r, m in zip(reference, row["latency_round_medians_ms"], strict=True)]
+        assert row["speedup_rounds"] == pytest.approx(ratios)
+        assert row["speedup_vs_pytorch"] == pytest.approx(statistics.median(ratios))
+        assert (row["speedup_min"], row["speedup_max"]) == pytest.approx((min(ratios), max(ratios)))
+    with open(out / "bench.csv", newline="") as f:
+        onnx = next(r for r in csv.DictReader(f) if r["name"] == "onnx fp32")
+    assert [float(v) for v in onnx["speedup_rounds"].split()] == pytest.approx(rows["onnx fp32"]["speedup_rounds"], rel=1e-5)
+    low, high = rows["onnx fp32"]["speedup_min"], rows["onnx fp32"]["speedup_max"]
+    line = next(line for line in run.stdout.splitlines() if " onnx fp32 " in line)
+    assert f"{rows['onnx fp32']['speedup_vs_pytorch']:.2f}× (" in line and "–" in line.split("×", 1)[1]
+    assert low <= rows["onnx fp32"]["speedup_vs_pytorch"] <= high
 
 
 def test_status_size_parity_and_accuracy_per_row(bench: tuple[Run, Path, dict[str, Path]]) -> None:
@@ -94,7 +116,7 @@ def test_plain_baselines_are_rows_beside_ours(bench: tuple[Run, Path, dict[str, 
 def test_bad_targets_fail_before_any_work(tiny: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     unknown = run_cli(bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--target", "tflite:int4", "--out", out)
-    assert unknown.code == 1 and "precision 'int4' is not available for tflite" in unknown.stderr
+    assert unknown.code == 2 and "precision 'int4' is not available for tflite" in unknown.stderr
     assert unknown.stderr.strip().count("\n") == 0
     no_calib = run_cli(bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", 96, "--target", "tflite:int8",
                        "--out", out)

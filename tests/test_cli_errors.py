@@ -15,7 +15,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
     ("unknown variant", lambda r: ["--variant", "s7", "--target", "onnx"], "Invalid value for '--variant': 's7' is not one of", 2),
     ("unknown target", lambda r: ["--variant", "s1", "--target", "tensorrt"], "Invalid value for '--target': 'tensorrt' is not one of", 2),
     ("unknown precision", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int4"], "Invalid value for '--precision': 'int4'", 2),
-    ("precision of another target", lambda r: ["--variant", "s1", "--target", "onnx", "--precision", "int8"], "precision 'int8' is not available for onnx", 1),
+    ("precision of another target", lambda r: ["--variant", "s1", "--target", "onnx", "--precision", "int8"], "precision 'int8' is not available for onnx", 2),
     ("int8 without calib (coreml)", lambda r: ["--variant", "s1", "--target", "coreml", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
     ("int8 without calib (tflite)", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
     ("checkpoint of another variant", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_variant", r))], "does not fit SHViT-S1: it looks like SHViT-S2", 1),

@@ -28,7 +28,7 @@ from convert.coreai.inspect import facts
 from convert.coreai.target import COREAI_INT4_WEIGHTS, COREAI_INT8_WEIGHTS
 from convert.errors import ConvertError
 from convert.parity import compare
-from helpers import assert_close, recompute_bn_stats, trained_like
+from helpers import assert_close, trained_like
 from shvit.layers import SHSADeploy
 
 FP32_MAX_REL = 1e-4

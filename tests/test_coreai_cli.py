@@ -39,7 +39,7 @@ def exported(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_shvit_convert_writes_a_checked_aimodel(exported: dict[str, Path], tiny: Any, precision: str) -> None:
     path = exported[precision]
-    assert path.name == f"shvit_auto_{precision.replace('-', '_')}.aimodel" and path.is_dir()
+    assert path.name == f"shvit_custom_96px_8cls_{precision.replace('-', '_')}.aimodel" and path.is_dir()
     sidecar = json.loads(Path(f"{path}.json").read_text())
     assert sidecar["parity"]["passed"] and "Core AI Linux reference runtime" in sidecar["parity"]["runtime"]
     assert sidecar["config"]["target"] == "coreai" and sidecar["export"]["minimum_os"].startswith("27")
@@ -61,12 +61,12 @@ def test_shvit_check_runs_an_aimodel_in_the_core_ai_runtime(exported: dict[str, 
     run = run_cli(check_command, *(exported[p] for p in PRECISIONS), "--variant", "auto", "--weights", tiny.checkpoint,
                   "--images", tiny.images_dir, "--count", 8)
     assert run.code == 0, run.stderr
-    assert run.stdout.count("PASS") == 3 and "shvit_auto_fp16.aimodel" in run.stdout and "shvit_auto_int8_weights.aimodel" in run.stdout
+    assert run.stdout.count("PASS") == 3 and "shvit_custom_96px_8cls_fp16.aimodel" in run.stdout and "shvit_custom_96px_8cls_int8_weights.aimodel" in run.stdout
 
 
 @pytest.mark.parametrize(("extra", "text", "code"), [
     (("--precision", "int8"), "--precision int8 is not available for coreai: int8 activations (W8A8) are not offered for Core AI: "
-                              "choose int8-weights or int4-weights (weights-only, activations fp16), fp16 or fp32", 1),
+                              "choose int8-weights or int4-weights (weights-only, activations fp16), fp16 or fp32", 2),
     (("--precision", "int2-weights"), "Invalid value for '--precision': 'int2-weights' is not one of", 2),
     (("--min-ios", "17"), "--min-ios does not apply to --target coreai", 1),
 ])

@@ -142,8 +142,8 @@ CHECK_CASES: list[Case] = [
 BENCH_CASES: list[Case] = [
     ("unknown variant", lambda i: ["--variant", "s7", "--out", i.out], "unknown variant 's7'", 2),
     ("unknown target", lambda i: i.bench("--target", "tensorrt"), "unknown target 'tensorrt'", 1),
-    ("unknown precision", lambda i: i.bench("--target", "tflite:int4"), "precision 'int4' is not available for tflite", 1),
-    ("precision of another target", lambda i: i.bench("--target", "onnx:int8"), "precision 'int8' is not available for onnx", 1),
+    ("unknown precision", lambda i: i.bench("--target", "tflite:int4"), "precision 'int4' is not available for tflite", 2),
+    ("precision of another target", lambda i: i.bench("--target", "onnx:int8"), "precision 'int8' is not available for onnx", 2),
     ("int8 without calib", lambda i: i.bench("--target", "tflite:int8"), "pass --calib DIR", 1),
     ("calib: missing folder", lambda i: i.bench("--target", "tflite:int8", "--calib", image_folder("missing", i.root)), "does not exist", 1),
     ("calib: a file", lambda i: i.bench("--target", "coreml:int8", "--calib", image_folder("file", i.root)), "is a file", 1),
@@ -297,7 +297,7 @@ def test_an_unreadable_sub_folder_is_skipped_with_a_warning(inputs: Inputs) -> N
                               "--out", inputs.out)
     assert result.returncode == 0, result.stderr
     assert f"warning: skipped folder {images / 'locked'}: " in result.stderr and "ermission denied" in result.stderr
-    assert (inputs.out / "shvit_auto_fp32.onnx").is_file()
+    assert (inputs.out / "shvit_custom_8cls_fp32.onnx").is_file()
 
 
 def _fill(disk: Path, *, leave_kib: int) -> None:
@@ -346,7 +346,7 @@ def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, m
     out = inputs.out
     args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--out", out]
     assert run_cli(convert_command, *args).code == 0
-    previous = (out / "shvit_auto_fp32.onnx").read_bytes()
+    previous = (out / "shvit_custom_8cls_fp32.onnx").read_bytes()
 
     def full(path: Path, *_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -355,5 +355,5 @@ def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, m
     result = run_cli(convert_command, *args, "--force")
     assert result.code == 1
     assert_one_error_line(result.stderr, prog="shvit-convert", message=f"no space left on the device writing to {out}")
-    assert (out / "shvit_auto_fp32.onnx").read_bytes() == previous
+    assert (out / "shvit_custom_8cls_fp32.onnx").read_bytes() == previous
     assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]

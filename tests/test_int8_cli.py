@@ -33,13 +33,17 @@ def auto_int8(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
 
 
 def test_default_int8_is_auto_and_reports_every_quantised_op(auto_int8: tuple[Path, dict[str, Any], str]) -> None:
-    _, sidecar, log = auto_int8
+    artifact, sidecar, log = auto_int8
     report = sidecar["export"]["int8"]
     assert sidecar["config"]["int8_mode"] == "auto" and report["mode"] == "auto"
     assert sidecar["parity"]["passed"] and sidecar["parity"]["top1"] >= 0.9
     assert report["ops"] and all(op["own_sqnr_db"] is not None and math.isfinite(op["own_sqnr_db"]) for op in report["ops"])
     assert 0 < report["int8_mac_share"] <= 1 and report["outcome"] in ("int8", "int8-weights", "int8-missed")
-    assert "int8 auto" in log and "of MACs in int8" in log
+    assert "int8 auto" in log and "of MACs int8" in log and "999.0 dB" not in log
+    assert "int8 target: min cosine 0.98, top-1 90% on images it did not see" in log, "the user's target, not the internal aim"
+    contents = sidecar["export"]["contents"]
+    assert contents.startswith("int8 weights and activations" if report["outcome"] == "int8" else "weight-only int8")
+    assert log.strip().splitlines()[-1].startswith(f"✓ wrote {artifact}: {contents}")
 
 
 def test_an_unknown_keep_float_name_is_one_line_saying_where_the_names_are(tiny: Any, tmp_path: Path,
@@ -87,8 +91,23 @@ def coreml_auto_int8(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp
                   "--labels", tiny.labels_file, "--target", "coreml", "--precision", "int8", "--calib", calib_dir,
                   "--images", tiny.images_dir, "--out", tmp_path_factory.mktemp("coreml-int8"))
     assert run.code == 0, run.stderr
+    assert "Quality(" not in run.stderr and "alone int8 " not in run.stderr, "selection's debug lines leaked into the output"
     artifact = Path(run.stdout.strip())
     return artifact, json.loads(Path(f"{artifact}.json").read_text())
+
+
+def test_a_weight_only_fallback_says_so_in_its_last_line_and_sidecar(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str],
+                                                                     tmp_path: Path) -> None:
+    """An unreachable target ends weight-only: the file is named int8 as asked, and the output says what it holds."""
+    run = _convert(tiny, tmp_path / "out", "--precision", "int8", "--calib", auto_int8[1]["config"]["calib_dir"],
+                   "--images", tiny.images_dir, "--int8-min-cosine", "0.99999", "--int8-min-top1", "1.0")
+    assert run.code == 0, run.stderr
+    artifact = Path(run.stdout.strip())
+    sidecar = json.loads(Path(f"{artifact}.json").read_text())
+    assert sidecar["export"]["int8"]["outcome"] == "int8-weights"
+    contents = sidecar["export"]["contents"]
+    assert contents.startswith("weight-only int8 (activations float)") and "min cosine 0.99999, top-1 100%" in contents
+    assert run.stderr.strip().splitlines()[-1].startswith(f"✓ wrote {artifact}: weight-only int8")
 
 
 def _assert_per_layer(layers: dict[str, Any], sidecar: dict[str, Any]) -> None:

@@ -212,7 +212,7 @@ def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_fil
                            text=True, timeout=600, env=dict(os.environ, TMPDIR=str(tmpdir)))
     assert again.returncode == 0, again.stderr
     assert ours(tmpdir) == []
-    assert sorted(p.name for p in out.iterdir()) == ["shvit_auto_fp32.onnx", "shvit_auto_fp32.onnx.json"], "staging swept"
+    assert sorted(p.name for p in out.iterdir()) == ["shvit_custom_96px_8cls_fp32.onnx", "shvit_custom_96px_8cls_fp32.onnx.json"], "staging swept"
 
 
 # ------------------------------------------------------------------ shvit-check, shvit-bench, shvit-demo
@@ -241,7 +241,7 @@ def test_ctrl_c_in_shvit_bench_writes_no_results_and_keeps_finished_exports_whol
     _assert_interrupted("shvit-bench", code, output)
     assert sorted(p.name for p in out.iterdir()) == ["exports"], "no bench.csv/json/png from an interrupted run"
     finished = sorted(p.name for p in (out / "exports" / "auto").iterdir())
-    assert finished == ["shvit_auto_fp32.onnx", "shvit_auto_fp32.onnx.json"]
+    assert finished == ["shvit_custom_96px_8cls_fp32.onnx", "shvit_custom_96px_8cls_fp32.onnx.json"]
     assert ours(tmp_path / "tmp") == []
 
 

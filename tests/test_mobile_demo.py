@@ -589,8 +589,8 @@ def test_convert_demo_shortcut_writes_the_artifact_and_its_app(tiny, tmp_path: P
             "--labels", str(tiny.labels_file), "--target", "coreml", "--out", str(out), "--demo", str(demo),
         ])
     assert info.value.code == 0, capsys.readouterr().err
-    assert (out / "shvit_auto_fp16.mlpackage").is_dir() and (demo / "project.yml").is_file()
+    assert (out / "shvit_custom_96px_8cls_fp16.mlpackage").is_dir() and (demo / "project.yml").is_file()
     info_swift = next(demo.rglob("ModelInfo.swift")).read_text()
     assert f"inputWidth = {tiny.input_size}" in info_swift
     stdout = capsys.readouterr().out.strip().splitlines()
-    assert stdout == [str(out / "shvit_auto_fp16.mlpackage"), str(demo)]
+    assert stdout == [str(out / "shvit_custom_96px_8cls_fp16.mlpackage"), str(demo)]

@@ -61,7 +61,7 @@ def test_the_registry_lists_the_plugin() -> None:
 
 def test_python_api_exports_and_checks_a_plugin_target(exported: convert.ExportResult) -> None:
     assert exported.passed, exported.parity.summary()
-    assert exported.path.name == "shvit_auto_fp32.npz" and exported.path.is_file()
+    assert exported.path.name == "shvit_custom_10cls_fp32.npz" and exported.path.is_file()
     assert exported.runtime.startswith("NumPy") and exported.parity.max_rel < 1e-4
     sidecar = json.loads(exported.path.with_name(exported.path.name + ".json").read_text())
     assert sidecar["config"]["target"] == "npz" and sidecar["config"]["layout"] == "nchw" and sidecar["export"]["ops"] > 0
@@ -79,11 +79,11 @@ def test_shvit_convert_and_shvit_check_take_the_plugin(checkpoint: Path, tmp_pat
 
     made = run_cli(convert_command, "--variant", "auto", "--weights", checkpoint, "--target", "npz", "--out", tmp_path)
     assert made.code == 0, made.stderr
-    artifact = tmp_path / "shvit_auto_fp32.npz"
+    artifact = tmp_path / "shvit_custom_10cls_fp32.npz"
     assert made.stdout.strip() == str(artifact) and "✓ max |Δ| / logit scale" in made.stderr
     checked = run_cli(check_command, artifact, "--variant", "auto", "--weights", checkpoint, "--count", 4)
     assert checked.code == 0, checked.stderr
-    assert "shvit_auto_fp32.npz" in checked.stdout and "PASS" in checked.stdout
+    assert "shvit_custom_10cls_fp32.npz" in checked.stdout and "PASS" in checked.stdout
 
 
 def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:

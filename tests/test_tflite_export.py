@@ -24,7 +24,7 @@ from helpers import recompute_bn_stats, run_in_runtime
 import calib
 import shvit
 import convert
-from convert.errors import ConvertError, RuntimeCrash
+from convert.errors import RuntimeCrash
 from convert.api.pipeline import ExportResult
 from convert.tflite import graphinfo, metadata, onnx2tf_runner
 from convert.tflite.export import export_tflite
@@ -286,7 +286,7 @@ def test_cli_by_absolute_path_from_a_non_activated_venv(tiny, tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "✓ cosine" in proc.stderr and "Traceback" not in proc.stderr
-    artifact = tmp_path / "out" / "shvit_auto_fp16.tflite"
+    artifact = tmp_path / "out" / "shvit_custom_96px_8cls_fp16.tflite"
     assert artifact.exists() and list(cwd.iterdir()) == []
     onnxsim = json.loads(artifact.with_name(artifact.name + ".json").read_text())["export"]["toolchain"]["onnxsim"]
     assert Path(onnxsim).parent == script.parent  # onnx2tf found (and ran) the environment's onnxsim

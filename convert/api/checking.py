@@ -14,7 +14,7 @@ from convert.errors import UsageError
 from convert.validate.images import check_image_folders, check_image_options, load_images
 from convert.io.scratch import Scratch
 from convert.config import ModelSpec
-from convert.validate.artifact_info import inspect
+from convert.validate.artifact_info import ArtifactInfo, inspect
 from convert.validate.checker import DEFAULT_COUNT, artifact_paths, check_artifacts, resolve_input_size, sidecar_labels
 from convert.validate.per_layer import PER_LAYER_IMAGES, check_per_layer
 from convert.validate.per_layer import per_layer as per_layer_report
@@ -38,6 +38,7 @@ def check(
     threads: int | None = None,
     per_layer: bool = False,
     progress: bool = False,
+    seed: int | None = None,
 ) -> CheckReport:
     """Run every artifact in its own runtime on the same images as ``reference`` and judge it.
 
@@ -48,6 +49,7 @@ def check(
     names (default: those named in the artifacts' sidecars, else ImageNet-1k). The report's
     ``passed`` is False if any artifact fails, crashes or does not fit the reference. ``per_layer``
     (int8 artifacts only) adds each op's error against the artifact's float twin (``report.per_layer``).
+    ``weights=None`` checks a random-weights try-out: the draw is ``seed``, by default the one its sidecar records.
     """
     paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
     if not paths:
@@ -60,12 +62,14 @@ def check(
     paths = artifact_paths(paths)
     images_dir = Path(images) if images is not None else None
     check_image_folders({"images": images_dir})
-    spec = model_spec(reference, weights=weights, num_classes=1000, labels=labels, input_size=input_size)
+    spec = model_spec(reference, weights=weights, num_classes=1000, labels=labels, input_size=input_size, seed=seed)
     with Scratch.open() as scratch:
         _logger.info(f"→ reading {len(paths)} artifact{'s' if len(paths) > 1 else ''}")
         infos = [inspect(p, scratch=scratch) for p in paths]
         if per_layer:
             check_per_layer(infos)
+        if spec is not None and spec.weights is None and spec.seed is None:
+            spec = dataclasses.replace(spec, seed=recorded_seed(infos))
         variant = spec.variant if spec is not None else "auto"
         size, size_origin = resolve_input_size(input_size, infos, variant)
         _logger.info(f"→ model at {size}×{size} (input size from {size_origin})")
@@ -87,6 +91,15 @@ def check(
                 _logger.info(f"→ per-layer: {info.path.name} op by op on {len(pixels)} images")
                 report.per_layer.append(per_layer_report(info, source, pixels, scratch=scratch, log=_logger.info))
         return report
+
+
+def recorded_seed(infos: Sequence[ArtifactInfo]) -> int | None:
+    """The random draw the artifacts' sidecars record, when they agree on one (else the default draw)."""
+    seeds = {(info.sidecar or {}).get("weights", {}).get("seed") for info in infos} - {None}
+    if len(seeds) > 1:
+        raise UsageError(f"the artifacts were exported from different random draws (seeds {', '.join(map(str, sorted(seeds)))}): "
+                         "check them one at a time", argument="artifacts")
+    return seeds.pop() if seeds else None
 
 
 def _sized(spec: ModelSpec | None, size: int) -> ModelSpec | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 import shvit
-from convert.config import ModelSpec
+from convert.config import ModelSpec, check_input_size
 from convert.errors import ArgumentError
 from convert.source import ModelSource, load_source, source_from_module
 
@@ -18,16 +18,20 @@ _logger = logging.getLogger(__name__)
 
 
 def model_spec(model: nn.Module | str | os.PathLike[str], *, weights: str | os.PathLike[str] | None, num_classes: int,
-               labels: Labels, input_size: int | None) -> ModelSpec | None:
+               labels: Labels, input_size: int | None, seed: int | None = None) -> ModelSpec | None:
     """What to load for ``model`` (None for a model object, which needs no loading); a bad type is an ArgumentError."""
+    if input_size is not None:
+        check_input_size(input_size)
     if isinstance(model, nn.Module):
         return None
     if not isinstance(model, (str, os.PathLike)):
         raise ArgumentError(f"model must be an nn.Module, a checkpoint path or a variant name, not {type(model).__name__}",
                             argument="model")
+    if seed is not None and (weights is not None or not is_variant(str(model))):
+        raise ArgumentError("{seed} picks a random draw: it goes with a variant name and {weights=None}", argument="seed")
     if is_variant(str(model)):
         return ModelSpec(variant=str(model).lower(), weights=weights, num_classes=num_classes, labels=as_labels(labels),
-                         input_size=input_size)
+                         input_size=input_size, seed=seed)
     return ModelSpec(variant="auto", weights=Path(model), num_classes=num_classes, labels=as_labels(labels), input_size=input_size)
 
 
@@ -36,7 +40,9 @@ def load_model(model: nn.Module | str | os.PathLike[str], spec: ModelSpec | None
     if spec is None:
         _logger.info("→ fusing BatchNorms of the given model")
         return source_from_module(model, labels=as_labels(labels), input_size=input_size)  # type: ignore[arg-type]
-    _logger.info(f"→ loading SHViT-{spec.variant.upper()} ({spec.weights or 'random weights, not for deployment'}) and fusing BatchNorms")
+    weights = spec.weights or f"random weights, seed {shvit.RANDOM_INIT_SEED if spec.seed is None else spec.seed}, not for deployment"
+    name = "SHViT (shapes read from the checkpoint)" if spec.variant == "auto" else f"SHViT-{spec.variant.upper()}"
+    _logger.info(f"→ loading {name} ({weights}) and fusing BatchNorms")
     return load_source(spec)
 
 

@@ -22,7 +22,7 @@ from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, Outpu
 from convert.errors import ArgumentError, ToleranceError
 from convert.validate.images import check_image_folders, load_images
 from convert.io.scratch import Scratch
-from convert.io.sidecar import sidecar_record, write_sidecar
+from convert.io.sidecar import sidecar_path, sidecar_record, write_sidecar
 from convert.io.staging import check_output_dir, refuse_existing, staged_output
 from convert.parity import ParityReport, Tolerance, compare
 from convert.api.model import load_model, model_spec
@@ -30,6 +30,7 @@ from convert.source import ModelSource
 from convert.targets import ExportContext
 from convert.validate.runner import run_artifact
 from shvit.errors import Message, WeightsError
+from shvit.provenance import RANDOM_SOURCE
 
 DEFAULT_CHECK_COUNT = 32
 CHECK_HINT = "(pass {images=DIR} to check on your own photos)"
@@ -58,6 +59,11 @@ class ExportResult:
     checklist: list[str] = field(default_factory=list)
     """The ✓/✗ lines of the parity check, as ``shvit-convert`` prints them."""
 
+    @property
+    def sidecar_path(self) -> Path:
+        """The ``<artifact>.json`` file that :attr:`sidecar` was written to."""
+        return sidecar_path(self.path)
+
 
 def export(
     model: nn.Module | str | os.PathLike[str],
@@ -75,16 +81,21 @@ def export(
     weights: str | os.PathLike[str] | None = "imagenet",
     num_classes: int = 1000,
     calib_count: int = DEFAULT_CALIB_COUNT,
+    seed: int | None = None,
+    name: str | None = None,
     **target_options: Any,
 ) -> ExportResult:
     """Export ``model`` for ``target`` exactly as ``shvit-convert`` does: parity check, sidecar, atomic write.
 
     ``model`` is an ``nn.Module`` (an SHViT, fused or not, any head size), a checkpoint path, or a
     variant name (``"s1"``…``"s4"``) whose ``weights`` are a checkpoint path, ``"imagenet"`` (the
-    released weights, downloaded once) or None (random; for trying the toolchain only).
+    released weights, downloaded once) or None (random; for trying the toolchain only: drawn with
+    ``seed``, default :data:`shvit.RANDOM_INIT_SEED`, recorded in the sidecar so a check can redraw them).
     ``labels`` is a file with one class name per line or a list of names. ``calib`` is a folder
     of photos for ``precision="int8"``; parity runs on ``images`` (default: ``calib``, else
     generated natural-looking images). Target options (``min_ios="17"`` for Core ML) go as keywords.
+    ``name`` is the artifact's file name (``"my_model"`` or ``"my_model.onnx"``) inside ``out_dir``; by
+    default it says variant, precision and, when they are not the variant's own, input size and classes.
 
     A failed parity returns ``passed=False`` with the artifact written and marked failed in its
     sidecar; ``strict=True`` raises :class:`ToleranceError` instead, its ``result`` holding this result.
@@ -92,15 +103,18 @@ def export(
     options = ExportOptions(target=target, precision=precision, calib=_path(calib), calib_count=calib_count,
                             target_options=target_options)
     output = OutputSpec(out_dir=Path(out_dir), force=force, progress=progress)
-    export_plan = plan(options, output)
+    export_plan = plan(options, output, name=name)
     images_dir = _path(images)
-    spec = model_spec(model, weights=weights, num_classes=num_classes, labels=labels, input_size=input_size)
+    spec = model_spec(model, weights=weights, num_classes=num_classes, labels=labels, input_size=input_size, seed=seed)
     preflight(export_plan, images=images_dir, weights=spec.weights if spec else None, labels=labels)
-    if spec is not None:
-        refuse_existing(output.out_dir, export_plan.file_names(spec.variant), force=force)
+    naming = spec.naming() if spec is not None else None
+    if naming is not None or export_plan.name is not None:
+        refuse_existing(output.out_dir, export_plan.file_names(naming or "model"), force=force)
     source = load_model(model, spec, labels=labels, input_size=input_size)
+    refuse_existing(output.out_dir, export_plan.file_names(source.naming), force=force)
     with Scratch.open() as scratch:
-        result = run_export(export_plan, source, images=images_dir, scratch=scratch, random_init=spec is not None and spec.weights is None)
+        result = run_export(export_plan, source, images=images_dir, scratch=scratch,
+                            random_init=source.weights_info.get("source") == RANDOM_SOURCE)
     if strict and not result.passed:
         ToleranceError.check(str(result.path), result.parity, result.tolerance, result=result)
     return result
@@ -115,7 +129,7 @@ def run_export(
     """
     log = _logger.info
     target, output = export_plan.target, export_plan.output
-    names = export_plan.file_names(source.variant)
+    names = export_plan.file_names(source.naming)
     artifact = output.out_dir / names[0]
     started = time.perf_counter()
     calib_pixels, calib_description = _calibration(export_plan, size=source.input_size)
@@ -124,7 +138,7 @@ def run_export(
                         progress=output.progress, quiet=images is None and export_plan.calibrated, hint=CHECK_HINT)
     with staged_output(output.out_dir, names, force=output.force) as staging:
         context = ExportContext(
-            source=source, precision=export_plan.precision, options=export_plan.options, stem=export_plan.stem(source.variant),
+            source=source, precision=export_plan.precision, options=export_plan.options, stem=export_plan.stem(source.naming),
             scratch=scratch, calib_pixels=calib_pixels, calib_description=calib_description, progress=output.progress, log=log,
         )
         metadata = target.export(context, staging)
@@ -150,7 +164,8 @@ def run_export(
         write_sidecar(staging.path(names[1]), record)
         files = staging.commit()
     seconds = time.perf_counter() - started
-    log(f"✓ wrote {artifact} in {seconds:.1f} s" if passed else f"✗ wrote {artifact} (parity FAILED, marked in its .json)")
+    contents = f": {metadata['contents']}" if metadata.get("contents") else ""
+    log(f"✓ wrote {artifact}{contents} in {seconds:.1f} s" if passed else f"✗ wrote {artifact}{contents} (parity FAILED, marked in its .json)")
     return ExportResult(path=artifact, files=files, target=target.name, precision=export_plan.precision, passed=passed,
                         parity=report, tolerance=tolerance, runtime=runtime, sidecar=record, checklist=checklist)
 

@@ -11,13 +11,16 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convert import targets
 from convert.errors import NotBuiltYet
 from convert.io.scratch import Scratch
 from convert.io.staging import STAGING_PREFIX
-from convert.source import ModelSource
 from convert.targets import PlainBaseline, Target
+
+if TYPE_CHECKING:
+    from convert.source import ModelSource
 
 Log = Callable[[str], None]
 

@@ -20,11 +20,13 @@ from convert.bench.run import EXPORT_FAILED, NOT_BUILT, OURS, REFERENCE, BenchRo
 from convert.io.staging import write_atomic
 from convert.validate.report import drop, grid, pct, pyplot, with_change
 
-SCHEMA = "shvit-bench/1"
+SCHEMA = "shvit-bench/2"
+"""2: timed in interleaved rounds; ``speedup_vs_pytorch`` is the median of per-round ratios (1: ratio of overall medians)."""
 CSV_FIELDS = (
     "variant", "name", "kind", "target", "precision", "export", "export_detail", "artifact", "size_bytes", "ops", "parity", "parity_detail",
-    "latency_median_ms", "latency_p90_ms", "latency_mean_ms", "latency_min_ms", "runs", "warmup", "threads", "runtime",
-    "latency_note", "speedup_vs_pytorch", "gmacs_per_s", "max_abs", "max_rel", "mean_abs", "cosine", "psnr_db",
+    "latency_median_ms", "latency_p90_ms", "latency_mean_ms", "latency_min_ms", "latency_max_ms", "runs", "warmup", "rounds",
+    "latency_round_medians_ms", "threads", "runtime", "latency_note", "speedup_vs_pytorch", "speedup_min", "speedup_max",
+    "speedup_rounds", "gmacs_per_s", "max_abs", "max_rel", "mean_abs", "cosine", "psnr_db",
     "top1_agreement", "top5_agreement", "top1_accuracy", "top5_accuracy", "top1_drop_pp", "top5_drop_pp", "images",
 )
 
@@ -38,8 +40,9 @@ def _ms(row: BenchRow, key: str) -> str:
 
 
 def row_record(row: BenchRow) -> dict[str, Any]:
-    """One flat record per row (the CSV line; JSON rows hold the same keys)."""
+    """One flat record per row (the CSV line; JSON rows hold the same keys; per-round lists are space-separated in the CSV)."""
     lat, chk = row.latency, row.check
+    spread = row.speedup_range
     parity = chk.parity if chk else None
     acc = row.accuracy
     record: dict[str, Any] = {
@@ -49,9 +52,12 @@ def row_record(row: BenchRow) -> dict[str, Any]:
         "parity_detail": (chk.detail or None) if chk else (row.not_comparable or None),
         "latency_median_ms": lat.median_ms if lat else None, "latency_p90_ms": lat.p90_ms if lat else None,
         "latency_mean_ms": lat.mean_ms if lat else None, "latency_min_ms": lat.min_ms if lat else None,
-        "runs": lat.runs if lat else None, "warmup": lat.warmup if lat else None, "threads": lat.threads if lat else None,
+        "latency_max_ms": lat.max_ms if lat else None, "runs": lat.runs if lat else None, "warmup": lat.warmup if lat else None,
+        "rounds": lat.rounds if lat else None, "latency_round_medians_ms": list(lat.round_medians_ms) if lat else None,
+        "threads": lat.threads if lat else None,
         "runtime": lat.runtime if lat else (chk.runtime if chk and chk.runtime else None), "latency_note": row.latency_note or None,
-        "speedup_vs_pytorch": row.speedup,
+        "speedup_vs_pytorch": row.speedup, "speedup_min": spread[0] if spread else None, "speedup_max": spread[1] if spread else None,
+        "speedup_rounds": list(row.speedup_rounds) if row.speedup_rounds else None,
         "gmacs_per_s": row.macs / lat.median_ms / 1e6 if lat and row.macs else None,
         "max_abs": parity.max_abs if parity else None, "max_rel": parity.max_rel if parity else None,
         "mean_abs": parity.mean_abs if parity else None, "cosine": parity.cosine if parity else None,
@@ -67,7 +73,8 @@ def row_record(row: BenchRow) -> dict[str, Any]:
 
 def format_table(rows: Sequence[BenchRow], *, labelled: bool) -> list[str]:
     quality = "acc@1 (Δ pp)" if labelled else "agree@1"
-    headers = ["variant", "model", "export", "parity", "size MB", "ops", "median ms", "p90 ms", "speed-up", quality, "cosine", "note"]
+    headers = ["variant", "model", "export", "parity", "size MB", "ops", "min ms", "median ms", "p90 ms", "max ms", "speed-up", quality,
+               "cosine", "note"]
     lines = []
     for row in rows:
         r = row_record(row)
@@ -76,11 +83,22 @@ def format_table(rows: Sequence[BenchRow], *, labelled: bool) -> list[str]:
         else:
             q = "100% (ref)" if row.kind == REFERENCE else pct(r["top1_agreement"])
         lines.append([row.variant, row.name, row.export, row.parity, _mb(row.size_bytes), "-" if row.ops is None else str(row.ops),
-                      _ms(row, "median_ms"), _ms(row, "p90_ms"),
-                      f"{row.speedup:.2f}×" if row.speedup else "-", q, f"{r['cosine']:.6f}" if r["cosine"] is not None else "-", _note(row)])
+                      _ms(row, "min_ms"), _ms(row, "median_ms"), _ms(row, "p90_ms"), _ms(row, "max_ms"),
+                      _speedup(row), q, f"{r['cosine']:.6f}" if r["cosine"] is not None else "-", _note(row)])
     gpu = [f"SHViT-{row.variant.upper()} {row.name}: {row.check.gpu_delegate.line()}"
            for row in rows if row.check is not None and row.check.gpu_delegate is not None]
     return grid(headers, lines) + (["", *gpu] if gpu else [])
+
+
+def _speedup(row: BenchRow) -> str:
+    """``4.82× (4.6–5.0)``: the median per-round ratio and its range over the rounds (the reference: just 1.00×)."""
+    if not row.speedup:
+        return "-"
+    spread = row.speedup_range
+    if row.kind == REFERENCE or spread is None or len(row.speedup_rounds) < 2:
+        return f"{row.speedup:.2f}×"
+    low, high = (f"{x:.1f}" if x >= 1 else f"{x:.2f}" for x in spread)
+    return f"{row.speedup:.2f}× ({low}–{high})"
 
 
 def _note(row: BenchRow) -> str:
@@ -99,7 +117,8 @@ def write_csv(rows: Sequence[BenchRow], path: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row_record(row).items()})
+        writer.writerow({k: ("" if v is None else " ".join(f"{x:.6g}" for x in v) if isinstance(v, list) else v)
+                         for k, v in row_record(row).items()})
     write_atomic(path, buffer.getvalue())
 
 

@@ -23,7 +23,8 @@ from torch import nn
 from convert.coreai.compress import COMPRESSIONS, W8A8_REFUSED, compress_weights
 from convert.coreai.deps import require
 from convert.coreai.graph import CoreAIClassifierGraph
-from convert.coreml.metadata import AUTHOR, LICENSE, toolkit_version
+from convert.coreml.metadata import AUTHOR, LICENSE
+from convert.io.sidecar import toolkit_version
 from convert.errors import ConvertError
 from shvit.config import IMAGENET_MEAN, IMAGENET_STD
 

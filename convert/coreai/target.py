@@ -16,6 +16,7 @@ from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
 from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+from shvit.provenance import weights_digest
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -62,7 +63,7 @@ class CoreAITarget:
         weights = source.weights_info
         compression = COMPRESSIONS.get(context.precision)
         metadata = {"variant": source.variant, "weights_source": weights.get("source", "unknown"),
-                    "weights_sha256": weights.get("sha256", "none (random initialisation)")}
+                    "weights_sha256": weights_digest(weights)}
         context.log(f"→ converting with coreai-torch (torch.export, {'fp16' if compression else context.precision}, "
                     f"minimum OS {MINIMUM_OS})")
         if compression is not None:

@@ -218,7 +218,7 @@ def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[MIL
 
         logits = executor.run(feeds, outputs=[name], rewrite=rewrite)[name]
         sensitivity.alone_int8 = quality(reference, np.asarray(logits, np.float32).reshape(len(pixels), -1))
-        log.info("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
+        log.debug("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
 
 
 def list_quantisable_ops(package: Path) -> list[str]:
@@ -289,7 +289,7 @@ def convert_w8a8(
     ]
     selection = select_float_ops(
         candidates, lambda names: run(quantize(float_package, stats, keep_float=[*forced, *names], weights=False)),
-        target=aim(options.target), baseline=full, total_macs=total, measure_alone=options.measure_alone,
+        target=options.target, aim_for=aim(options.target), baseline=full, total_macs=total, measure_alone=options.measure_alone,
     )
     kept = [*forced, *selection.keep_float]
     if not selection.met:

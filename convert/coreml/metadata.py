@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from convert.io.sidecar import toolkit_version
 from shvit.config import Preprocessing
+from shvit.provenance import weights_digest
 
 AUTHOR = "SHViT by Seokju Yun and Youngmin Ro (CVPR 2024); converted with shvit-mobile"
 LICENSE = (
@@ -25,17 +27,6 @@ class PackageInfo:
     min_ios: str
     weights: dict[str, str] = field(default_factory=dict)
     calibration: str | None = None
-
-
-def toolkit_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("shvit-mobile")
-    except metadata.PackageNotFoundError:
-        import shvit
-
-        return shvit.__version__
 
 
 def apply_metadata(mlmodel: Any, info: PackageInfo, *, image_input: str, logits_output: str) -> None:
@@ -81,7 +72,7 @@ def user_metadata(info: PackageInfo) -> dict[str, str]:
         "precision": info.precision,
         "min_ios": info.min_ios,
         "weights_source": info.weights.get("source", "unknown"),
-        "weights_sha256": info.weights.get("sha256", "none (random initialisation)"),
+        "weights_sha256": weights_digest(info.weights),
         "toolkit_version": toolkit_version(),
     }
     if info.calibration:

@@ -16,7 +16,7 @@ from convert.coreml.rules import DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, W
 from convert.errors import ConvertError
 from convert.int8.options import OPTIONS as INT8_OPTIONS
 from convert.int8.options import quality_target, resolve_int8
-from convert.int8.report import log_int8_report
+from convert.int8.report import describe_outcome, log_int8_report
 from convert.io.staging import Staging
 from convert.parity import Tolerance
 from convert.io.scratch import Scratch
@@ -74,7 +74,7 @@ class CoreMLTarget:
             from convert.coreml.int8_mixed import CoreMLInt8Options
 
             options = context.options
-            int8 = CoreMLInt8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options),
+            int8 = CoreMLInt8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options, random_weights=context.random_weights),
                                      calibration=options["calib_method"])
         with context.scratch.hosting():  # coremltools writes its temporary packages where tempfile says
             result = export_coreml(
@@ -88,6 +88,7 @@ class CoreMLTarget:
         record["int8"] = record.pop("int8_report")
         if record["int8"] is not None:
             log_int8_report(record["int8"], log=context.log)
+            record["contents"] = describe_outcome(record["int8"])
         record.update(
             input={"name": INPUT_NAME, "type": "image", "color": "RGB", "size": context.input_size, "normalisation": "built in"},
             outputs={"classLabel": "top label", "classLabel_probs": "probabilities", LOGITS_NAME: "pre-softmax logits"},

@@ -52,8 +52,9 @@ def resolve_int8(precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
             "int8_min_cosine": _fraction(given, MIN_COSINE), "int8_min_top1": _fraction(given, MIN_TOP1)}
 
 
-def quality_target(options: Mapping[str, Any]) -> QualityTarget:
-    return QualityTarget(min_cosine=options["int8_min_cosine"], top1=options["int8_min_top1"])
+def quality_target(options: Mapping[str, Any], *, random_weights: bool = False) -> QualityTarget:
+    """The user's target; on random weights top-1 is not gated (their near-tied logits make it chance)."""
+    return QualityTarget(min_cosine=options["int8_min_cosine"], top1=options["int8_min_top1"], top1_gated=not random_weights)
 
 
 def _fraction(given: Mapping[str, Any], option: TargetOption) -> float:

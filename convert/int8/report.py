@@ -27,9 +27,15 @@ class QualityTarget:
     top1: float
     max_float_mac_share: float = 0.35
     """Above this share of MACs in float32 arithmetic, int8 is no longer worth it: fall back to weight-only."""
+    top1_gated: bool = True
+    """False on random weights: their logits are near-ties, so top-1 agreement measures chance (cosine decides alone)."""
 
     def met_by(self, quality: Quality) -> bool:
-        return quality.min_cosine >= self.min_cosine and quality.top1 >= self.top1
+        return quality.min_cosine >= self.min_cosine and (not self.top1_gated or quality.top1 >= self.top1)
+
+    def describe(self) -> str:
+        """``min cosine 0.98, top-1 90%`` as a user set it."""
+        return f"min cosine {self.min_cosine:g}" + (f", top-1 {self.top1:.0%}" if self.top1_gated else " (top-1 not gated: random weights)")
 
 
 TFLITE_INT8_TARGET = QualityTarget(min_cosine=0.98, top1=0.90)
@@ -44,7 +50,8 @@ images moves in steps of 3% and, with SHViT's small logit margins, needs a cosin
 
 def aim(target: QualityTarget) -> QualityTarget:
     """What selection asks of the calibration images for ``target`` to hold on held-out images."""
-    return QualityTarget(min(target.min_cosine + COSINE_MARGIN, 0.9999), min(target.top1 + TOP1_MARGIN, 1.0), target.max_float_mac_share)
+    return QualityTarget(min(target.min_cosine + COSINE_MARGIN, 0.9999), min(target.top1 + TOP1_MARGIN, 1.0), target.max_float_mac_share,
+                         target.top1_gated)
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class OpSensitivity:
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
         if not math.isfinite(self.own_sqnr_db):
-            record["own_sqnr_db"] = None if math.isnan(self.own_sqnr_db) else 999.0
+            record["own_sqnr_db"] = None if math.isnan(self.own_sqnr_db) else EXACT_DB
         return record
 
 
@@ -183,7 +190,7 @@ class Int8Report:
             return None if value is None else Quality(**value)
 
         ops = [
-            OpSensitivity(**{**op, "own_sqnr_db": math.inf if op["own_sqnr_db"] == 999.0 else (math.nan if op["own_sqnr_db"] is None else op["own_sqnr_db"]),
+            OpSensitivity(**{**op, "own_sqnr_db": math.inf if op["own_sqnr_db"] == EXACT_DB else (math.nan if op["own_sqnr_db"] is None else op["own_sqnr_db"]),
                              "alone_float": q(op["alone_float"]), "alone_int8": q(op["alone_int8"])})
             for op in data["ops"]
         ]
@@ -196,17 +203,49 @@ class Int8Report:
         )
 
 
+EXACT_DB = 999.0
+"""How JSON records an op whose int8 output equals float (infinite SQNR); shown as "exact"."""
+OUTCOMES: dict[str, str] = {
+    "int8": "int8 weights and activations",
+    "int8-weights": "weight-only int8 (activations float)",
+    "int8-missed": "int8 weights and activations, short of the target",
+}
+
+
+def describe_db(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "exact" if value >= EXACT_DB or math.isinf(value) else f"{value:.1f} dB"
+
+
+def describe_outcome(report: dict[str, Any]) -> str:
+    """What the int8 file is, in words a user can act on: the line that ends the export, and the sidecar's ``contents``."""
+    outcome = report["outcome"]
+    what = OUTCOMES.get(outcome, outcome)
+    share = f"{report['int8_mac_share']:.0%} of MACs int8"
+    if outcome == "int8-weights":
+        target = QualityTarget(**report["quality_target"]).describe()
+        return f"{what}: int8 activations could not reach the target ({target}) within the float budget"
+    kept = len(report["keep_float"])
+    return f"{what}, {share}" + (f", {kept} op{'s' if kept != 1 else ''} kept float" if kept else "")
+
+
 def log_int8_report(report: dict[str, Any] | None, *, log: Callable[[str], None]) -> None:
     """The export's int8 lines: what stayed float and why, the int8 share of MACs, quality before and after."""
     if not report:
         return
     full, final = report["full_int8"], report["final"]
+    target = QualityTarget(**report["quality_target"])
+    if report["mode"] == "auto":
+        aimed = aim(target)
+        log(f"  int8 target: {target.describe()} on images it did not see (selection asks min cosine {aimed.min_cosine:g}"
+            + (f", top-1 {aimed.top1:.0%}" if target.top1_gated else "") + " of the calibration images)")
     log(f"  int8 {report['mode']} ({report['calibration']} ranges): every op int8 gave min cosine {full['min_cosine']:.4f}, "
         f"top-1 {full['top1']:.0%} on the calibration images")
     by_name = {op["name"]: op for op in report["ops"]}
     kept = report["keep_float"]
     if kept:
-        shown = ", ".join(f"{name} ({by_name[name]['own_sqnr_db']:.1f} dB)" if name in by_name and by_name[name]["own_sqnr_db"] is not None
+        shown = ", ".join(f"{name} ({describe_db(by_name[name]['own_sqnr_db'])})" if name in by_name and by_name[name]["own_sqnr_db"] is not None
                           else name for name in kept[:8])
         log(f"  kept in float: {len(kept)} op{'s' if len(kept) != 1 else ''}: {shown}{' …' if len(kept) > 8 else ''}")
     alone = sorted((op for op in report["ops"] if op.get("alone_int8")), key=lambda op: op["alone_int8"]["mean_cosine"])
@@ -214,7 +253,6 @@ def log_int8_report(report: dict[str, Any] | None, *, log: Callable[[str], None]
         log(f"  alone in int8 ({len(alone)} ops measured: the worst own errors and any kept float by request; everything else "
             "float), lowest logit cosine: "
             + ", ".join(f"{op['name']} {op['alone_int8']['mean_cosine']:.5f}" for op in alone[:3]))
-    log(f"  result: {report['outcome']}, min cosine {final['min_cosine']:.4f}, top-1 {final['top1']:.0%}, "
-        f"{report['int8_mac_share']:.0%} of MACs in int8")
+    log(f"  result: {describe_outcome(report)}; min cosine {final['min_cosine']:.4f}, top-1 {final['top1']:.0%} on the calibration images")
     for note in report["notes"]:
         log(f"  · {note}")

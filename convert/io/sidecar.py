@@ -32,6 +32,18 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def toolkit_version() -> str:
+    """This toolkit's version, as artifacts' metadata records it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("shvit-mobile")
+    except metadata.PackageNotFoundError:
+        import shvit
+
+        return shvit.__version__
+
+
 def toolkit_versions() -> dict[str, str]:
     """Versions of everything that shapes an artifact's bytes."""
     from importlib import metadata

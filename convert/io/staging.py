@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -86,15 +87,63 @@ class Staging:
         return self.root / name
 
     def commit(self) -> list[Path]:
-        """Move every staged entry into place; a previous one is replaced only at the last moment."""
+        """Move every staged entry into place; a previous one is replaced only at the last moment.
+
+        Each entry first gets the mode a new file would get (:func:`normalise_modes`): converters
+        build in private temporary folders, so their files arrive 0600 and their folders 0700.
+        """
         placed = []
         for name in self.names:
             src, dst = self.root / name, self.out_dir / name
             if not src.exists():
                 raise OutputError(f"internal error: staged file {name} was never written")
+            normalise_modes(src)
             replace(src, dst)
             placed.append(dst)
         return placed
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, and the umask is process-wide: another thread
+    creating a file between the set and the restore would get the wrong mode. Linux reports it in
+    ``/proc/self/status``; elsewhere the set-and-restore is the only way.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split(":", 1)[1].strip(), 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def normalise_modes(path: Path, *, umask: int | None = None) -> None:
+    """Give ``path`` and everything under it the mode a newly created entry would get under the umask.
+
+    Files get ``0666 & ~umask`` (``0777 & ~umask`` when they were executable, so scripts stay
+    runnable), folders ``0777 & ~umask``; symbolic links are left alone (their mode means nothing).
+    """
+    umask = current_umask() if umask is None else umask
+    file_mode, exec_mode = 0o666 & ~umask, 0o777 & ~umask
+    entries = [path]
+    if path.is_dir() and not path.is_symlink():
+        for folder, dirs, files in os.walk(path):
+            entries += [Path(folder, name) for name in (*dirs, *files)]
+    for entry in entries:
+        info = entry.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            mode = exec_mode
+        else:
+            mode = exec_mode if info.st_mode & stat.S_IXUSR else file_mode
+        if stat.S_IMODE(info.st_mode) != mode:
+            os.chmod(entry, mode)
 
 
 def replace(src: Path, dst: Path) -> None:
@@ -184,9 +233,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data.encode() if isinstance(data, str) else data)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

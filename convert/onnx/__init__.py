@@ -1,9 +1,9 @@
-"""ONNX target: the deploy model with pixel input, traced at opset 17 and simplified (:mod:`.target`)."""
+"""ONNX target: the deploy model with pixel input, traced at opset 17 and simplified, fp32 or fp16 (:mod:`.target`)."""
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["export_onnx", "to_proto"]
+__all__ = ["export_onnx", "to_fp16", "to_proto"]
 
 
 def __getattr__(name: str) -> Any:

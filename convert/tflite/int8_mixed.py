@@ -396,7 +396,7 @@ def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[TFL
         tensor = tensor_of[sensitivity.name]
         model = quantize(calibrated, keep_float=[t for t in every if t != tensor])
         sensitivity.alone_int8 = quality(reference, run_logits(model, pixels))
-        log.info("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
+        log.debug("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
 
 
 def convert_int8(
@@ -452,7 +452,7 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
     measure_alone_int8(sensitivities, ops, chosen, pixels[:ALONE_IMAGES], reference[:ALONE_IMAGES], forced=forced)
     report.evaluations += sum(op.alone_int8 is not None for op in sensitivities)
     candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
-    selection = select_float_ops(candidates, evaluate, target=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
+    selection = select_float_ops(candidates, evaluate, target=options.target, aim_for=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
     kept = set(selection.keep_float) | set(forced)
     region_of = {name: c.label for c in candidates for name in c.members}
     for op, sensitivity in zip(ops, sensitivities):
@@ -490,14 +490,16 @@ def per_layer_errors(quantised: bytes, float_model: bytes, pixels: np.ndarray) -
     (:func:`op_table`), so the table shows where along the depth the error grows. One image at a
     time, so memory stays at one image's activations.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from convert.tflite.runtime import to_input
 
     Outputs = list[tuple[TFLiteOp, int, tuple[float, int]]]
 
     def outputs(model: bytes) -> tuple[Any, Any, Outputs]:
-        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=1)
+        # LiteRT's own kernels, no XNNPACK: every intermediate tensor is kept, and LiteRT neither warns nor logs about it.
+        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         it.allocate_tensors()
         graph = _graph(model)
         quantization = {t["index"]: t["quantization"] for t in it.get_tensor_details()}

@@ -13,7 +13,7 @@ from convert.io.staging import Staging
 from convert.parity import Tolerance
 from convert.int8.options import OPTIONS as INT8_OPTIONS
 from convert.int8.options import quality_target, resolve_int8
-from convert.int8.report import log_int8_report
+from convert.int8.report import describe_outcome, log_int8_report
 from convert.tflite.quantize import PRECISIONS
 from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
 
@@ -66,7 +66,7 @@ class TFLiteTarget:
             from convert.tflite.int8_mixed import Int8Options
 
             options = context.options
-            int8 = Int8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options),
+            int8 = Int8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options, random_weights=context.random_weights),
                                calibration=options["calib_method"])
         result = export_tflite(
             source.pixel_model, {precision: artifact}, input_size=context.input_size, labels=source.labels, name=context.name,
@@ -89,6 +89,8 @@ class TFLiteTarget:
             record["float_islands"] = list(FLOAT_ISLAND_OPS)
             record["int8"] = result.int8_report
             log_int8_report(result.int8_report, log=context.log)
+            if result.int8_report:
+                record["contents"] = describe_outcome(result.int8_report)
         return record
 
     def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:

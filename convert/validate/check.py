@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from convert.cliutil import EXIT_ERROR, FLAGS, run_command
+from convert.cliutil import EXIT_ERROR, FLAGS, run_command, version_option
 from convert.validate.checker import DEFAULT_COUNT
 
 
@@ -17,10 +17,14 @@ from convert.validate.checker import DEFAULT_COUNT
            "--weights shvit_s3.pth --images val/ --labels-from-folders --html report.html",
 )
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@version_option()
 @click.option("--variant", required=True, type=click.Choice(["s1", "s2", "s3", "s4", "auto"], case_sensitive=False),
               help="SHViT size the artifacts were exported from; 'auto' infers it from --weights.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="Checkpoint the artifacts were exported from, or 'imagenet' for the released weights (cached).")
+@click.option("--random-init", is_flag=True,
+              help="The artifacts are random-weights try-outs (shvit-convert --random-init): redraw the same weights "
+                   "from the seed their sidecar records.")
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of photos (flat or one sub-folder per class). Default: generated natural-looking images.")
 @click.option("--labels-from-folders", is_flag=True, help="Take each image's class from its sub-folder and report accuracy.")
@@ -42,7 +46,7 @@ from convert.validate.checker import DEFAULT_COUNT
 @click.option("--threads", type=int, default=None, help="CPU threads for each runtime. Default: the runtime's own choice.")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def check_command(
-    artifacts: tuple[Path, ...], variant: str, weights: str, images_dir: Path | None, labels_from_folders: bool,
+    artifacts: tuple[Path, ...], variant: str, weights: str, random_init: bool, images_dir: Path | None, labels_from_folders: bool,
     labels_file: Path | None, labels_path: Path | None, count: int, input_size: int | None, json_path: Path | None,
     html_path: Path | None, per_layer: bool, threads: int | None, debug: bool,
 ) -> int:
@@ -60,7 +64,7 @@ def check_command(
         if path is not None:
             check_output_path(path, option=option)
     report = check(
-        list(artifacts), reference=variant.lower(), weights=weights, images=images_dir, labels=labels_path,
+        list(artifacts), reference=variant.lower(), weights=None if random_init else weights, images=images_dir, labels=labels_path,
         labels_from_folders=labels_from_folders, labels_file=labels_file, count=count, input_size=input_size, threads=threads,
         per_layer=per_layer, progress=True,
     )

@@ -11,8 +11,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,12 +22,15 @@ from convert.errors import ArgumentError, ConvertError, RuntimeCrash
 from convert.io.scratch import Scratch
 from convert.io.sidecar import toolkit_versions
 from convert.parity import compare
-from convert.source import ModelSource
 from convert.validate.images import EvalImages
 from convert.validate.accuracy import accuracy
 from convert.validate.artifact_info import ArtifactInfo
 from convert.validate.report import CRASH, ERROR, FAIL, MISMATCH, PASS, ArtifactResult, CheckReport
 from convert.validate.runner import run_artifact
+from shvit.provenance import RANDOM_SOURCE
+
+if TYPE_CHECKING:
+    from convert.source import ModelSource
 
 DEFAULT_COUNT = 128
 UNRELATED_COSINE = 0.5
@@ -99,7 +102,11 @@ def check_artifact(
     result.parity = compare(reference, logits)
     result.checks = result.tolerance.checklist(result.parity)
     result.status = PASS if all(ok for _, ok, _ in result.checks) else FAIL
-    if result.status == FAIL and result.parity.cosine < UNRELATED_COSINE:
+    recorded = (info.sidecar or {}).get("weights", {})
+    if result.status == FAIL and recorded.get("source") == RANDOM_SOURCE and source.weights_info.get("source") != RANDOM_SOURCE:
+        seed = f", seed {recorded['seed']}" if "seed" in recorded else ""
+        result.reason = f"exported from random weights (a try-out{seed}, says its sidecar): check it with --random-init"
+    elif result.status == FAIL and result.parity.cosine < UNRELATED_COSINE:
         result.reason = (f"outputs unrelated to the reference (cosine {result.parity.cosine:.2f}): exported from other weights or "
                          "another variant? (check --variant/--weights)")
     if images.truth is not None:
@@ -143,7 +150,8 @@ def check_artifacts(
         results.append(result)
     truth = images.truth
     sha = source.weights_info.get("sha256")
-    weights = source.weights_info.get("source", "?") + (f" (sha256 {sha[:12]}…)" if sha else "")
+    seed = source.weights_info.get("seed")
+    weights = str(source.weights_info.get("source", "?")) + (f" (sha256 {sha[:12]}…)" if sha else "") + (f", seed {seed}" if seed is not None else "")
     return CheckReport(
         reference={"variant": source.variant, "input_size": source.input_size, "num_classes": source.num_classes,
                    "weights": weights, "weights_sha256": sha, "runtime": reference_runtime()},

@@ -1,7 +1,7 @@
 """The images every check runs on: the user's photos (with their classes, when known) or generated ones."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +71,7 @@ def load_images(
         note = Message(f"{n} generated natural-looking images" + (f" {hint}" if hint else ""))
         return EvalImages(calib.synthetic_images(n, size, seed=0), str(note), "synthetic", note=note)
     found = calib.load_folder(images_dir, size=size, count=count or None, seed=0, progress=progress,
-                              warn=(lambda _message: None) if quiet else None)
+                              warn=(lambda _message: None) if quiet else None, requested=False)
     truth = None
     if labels_from_folders:
         truth = from_folders(found.labels, found.class_names, folder=images_dir, class_names=class_names, sorted_order=sorted_order)

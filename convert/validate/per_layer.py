@@ -20,7 +20,7 @@ import numpy as np
 
 from convert import targets
 from convert.errors import UsageError
-from convert.int8.report import LayerError
+from convert.int8.report import EXACT_DB, LayerError
 from convert.io.scratch import Scratch
 from convert.source import ModelSource
 from convert.targets import Log
@@ -30,6 +30,8 @@ from convert.validate.report import grid, pyplot
 PER_LAYER_IMAGES = 8
 """Images each per-layer comparison runs (the SQNR is over all of them together)."""
 WORST_SHOWN = 5
+CHART_LABELS = 5
+"""Ops named on the chart (the worst ones); more names only pile up on each other."""
 COLUMNS = ("#", "op", "type", "runs in", "SQNR dB vs float", "own dB", "alone-int8 1−cos")
 """The table's columns, in the terminal and in HTML."""
 
@@ -68,7 +70,7 @@ class PerLayerReport:
         if self.export_report and any(r.own_sqnr_db is not None for r in self.rows):
             ranked = sorted((r for r in self.rows if r.own_sqnr_db is not None and not r.kept_float), key=lambda r: r.own_sqnr_db)
             return ranked[:count]
-        falls = sorted(self.rows[1:], key=lambda r: r.sqnr_db - self.rows[r.index - 1].sqnr_db)
+        falls = sorted(self.rows[1:], key=lambda r: _fall(self.rows[r.index - 1].sqnr_db, r.sqnr_db))
         return falls[:count]
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,28 +105,80 @@ class PerLayerReport:
                 f"<figure>{self.chart_svg()}</figure>"
                 f'<table class="per-layer"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></section>')
 
+    def chart_figure(self) -> Any:
+        """The SQNR along the depth as a matplotlib figure (the caller closes it).
+
+        The y-axis spans the finite values only: an exact op (infinite SQNR, recorded as
+        :data:`EXACT_DB`) is drawn as ▲ just above them, on a tick labelled "exact", so it cannot
+        squash the real 0-100 dB range into a strip. Only the worst ops are named, and a name that
+        would overlap one already placed is left out.
+        """
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(12, 3.6))
+        finite = [v for r in self.rows for v in (r.sqnr_db, r.own_sqnr_db) if _plotted(v) and not _exact(v)]
+        low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        margin = max(0.08 * (high - min(low, 0.0)), 2.0)
+        exact_y = high + margin
+        bottom = min(low - margin, 0.0)
+
+        def y_of(value: float | None) -> float | None:
+            if value is None or not _plotted(value):
+                return None
+            return exact_y if _exact(value) else float(value)
+
+        points = [(r.index, y_of(r.sqnr_db), r.dtype == "int8", _exact(r.sqnr_db)) for r in self.rows if _plotted(r.sqnr_db)]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], color="#90a4ae", linewidth=1, zorder=1)
+        for label, colour, keep in (("int8 op: SQNR vs float", "#1565c0", lambda p: p[2] and not p[3]),
+                                    ("float op: SQNR vs float", "#9e9e9e", lambda p: not p[2] and not p[3])):
+            chosen = [p for p in points if keep(p)]
+            if chosen:
+                ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], s=12, color=colour, label=label, zorder=2)
+        own = [(r.index, y_of(r.own_sqnr_db)) for r in self.rows if _plotted(r.own_sqnr_db) and not _exact(r.own_sqnr_db)]
+        if own:
+            ax.scatter(*zip(*own), s=14, marker="x", color="#ef6c00", label="own error (export report)", zorder=3)
+        exact = sorted({r.index for r in self.rows if _exact(r.sqnr_db) or _exact(r.own_sqnr_db)})
+        if exact:
+            ax.scatter(exact, [exact_y] * len(exact), s=22, marker="^", color="#2e7d32", label="exact (equals float; drawn at top)", zorder=4)
+            ax.axhline(exact_y, color="#2e7d32", linewidth=0.6, linestyle=":", zorder=0)
+        ax.set_ylim(bottom, exact_y + margin)
+        ticks = [t for t in ax.get_yticks() if bottom <= t <= high + margin / 2]
+        ax.set_yticks([*ticks, *([exact_y] if exact else [])], [f"{t:g}" for t in ticks] + (["exact"] if exact else []))
+        if len(self.rows) > 1:
+            ax.set_xlim(self.rows[0].index - 1, self.rows[-1].index + 1)
+        ax.set_xlabel("op (graph order)")
+        ax.set_ylabel("SQNR dB (higher is better)")
+        ax.set_title(f"{self.artifact}: error along the depth")
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        self._label_worst(ax, y_of)  # after the layout: overlaps are judged where the names will be drawn
+        return fig
+
+    def _label_worst(self, ax: Any, y_of: Any) -> None:
+        """Name the :data:`CHART_LABELS` worst ops; a name that would overlap one already placed (below or
+        above its point) is left out, so the names stay legible however the worst ops cluster."""
+        renderer = ax.figure.canvas.get_renderer()
+        left, right = ax.get_xlim()
+        placed: list[Any] = []
+        for r in self.worst(CHART_LABELS):
+            y = y_of(r.own_sqnr_db if _plotted(r.own_sqnr_db) else r.sqnr_db)
+            if y is None:
+                continue
+            near_right = r.index > left + 0.75 * (right - left)  # text runs leftwards there, so it stays inside
+            for dy in (-10, 5):
+                note = ax.annotate(r.name, (r.index, y), fontsize=7, xytext=(-3 if near_right else 3, dy), textcoords="offset points",
+                                   ha="right" if near_right else "left", color="#c62828")
+                box = note.get_window_extent(renderer)
+                if not any(box.overlaps(other) for other in placed):
+                    placed.append(box)
+                    break
+                note.remove()
+
     def chart_svg(self) -> str:
+        """:meth:`chart_figure` as an inline ``<svg>`` element, its text kept as text."""
         plt = pyplot()
         with plt.rc_context({"svg.fonttype": "none", "font.size": 9}):
-            fig, ax = plt.subplots(figsize=(12, 3.6))
-            x = np.array([r.index for r in self.rows])
-            cap = max([r.sqnr_db for r in self.rows if math.isfinite(r.sqnr_db)] + [1.0]) + 5
-            y = np.array([min(r.sqnr_db, cap) for r in self.rows])
-            int8 = np.array([r.dtype == "int8" for r in self.rows], dtype=bool)
-            ax.plot(x, y, color="#90a4ae", linewidth=1, zorder=1)
-            ax.scatter(x[int8], y[int8], s=12, color="#1565c0", label="int8 op: SQNR vs float", zorder=2)
-            ax.scatter(x[~int8], y[~int8], s=12, color="#9e9e9e", label="float op: SQNR vs float", zorder=2)
-            own = [(r.index, r.own_sqnr_db) for r in self.rows if r.own_sqnr_db is not None and math.isfinite(r.own_sqnr_db)]
-            if own:
-                ax.scatter(*zip(*own), s=14, marker="x", color="#ef6c00", label="own error (export report)", zorder=3)
-            for r in self.worst():
-                ax.annotate(r.name, (r.index, min(r.own_sqnr_db if r.own_sqnr_db is not None else r.sqnr_db, cap)), fontsize=7,
-                            xytext=(3, -10), textcoords="offset points", color="#c62828")
-            ax.set_xlabel("op (graph order)")
-            ax.set_ylabel("SQNR dB (higher is better)")
-            ax.set_title(f"{self.artifact}: error along the depth")
-            ax.legend(loc="upper right", fontsize=8)
-            fig.tight_layout()
+            fig = self.chart_figure()
             buffer = io.StringIO()
             fig.savefig(buffer, format="svg")
             plt.close(fig)
@@ -162,10 +216,26 @@ def per_layer(info: ArtifactInfo, source: ModelSource, pixels: np.ndarray, *, sc
     return PerLayerReport(info.path.name, info.target, twin, len(pixels), rows, export_report=bool(by_name))
 
 
+def _exact(value: float | None) -> bool:
+    """An op equal to float: infinite SQNR, which the export's JSON records as :data:`EXACT_DB`."""
+    return value is not None and value >= EXACT_DB
+
+
+def _plotted(value: float | None) -> bool:
+    """A value with a place on the chart: a number or exact (not missing, not NaN, not −inf)."""
+    return value is not None and not math.isnan(value) and value != -math.inf
+
+
+def _fall(before: float, after: float) -> float:
+    """How far the SQNR changes from one op to the next (negative: a fall); two exact ops change nothing."""
+    change = after - before
+    return 0.0 if math.isnan(change) else change
+
+
 def _db(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or math.isnan(value):
         return "-"
-    return "exact" if value == math.inf or value >= 999 else f"{value:.1f}"
+    return "exact" if _exact(value) else f"{value:.1f}"
 
 
 def _loss(cosine: float | None) -> str:

@@ -131,7 +131,7 @@ def _acc(reference: Accuracy | None, candidate: Accuracy | None, key: str) -> st
 
 def _columns(report: CheckReport) -> tuple[list[str], list[list[str]]]:
     ref = report.reference_accuracy
-    headers = ["artifact", "precision", "status", "max|Δ|/scale", "mean|Δ|", "cosine", "PSNR dB", "agree@1", "agree@5"]
+    headers = ["artifact", "precision", "status", "max|Δ|/scale", "mean|Δ|/scale", "cosine", "PSNR dB", "agree@1", "agree@5"]
     if ref is not None:
         headers += ["acc@1 (Δ pp)", "acc@5 (Δ pp)"]
     headers.append("detail")
@@ -140,7 +140,7 @@ def _columns(report: CheckReport) -> tuple[list[str], list[list[str]]]:
     for a in report.artifacts:
         p = a.parity
         row = [a.name, a.precision or "?", a.status.upper()]
-        row += ([f"{p.max_rel:.2e}", f"{p.mean_abs:.2e}", f"{p.cosine:.6f}", "inf" if math.isinf(p.psnr_db) else f"{p.psnr_db:.1f}",
+        row += ([f"{p.max_rel:.2e}", f"{p.mean_abs / p.scale:.2e}", f"{p.cosine:.6f}", "inf" if math.isinf(p.psnr_db) else f"{p.psnr_db:.1f}",
                  pct(p.top1), pct(p.top5)] if p else ["-"] * 6)
         if ref is not None:
             row += [_acc(ref, a.accuracy, "top1"), _acc(ref, a.accuracy, "top5")]
@@ -151,7 +151,7 @@ def _columns(report: CheckReport) -> tuple[list[str], list[list[str]]]:
 def format_table(report: CheckReport) -> list[str]:
     """The terminal view: context lines, the table, runtimes, notes and the verdict."""
     ref, img = report.reference, report.images
-    lines = [f"Reference: SHViT-{str(ref['variant']).upper()} at {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
+    lines = [f"Reference: {display_name(ref['variant'])} at {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
              f"weights {ref['weights']}", f"Images: {img['description']}"]
     if img.get("labels"):
         lines.append(f"Labels: {img['labels']} ({img['mapping']}; {img['labelled']} images with a known class)")
@@ -218,6 +218,11 @@ def check_output_path(path: Path, *, option: str) -> None:
 
 def write_json(report: CheckReport, path: Path) -> None:
     write_atomic(path, json.dumps(as_json(report), indent=2, ensure_ascii=False) + "\n")
+
+
+def display_name(variant: object) -> str:
+    """``SHViT-S3``; ``SHViT`` for shapes read from a checkpoint (variant ``auto``)."""
+    return "SHViT" if str(variant) in ("auto", "None", "") else f"SHViT-{str(variant).upper()}"
 
 
 def pyplot() -> Any:
@@ -317,7 +322,7 @@ def render_html(report: CheckReport) -> str:
             cells.append(f'<td class="{cls}">{esc(str(cell))}</td>')
         body.append(f'<tr class="{klass}" data-artifact="{esc(name)}">{"".join(cells)}</tr>')
     ref, img = report.reference, report.images
-    context = [f"Reference: SHViT-{str(ref['variant']).upper()}, {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
+    context = [f"Reference: {display_name(ref['variant'])}, {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
                f"weights {ref['weights']}, {ref['runtime']}", f"Images: {img['description']}"]
     if img.get("labels"):
         context.append(f"Labels: {img['labels']} ({img['mapping']})")
