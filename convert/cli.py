@@ -112,7 +112,10 @@ def convert_command(
 
     chosen = targets.get(target)
     if demo_dir is not None and chosen.demo_platform is None:
-        apps = ", ".join(f"{t.demo_platform} for --target {t.name}" for t in targets.available() if t.demo_platform)
+        from mobile_demo.generate import GENERATORS
+
+        apps = ", ".join(f"an {GENERATORS[t.demo_platform][0]} app for --target {t.name}" for t in targets.available()
+                         if t.demo_platform in GENERATORS)
         raise ArgumentError(f"--demo builds a demo app ({apps}), not for {chosen.name}")
     if seed is not None and not random_init:
         raise UsageError("--seed picks a random draw: it goes with --random-init", argument="seed")

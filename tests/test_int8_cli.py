@@ -135,6 +135,7 @@ def test_per_layer_check_of_a_tflite_int8_export(tiny: Any, auto_int8: tuple[Pat
     artifact, sidecar, _ = auto_int8
     run = _check(tiny, artifact, tmp_path=tmp_path)
     assert run.code == 0, run.stderr
+    assert "experimental_preserve_all_tensors" not in run.stderr and "UserWarning" not in run.stderr, "LiteRT noise in the output"
     (layers,) = run.report["per_layer"]
     _assert_per_layer(layers, sidecar)
     first, last = layers["ops"][:5], layers["ops"][-5:]

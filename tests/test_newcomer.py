@@ -159,3 +159,22 @@ def test_a_newcomer_walk_through_readme_on_the_tiny_model(tiny: Any, tmp_path: P
     assert [row["kind"] for row in rows] == ["reference", "ours", "ours"] and rows[0]["name"] == "pytorch (reference)"
     assert [row["export"] for row in rows[1:]] == ["given", "given"] and all(row["parity"] == "pass" for row in rows[1:])
     assert (tmp_path / "demo-ios" / "project.yml").is_file() and (tmp_path / "demo-android" / "shvit-demo.json").is_file()
+
+
+def test_on_random_weights_int8_gates_on_cosine_alone() -> None:
+    """Near-tied logits make top-1 agreement chance: auto mode must not steer by it, and must say so."""
+    from convert.int8.options import quality_target
+    from convert.int8.report import Quality, aim
+
+    options = {"int8_min_cosine": 0.98, "int8_min_top1": 0.9}
+    trained, random = quality_target(options), quality_target(options, random_weights=True)
+    near_ties = Quality(images=8, min_cosine=0.999, mean_cosine=0.999, top1=0.25)
+    assert not trained.met_by(near_ties) and random.met_by(near_ties) and aim(random).met_by(near_ties)
+    assert random.describe() == "min cosine 0.98 (top-1 not gated: random weights)"
+    assert trained.describe() == "min cosine 0.98, top-1 90%"
+
+
+def test_demo_with_a_target_that_has_none_names_the_apps_in_words(tmp_path: Path) -> None:
+    run = run_cli(convert_command, "--variant", "s1", "--target", "onnx", "--random-init", "--demo", tmp_path / "demo")
+    assert run.code != 0 and "ios-coreai" not in run.stderr
+    assert "an iOS app for --target coreml" in run.stderr and "an Android app for --target tflite" in run.stderr

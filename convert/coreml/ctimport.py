@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -30,7 +32,7 @@ def import_coremltools() -> ModuleType:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _interrupts_held():
             warnings.simplefilter("ignore")
             import coremltools
     finally:
@@ -39,6 +41,33 @@ def import_coremltools() -> ModuleType:
         if block_tf and sys.modules.get("tensorflow", 0) is None:
             del sys.modules["tensorflow"]
     return coremltools
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the import is delivered once the import is done.
+
+    coremltools imports its optional dependencies (torchao: several seconds) under bare ``except:``,
+    which swallows a KeyboardInterrupt: the export would carry on as if nothing happened. While the
+    import runs, a signal is only recorded; the handlers in place before are restored afterwards and
+    the signal is raised again for them (a command's handler then interrupts right here).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def record(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if received:
+            signal.raise_signal(received[0])
 
 
 @contextlib.contextmanager
