@@ -16,6 +16,7 @@ from convert import targets
 from convert.errors import ArgumentError, UsageError
 from convert.targets import Target
 from shvit.config import get_variant
+from shvit.provenance import RANDOM_INIT_SEED
 
 DEFAULT_CALIB_COUNT = 32
 DEFAULT_OPSET = 17
@@ -36,6 +37,11 @@ class ModelSpec:
     input_size: int | None = None
     seed: int | None = None
     """The random draw when ``weights`` is None (default :data:`shvit.RANDOM_INIT_SEED`), as the sidecar records it."""
+
+    @property
+    def random_seed(self) -> int:
+        """The draw used when ``weights`` is None."""
+        return RANDOM_INIT_SEED if self.seed is None else self.seed
 
     def naming(self) -> Naming | None:
         """The default file name's parts, when known before loading (not for ``auto``: the checkpoint decides)."""
@@ -95,18 +101,18 @@ class ExportPlan:
     name: str | None = None
     """The artifact's file name without suffix, when the user gave one."""
 
-    def stem(self, model: Naming | str) -> str:
+    def stem(self, model: Naming | None) -> str:
         """File name without suffix: the given name, else e.g. ``shvit_s3_fp16`` (see :class:`Naming`)."""
         if self.name is not None:
             return self.name
-        if isinstance(model, str):
-            return f"shvit_{model}_{self.precision.replace('-', '_')}"
+        if model is None:
+            raise ValueError("the default file name needs the model's Naming")
         return model.stem(self.precision)
 
-    def artifact_name(self, model: Naming | str) -> str:
+    def artifact_name(self, model: Naming | None) -> str:
         return self.stem(model) + self.target.suffix
 
-    def file_names(self, model: Naming | str) -> list[str]:
+    def file_names(self, model: Naming | None) -> list[str]:
         """Everything the export writes: artifact, sidecar and the target's extra files."""
         name = self.artifact_name(model)
         return [name, f"{name}.json", *self.target.extra_files(self.stem(model))]

@@ -16,6 +16,7 @@ from torch import nn
 
 import shvit
 import shvit.provenance
+from shvit.weights import published_variant
 from convert.config import ModelSpec, Naming, check_input_size
 from convert.errors import ArgumentError
 from convert.labels import default_labels, read_labels, validate_labels
@@ -51,6 +52,11 @@ class ModelSource:
         return np.concatenate(outs).astype(np.float32)
 
     @property
+    def random_weights(self) -> bool:
+        """A try-out on random weights: accuracy gates that need a trained model do not apply."""
+        return shvit.provenance.is_random(self.weights_info)
+
+    @property
     def naming(self) -> Naming:
         """The default file name's parts: the published variant these shapes are (``custom`` if none)."""
         config = self.reference.config if isinstance(self.reference.config, shvit.SHViTConfig) else None
@@ -64,22 +70,11 @@ class ModelSource:
                 "labels": str(self.labels_file) if self.labels_file else None}
 
 
-def published_variant(config: shvit.SHViTConfig | None) -> str | None:
-    """``s3`` when ``config`` has a published variant's shapes (any head, any input size)."""
-    if config is None:
-        return None
-    for name, variant in shvit.VARIANTS.items():
-        known = variant.config
-        if (known.embed_dim, known.depth, known.partial_dim) == (config.embed_dim, config.depth, config.partial_dim):
-            return name
-    return None
-
-
 def load_source(spec: ModelSpec) -> ModelSource:
     """Load ``spec``'s checkpoint (or random weights when ``weights`` is None) and fuse it."""
     variant = _variant_name(spec.variant)
     if spec.weights is None:
-        model = shvit.create_model(variant, num_classes=spec.num_classes, seed=shvit.RANDOM_INIT_SEED if spec.seed is None else spec.seed)
+        model = shvit.create_model(variant, num_classes=spec.num_classes, seed=spec.random_seed)
     else:
         path = shvit.resolve_weights(variant, spec.weights) if str(spec.weights) == "imagenet" and variant != "auto" else Path(spec.weights)
         model = shvit.create_model(variant, weights=path, num_classes=spec.num_classes)

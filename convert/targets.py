@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from convert.errors import ArgumentError, MissingPackage, NotBuiltYet, UsageError
-from shvit.provenance import RANDOM_SOURCE
 
 if TYPE_CHECKING:
     from convert.io.scratch import Scratch
@@ -115,7 +114,7 @@ class ExportContext:
     @property
     def random_weights(self) -> bool:
         """A try-out on random weights: accuracy gates that need a trained model do not apply."""
-        return self.source.weights_info.get("source") == RANDOM_SOURCE
+        return self.source.random_weights
 
     @property
     def name(self) -> str:

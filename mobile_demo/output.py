@@ -13,7 +13,7 @@ from pathlib import Path
 from convert.io.staging import DISK_FULL, TREE_STAGING_PREFIX, output_dir_problem, replace, staging_folder, sweep_stale
 from convert.io.sidecar import read_sidecar, sha256_path
 from mobile_demo.errors import DemoError
-from shvit.provenance import RANDOM_SOURCE
+from shvit.provenance import is_random
 
 MARKER = "shvit-demo.json"
 STAGING_PREFIX = TREE_STAGING_PREFIX
@@ -42,7 +42,7 @@ def model_record(model: Path) -> dict[str, object]:
 def random_weights_warning(model: Path) -> str | None:
     """A demo around a random-weights try-out shows meaningless labels: say so before building it."""
     sidecar, _ = read_sidecar(model)
-    if (sidecar or {}).get("weights", {}).get("source") != RANDOM_SOURCE:
+    if not is_random((sidecar or {}).get("weights", {})):
         return None
     return (f"warning: {model.name} was exported from random weights (shvit-convert --random-init): the app will run, but its "
             "labels mean nothing; export with --weights imagenet (or your checkpoint) for a real demo")

@@ -67,10 +67,15 @@ def weights_digest(info: Mapping[str, Any]) -> str:
     """One value for an artifact's ``weights_sha256`` metadata field that is true for every kind of source."""
     if info.get("sha256"):
         return str(info["sha256"])
-    if info.get("source") == RANDOM_SOURCE or not info.get("state_sha256"):
+    if is_random(info) or not info.get("state_sha256"):
         seed = f", seed {info['seed']}" if "seed" in info else ""
         return f"none (random initialisation{seed}; not for deployment)"
     return f"{info['state_sha256']} (tensors of an in-memory model; no checkpoint file)"
+
+
+def is_random(record: Mapping[str, Any]) -> bool:
+    """Whether a ``weights`` record (a sidecar's, a source's) is a random initialisation."""
+    return record.get("source") == RANDOM_SOURCE
 
 
 def mark_origin(model: nn.Module, origin: WeightsOrigin) -> None:

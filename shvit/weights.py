@@ -321,14 +321,24 @@ def _default_pdim(stage: int, embed: tuple[int, int, int]) -> int:
     return embed[stage] // 4
 
 
+def published_variant(config: SHViTConfig | None) -> str | None:
+    """``s3`` when ``config`` has a published variant's shapes (any head, any input size), else None."""
+    if config is None:
+        return None
+    for name, v in VARIANTS.items():
+        c = v.config
+        if (c.embed_dim, c.depth, c.partial_dim) == (config.embed_dim, config.depth, config.partial_dim):
+            return name
+    return None
+
+
 def describe_config(config: SHViTConfig | None) -> str:
     """'SHViT-S3' when the shapes match a published variant, else the shapes themselves."""
     if config is None:
         return "not an SHViT checkpoint"
-    for name, v in VARIANTS.items():
-        c = v.config
-        if (c.embed_dim, c.depth, c.partial_dim) == (config.embed_dim, config.depth, config.partial_dim):
-            return f"SHViT-{name.upper()}"
+    name = published_variant(config)
+    if name is not None:
+        return f"SHViT-{name.upper()}"
     return f"an SHViT with embed_dim={list(config.embed_dim)}, depth={list(config.depth)}"
 
 
@@ -376,7 +386,7 @@ def _mismatch_message(
     if mismatched:
         k = mismatched[0]
         parts.append(f"{len(mismatched)} shape mismatches (first: {k} {list(sd[k].shape)} vs {list(model.state_dict()[k].shape)})")
-    published = next((name for name, v in VARIANTS.items() if found is not None and describe_config(found) == f"SHViT-{name.upper()}"), None)
+    published = published_variant(found)
     if published is not None and f"SHViT-{published.upper()}" != wanted:
         parts.append(f"it is an SHViT-{published.upper()} checkpoint: pass {{variant={published}}}")
     elif found is not None and published is None:

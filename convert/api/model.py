@@ -40,7 +40,7 @@ def load_model(model: nn.Module | str | os.PathLike[str], spec: ModelSpec | None
     if spec is None:
         _logger.info("→ fusing BatchNorms of the given model")
         return source_from_module(model, labels=as_labels(labels), input_size=input_size)  # type: ignore[arg-type]
-    weights = spec.weights or f"random weights, seed {shvit.RANDOM_INIT_SEED if spec.seed is None else spec.seed}, not for deployment"
+    weights = spec.weights or f"random weights, seed {spec.random_seed}, not for deployment"
     name = "SHViT (shapes read from the checkpoint)" if spec.variant == "auto" else f"SHViT-{spec.variant.upper()}"
     _logger.info(f"→ loading {name} ({weights}) and fusing BatchNorms")
     return load_source(spec)

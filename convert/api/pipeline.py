@@ -30,7 +30,6 @@ from convert.source import ModelSource
 from convert.targets import ExportContext
 from convert.validate.runner import run_artifact
 from shvit.errors import Message, WeightsError
-from shvit.provenance import RANDOM_SOURCE
 
 DEFAULT_CHECK_COUNT = 32
 CHECK_HINT = "(pass {images=DIR} to check on your own photos)"
@@ -108,20 +107,21 @@ def export(
     spec = model_spec(model, weights=weights, num_classes=num_classes, labels=labels, input_size=input_size, seed=seed)
     preflight(export_plan, images=images_dir, weights=spec.weights if spec else None, labels=labels)
     naming = spec.naming() if spec is not None else None
-    if naming is not None or export_plan.name is not None:
-        refuse_existing(output.out_dir, export_plan.file_names(naming or "model"), force=force)
+    named_early = naming is not None or export_plan.name is not None  # refused before loading when the names are known
+    if named_early:
+        refuse_existing(output.out_dir, export_plan.file_names(naming), force=force)
     source = load_model(model, spec, labels=labels, input_size=input_size)
-    refuse_existing(output.out_dir, export_plan.file_names(source.naming), force=force)
+    if not named_early:
+        refuse_existing(output.out_dir, export_plan.file_names(source.naming), force=force)
     with Scratch.open() as scratch:
-        result = run_export(export_plan, source, images=images_dir, scratch=scratch,
-                            random_init=source.weights_info.get("source") == RANDOM_SOURCE)
+        result = run_export(export_plan, source, images=images_dir, scratch=scratch)
     if strict and not result.passed:
         ToleranceError.check(str(result.path), result.parity, result.tolerance, result=result)
     return result
 
 
 def run_export(
-    export_plan: ExportPlan, source: ModelSource, *, images: Path | None, scratch: Scratch, random_init: bool = False,
+    export_plan: ExportPlan, source: ModelSource, *, images: Path | None, scratch: Scratch,
 ) -> ExportResult:
     """Export, check and commit one artifact for a loaded ``source``; a failed parity is a result, not an error.
 
@@ -150,7 +150,7 @@ def run_export(
         report = compare(source.reference_logits(check.pixels, progress=output.progress), logits)
         tolerance = target.tolerances[export_plan.precision]
         notes = []
-        if random_init and tolerance.top1 is not None:
+        if source.random_weights and tolerance.top1 is not None:
             tolerance = dataclasses.replace(tolerance, top1=None)
             notes.append(RANDOM_WEIGHTS_NOTE)
         passed = tolerance.passes(report)

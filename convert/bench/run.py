@@ -35,7 +35,7 @@ from convert.validate.artifact_info import ArtifactInfo, inspect
 from convert.validate.checker import artifact_paths, check_artifacts, display_names, reference_runtime, sidecar_labels
 from convert.validate.report import CRASH, ERROR, MISMATCH, ArtifactResult
 from shvit.errors import Message
-from shvit.provenance import RANDOM_SOURCE
+from shvit.provenance import is_random
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -409,7 +409,7 @@ def artifact_reference(path: Path, *, variant: str | None, weights: str | None, 
     name = str(variant or (sidecar or {}).get("config", {}).get("variant") or "")
     if name not in VARIANT_NAMES:
         raise UsageError(f"{path.name}'s sidecar names no SHViT variant ({name!r}): pass {{variant}}", argument="variant")
-    if random_init or (weights is None and sidecar is not None and recorded.get("source") == RANDOM_SOURCE):
+    if random_init or (weights is None and sidecar is not None and is_random(recorded)):
         if name == "auto":
             raise UsageError(f"{path.name}: random weights need a named variant: pass {{variant}} (s1…s4)", argument="variant")
         return Reference(name, None, seed)

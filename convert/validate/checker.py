@@ -27,7 +27,7 @@ from convert.validate.accuracy import accuracy
 from convert.validate.artifact_info import ArtifactInfo
 from convert.validate.report import CRASH, ERROR, FAIL, MISMATCH, PASS, ArtifactResult, CheckReport
 from convert.validate.runner import run_artifact
-from shvit.provenance import RANDOM_SOURCE
+from shvit.provenance import is_random
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -103,7 +103,7 @@ def check_artifact(
     result.checks = result.tolerance.checklist(result.parity)
     result.status = PASS if all(ok for _, ok, _ in result.checks) else FAIL
     recorded = (info.sidecar or {}).get("weights", {})
-    if result.status == FAIL and recorded.get("source") == RANDOM_SOURCE and source.weights_info.get("source") != RANDOM_SOURCE:
+    if result.status == FAIL and is_random(recorded) and not source.random_weights:
         seed = f", seed {recorded['seed']}" if "seed" in recorded else ""
         result.reason = f"exported from random weights (a try-out{seed}, says its sidecar): check it with --random-init"
     elif result.status == FAIL and result.parity.cosine < UNRELATED_COSINE:
