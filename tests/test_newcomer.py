@@ -178,3 +178,10 @@ def test_demo_with_a_target_that_has_none_names_the_apps_in_words(tmp_path: Path
     run = run_cli(convert_command, "--variant", "s1", "--target", "onnx", "--random-init", "--demo", tmp_path / "demo")
     assert run.code != 0 and "ios-coreai" not in run.stderr
     assert "an iOS app for --target coreml" in run.stderr and "an Android app for --target tflite" in run.stderr
+
+
+def test_a_seed_without_random_init_is_a_usage_error(tmp_path: Path) -> None:
+    run = run_cli(convert_command, "--variant", "s1", "--target", "onnx", "--seed", 3, "--out", tmp_path / "out")
+    assert run.code == 2 and run.stderr.strip().splitlines() == [
+        "shvit-convert: error: --seed picks a random draw: it goes with --random-init (see shvit-convert --help)"]
+    assert not (tmp_path / "out").exists()
