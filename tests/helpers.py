@@ -50,7 +50,7 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, *, rel: float, what: 
 
 
 def export_source(source, *, target: str, out_dir, precision: str | None = None, images=None, calib=None,  # noqa: ANN001
-                  calib_count: int = 32, force: bool = False, random_init: bool = False, **target_options):  # noqa: ANN003, ANN201
+                  calib_count: int = 32, force: bool = False, **target_options):  # noqa: ANN003, ANN201
     """The export pipeline on an already loaded :class:`convert.source.ModelSource` (shared by a test's several exports)."""
     from pathlib import Path
 
@@ -62,7 +62,7 @@ def export_source(source, *, target: str, out_dir, precision: str | None = None,
                             target_options=target_options)
     with Scratch.open() as scratch:
         return run_export(plan(options, OutputSpec(out_dir=Path(out_dir), force=force)), source,
-                          images=Path(images) if images else None, scratch=scratch, random_init=random_init)
+                          images=Path(images) if images else None, scratch=scratch)
 
 
 def run_in_runtime(artifact, pixels):  # noqa: ANN001, ANN201
