@@ -43,3 +43,21 @@ def test_readme_documents_every_flag(index: int) -> None:
     flags = {opt for p in command.params for opt in p.opts if opt.startswith("--") and opt != "--help"}
     missing = sorted(f for f in flags if f"`{f}" not in README)
     assert not missing, f"README lacks {missing} of {command.name}"
+
+
+def test_every_benchmark_readme_cites_exists() -> None:
+    """README quotes figures "from `benchmarks/X.py`": each such script is in the repo to reproduce them."""
+    cited = set(re.findall(r"benchmarks/([\w.]+\.py)", README))
+    assert cited, "README cites no benchmark"
+    missing = sorted(name for name in cited if not (ROOT / "benchmarks" / name).is_file())
+    assert not missing, f"README cites missing benchmarks {missing}"
+
+
+def test_readme_int8_prose_quotes_only_measured_tables() -> None:
+    """Every percentage in README's int8 prose appears in a table a benchmark prints (no hand-measured figures)."""
+    start = README.index("On these models static int8 activations")
+    section = README[start:README.index("## Platforms", start)]
+    prose = "\n".join(line for line in section.splitlines() if not line.startswith("|"))
+    tables = "\n".join(line for line in README.splitlines() if line.startswith("|"))
+    unbacked = sorted(f for f in re.findall(r"\d+\.\d+%", prose) if f not in tables)
+    assert not unbacked, f"README's int8 prose quotes figures no table shows: {unbacked}"
