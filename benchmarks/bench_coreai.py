@@ -27,6 +27,7 @@ image-dependent S1/S3 (``tests/helpers.py`` ``trained_like``, seed 0: random wei
 statistics measured on generated images, small residual branches). Times are wall-clock on this
 machine: conversions only, then runtime passes (a CPU reference path, not a device figure).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import calib  # noqa: E402
-import shvit  # noqa: E402
-from convert.coreai import runtime  # noqa: E402
-from convert.coreai.export import COMPRESSED_PRECISIONS, compress, plain_conversion, save_aimodel, to_aimodel  # noqa: E402
-from convert.coreai.inspect import facts  # noqa: E402
-from convert.coreai.target import TARGET  # noqa: E402
-from convert.parity import compare  # noqa: E402
+import calib
+import shvit
+from convert.coreai import runtime
+from convert.coreai.export import COMPRESSED_PRECISIONS, compress, plain_conversion, save_aimodel, to_aimodel
+from convert.coreai.inspect import facts
+from convert.coreai.target import TARGET
+from convert.parity import compare
 
 TARGET_RATIO = 0.88
 """Ours / plain non-constant ops. b2's 0.75 was against the unoptimised plain conversion (S1: 0.29×);
@@ -119,13 +120,17 @@ def report(row: dict[str, object]) -> bool:
         print(f"  {label:31s} {ops:5d} ops, ratio {ops / plain:.3f}{mark}  ({record['seconds']:.1f} s)")  # type: ignore[index]
         print(f"    {_histogram_line(record['op_histogram'])}")  # type: ignore[index]
     graph = row["fp16"]["graph_ops"]  # type: ignore[index]
-    print(f"  ours (fp16) main graph as written: {sum(graph.values())} ops; "
-          + ", ".join(f"{op} {n}" for op, n in sorted(graph.items(), key=lambda kv: -kv[1])))
+    print(
+        f"  ours (fp16) main graph as written: {sum(graph.values())} ops; "
+        + ", ".join(f"{op} {n}" for op, n in sorted(graph.items(), key=lambda kv: -kv[1]))
+    )
     errors = row["errors"]  # type: ignore[assignment]
     fp16_bytes = row["fp16"]["size_bytes"]  # type: ignore[index]
     print("\n  vs PyTorch fp32 and vs the fp16 asset, same images; max|Δ|/scale is max |Δ| over the reference's largest |logit|")
-    print(f"  {'precision':13s} {'size':>9s} {'×fp16':>6s} │ {'max|Δ|/scale':>12s} {'cosine':>8s} {'min cos':>8s} │ "
-          f"{'max|Δ|/scale':>12s} {'cosine':>8s} │ {'tolerance':18s} {'build':>6s}")
+    print(
+        f"  {'precision':13s} {'size':>9s} {'×fp16':>6s} │ {'max|Δ|/scale':>12s} {'cosine':>8s} {'min cos':>8s} │ "
+        f"{'max|Δ|/scale':>12s} {'cosine':>8s} │ {'tolerance':18s} {'build':>6s}"
+    )
     for precision in PRECISIONS:
         record = row[precision]
         to_torch, to_fp16 = errors[precision]  # type: ignore[index]
@@ -134,11 +139,15 @@ def report(row: dict[str, object]) -> bool:
         ok_all &= ok
         limit = f"cos ≥ {tolerance.cosine}" if tolerance.cosine is not None else f"max_rel ≤ {tolerance.max_rel:g}"
         size_mb, ratio = record["size_bytes"] / 1e6, record["size_bytes"] / fp16_bytes  # type: ignore[index]
-        print(f"  {precision:13s} {size_mb:6.2f} MB {ratio:6.3f} │ {to_torch.max_rel:12.4f} {to_torch.cosine:8.6f} {to_torch.min_cosine:8.6f} │ "
-              f"{to_fp16.max_rel:12.4f} {to_fp16.cosine:8.6f} │ {'✓' if ok else '✗'} {limit:16s} {record['seconds']:5.1f}s")  # type: ignore[index]
+        print(
+            f"  {precision:13s} {size_mb:6.2f} MB {ratio:6.3f} │ {to_torch.max_rel:12.4f} {to_torch.cosine:8.6f} {to_torch.min_cosine:8.6f} │ "
+            f"{to_fp16.max_rel:12.4f} {to_fp16.cosine:8.6f} │ {'✓' if ok else '✗'} {limit:16s} {record['seconds']:5.1f}s"
+        )  # type: ignore[index]
     images = errors["fp16"][0].images  # type: ignore[index]
-    print(f"  errors over {images} generated images (seed {IMAGES_SEED}) in {runtime.runtime_description()}; "
-          f"std of logit 0 across images {row['image_dependent']:.3g} (image-dependent)")
+    print(
+        f"  errors over {images} generated images (seed {IMAGES_SEED}) in {runtime.runtime_description()}; "
+        f"std of logit 0 across images {row['image_dependent']:.3g} (image-dependent)"
+    )
     return ok_all
 
 

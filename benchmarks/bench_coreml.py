@@ -10,6 +10,7 @@ Op counts do not depend on the weights, so random weights (with nonzero BN scale
 sizes are those of a real checkpoint) are the default; ``int8`` (W8A8) calibrates on ``--calib``
 images, else on generated ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ from torch import nn
 import calib
 import shvit
 from convert.coreml.export import export_coreml, non_const_op_count, op_counts, plain_conversion
-from convert.coreml.rules import PRECISIONS, resolve_min_ios
 from convert.coreml.graph import CoreMLClassifierGraph
+from convert.coreml.rules import PRECISIONS, resolve_min_ios
 from convert.labels import imagenet_labels
 
 TARGET_RATIO = 0.75
@@ -71,8 +72,11 @@ def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, 
     plain = tensor_conversion_ops(deploy, size)
     graph = tensor_conversion_ops(LogitsOnly(deploy), size)
     row: dict[str, object] = {
-        "variant": variant, "plain_ops": non_const_op_count(plain), "plain_counts": plain,
-        "graph_ops": non_const_op_count(graph), "sizes": {},
+        "variant": variant,
+        "plain_ops": non_const_op_count(plain),
+        "plain_counts": plain,
+        "graph_ops": non_const_op_count(graph),
+        "sizes": {},
     }
     if calib_dir is not None:
         pixels = calib.load_folder(calib_dir, size=size, count=CALIB_COUNT).pixels
@@ -80,8 +84,13 @@ def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, 
         pixels = calib.synthetic_images(CALIB_COUNT, size, seed=0)
     for precision in PRECISIONS:
         result = export_coreml(
-            deploy, tmp / f"{variant}_{precision}.mlpackage", input_size=size, labels=labels, precision=precision,
-            min_ios=resolve_min_ios(precision, "auto"), calib_pixels=pixels if precision == "int8" else None,
+            deploy,
+            tmp / f"{variant}_{precision}.mlpackage",
+            input_size=size,
+            labels=labels,
+            precision=precision,
+            min_ios=resolve_min_ios(precision, "auto"),
+            calib_pixels=pixels if precision == "int8" else None,
         )
         row["sizes"][precision] = result.size_bytes  # type: ignore[index]
         row[f"{precision}_ops"] = result.non_const_ops
@@ -113,13 +122,16 @@ def main() -> None:
             failed |= not ok
             print(f"SHViT-{variant.upper()} ({row['seconds']:.0f} s)")
             graph_ratio = row["graph_ops"] / row["plain_ops"]  # type: ignore[operator]
-            print(f"  non-const MIL ops: plain ct.convert {row['plain_ops']}; our package (image in, classifier out) "
-                  f"{row['fp16_ops']}, ratio {ratio:.3f} ({'✓' if ok else '✗'} target ≤ {TARGET_RATIO}); "
-                  f"our graph alone (tensor in, logits out, like the plain one) {row['graph_ops']}, ratio {graph_ratio:.3f}")
+            print(
+                f"  non-const MIL ops: plain ct.convert {row['plain_ops']}; our package (image in, classifier out) "
+                f"{row['fp16_ops']}, ratio {ratio:.3f} ({'✓' if ok else '✗'} target ≤ {TARGET_RATIO}); "
+                f"our graph alone (tensor in, logits out, like the plain one) {row['graph_ops']}, ratio {graph_ratio:.3f}"
+            )
             print(f"    plain: {_counts_line(row['plain_counts'])}")  # type: ignore[arg-type]
             print(f"    ours:  {_counts_line(row['ours_counts'])}")  # type: ignore[arg-type]
             per_precision = ", ".join(
-                f"{p} {row['sizes'][p] / 1e6:.1f} MB ({row[f'{p}_ops']} ops)" for p in PRECISIONS  # type: ignore[index]
+                f"{p} {row['sizes'][p] / 1e6:.1f} MB ({row[f'{p}_ops']} ops)"
+                for p in PRECISIONS  # type: ignore[index]
             )
             print(f"  package size: {per_precision}")
     sys.exit(1 if failed else 0)

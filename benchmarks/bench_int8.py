@@ -14,6 +14,7 @@ default accuracy-aware int8 (``auto``), with
 the ops kept float, the int8 share of MACs, XNNPACK partitions, LiteRT latency against fp32 TFLite
 (interleaved rounds, one thread, in this run) and Core ML package size against fp16.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import calib  # noqa: E402
-import shvit  # noqa: E402
-from convert.int8.ranges import METHODS  # noqa: E402
-from convert.int8.report import COREML_INT8_TARGET, TFLITE_INT8_TARGET, quality  # noqa: E402
+import calib
+import shvit
+from convert.int8.ranges import METHODS
+from convert.int8.report import COREML_INT8_TARGET, TFLITE_INT8_TARGET, quality
 
 TFLITE_LATENCY_TARGET = 0.6
 COREML_SIZE_TARGET = 0.55
@@ -66,18 +67,34 @@ def image_dependent(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int
     return model, shvit.reparameterize(model), model.config.img_size
 
 
-def bench_tflite(variant: str, model: torch.nn.Module, deploy: torch.nn.Module, size: int, *, calib_px: np.ndarray, held: np.ndarray,
-                 reference: np.ndarray, runs: int, rounds: int, compare: bool, tmp: Path) -> tuple[list[Row], dict[str, Any]]:
+def bench_tflite(
+    variant: str,
+    model: torch.nn.Module,
+    deploy: torch.nn.Module,
+    size: int,
+    *,
+    calib_px: np.ndarray,
+    held: np.ndarray,
+    reference: np.ndarray,
+    runs: int,
+    rounds: int,
+    compare: bool,
+    tmp: Path,
+) -> tuple[list[Row], dict[str, Any]]:
     from convert.bench.latency import measure
+    from convert.io.scratch import Scratch
     from convert.tflite import graphinfo, int8_mixed
     from convert.tflite.export import export_tflite
-    from convert.io.scratch import Scratch
     from convert.validate.runner import run_artifact
 
     labels = [f"class_{i}" for i in range(1000)]
     pixel_model = shvit.PixelInput(deploy)
-    paths = {"fp32": tmp / f"{variant}_fp32.tflite", "weights": tmp / f"{variant}_int8_weights.tflite",
-             "full": tmp / f"{variant}_int8_full.tflite", "auto": tmp / f"{variant}_int8_auto.tflite"}
+    paths = {
+        "fp32": tmp / f"{variant}_fp32.tflite",
+        "weights": tmp / f"{variant}_int8_weights.tflite",
+        "full": tmp / f"{variant}_int8_full.tflite",
+        "auto": tmp / f"{variant}_int8_auto.tflite",
+    }
     seconds, reports = {}, {}
     for mode, outputs, options in (
         ("full", {"fp32": paths["fp32"], "int8-weights": paths["weights"], "int8": paths["full"]}, None),
@@ -85,16 +102,20 @@ def bench_tflite(variant: str, model: torch.nn.Module, deploy: torch.nn.Module, 
     ):
         print(f"[{variant}] TFLite int8 {mode}", file=sys.stderr)
         started = time.perf_counter()
-        written = export_tflite(pixel_model, outputs, input_size=size, labels=labels, calib_pixels=calib_px, int8=options,
-                                progress=False, log=lambda _: None)
+        written = export_tflite(
+            pixel_model, outputs, input_size=size, labels=labels, calib_pixels=calib_px, int8=options, progress=False, log=lambda _: None
+        )
         seconds[mode] = time.perf_counter() - started
         reports[mode] = written["int8"].int8_report
     times: dict[str, list[float]] = {key: [] for key in paths}
     with Scratch.open() as scratch:
         for _ in range(rounds):
             for key, path in paths.items():
-                times[key].append(measure("tflite", artifact=path, input_size=size, runs=runs, warmup=max(5, runs // 5), threads=1,
-                                          scratch=scratch).median_ms)
+                times[key].append(
+                    measure(
+                        "tflite", artifact=path, input_size=size, runs=runs, warmup=max(5, runs // 5), threads=1, scratch=scratch
+                    ).median_ms
+                )
     fp32_ms = float(np.median(times["fp32"]))
     rows = []
     for mode in ("weights", "full", "auto"):
@@ -104,14 +125,35 @@ def bench_tflite(variant: str, model: torch.nn.Module, deploy: torch.nn.Module, 
         ratio = float(np.median(times[mode])) / fp32_ms
         report = reports.get(mode)
         floats = len(report["keep_float"]) if report else 0
-        rows.append(Row(variant, "tflite", mode, floats, int8_mixed.int8_mac_share(data), graphinfo.delegation(paths[mode]).partitions,
-                        q.min_cosine, q.top1, latency_ratio=ratio, seconds=seconds.get(mode, 0.0),
-                        passed=TFLITE_INT8_TARGET.met_by(q) and ratio <= TFLITE_LATENCY_TARGET))
+        rows.append(
+            Row(
+                variant,
+                "tflite",
+                mode,
+                floats,
+                int8_mixed.int8_mac_share(data),
+                graphinfo.delegation(paths[mode]).partitions,
+                q.min_cosine,
+                q.top1,
+                latency_ratio=ratio,
+                seconds=seconds.get(mode, 0.0),
+                passed=TFLITE_INT8_TARGET.met_by(q) and ratio <= TFLITE_LATENCY_TARGET,
+            )
+        )
     return rows, {"auto_report": reports["auto"], "fp32_ms": fp32_ms}
 
 
-def bench_coreml(variant: str, deploy: torch.nn.Module, size: int, *, calib_px: np.ndarray, held: np.ndarray, reference: np.ndarray,
-                 compare: bool, tmp: Path) -> tuple[list[Row], dict[str, Any]]:
+def bench_coreml(
+    variant: str,
+    deploy: torch.nn.Module,
+    size: int,
+    *,
+    calib_px: np.ndarray,
+    held: np.ndarray,
+    reference: np.ndarray,
+    compare: bool,
+    tmp: Path,
+) -> tuple[list[Row], dict[str, Any]]:
     from convert.coreml.export import export_coreml
     from convert.coreml.int8_mixed import CoreMLInt8Options
     from convert.coreml.mil_executor import MILExecutor
@@ -122,15 +164,35 @@ def bench_coreml(variant: str, deploy: torch.nn.Module, size: int, *, calib_px: 
     for mode, options in (("full", None), ("auto", CoreMLInt8Options(compare_methods=compare))):
         print(f"[{variant}] Core ML W8A8 {mode}", file=sys.stderr)
         started = time.perf_counter()
-        result = export_coreml(deploy, tmp / f"{variant}_int8_{mode}.mlpackage", input_size=size, labels=labels, precision="int8",
-                               min_ios="17", calib_pixels=calib_px, int8=options)
+        result = export_coreml(
+            deploy,
+            tmp / f"{variant}_int8_{mode}.mlpackage",
+            input_size=size,
+            labels=labels,
+            precision="int8",
+            min_ios="17",
+            calib_pixels=calib_px,
+            int8=options,
+        )
         elapsed = time.perf_counter() - started
         q = quality(reference, MILExecutor(result.path).logits(held))
         report = result.int8_report
         ratio = result.size_bytes / fp16.size_bytes
-        rows.append(Row(variant, "coreml", mode, len(report["keep_float"]) if report else 0, report["int8_mac_share"] if report else 1.0, None,
-                        q.min_cosine, q.top1, size_ratio=ratio, seconds=elapsed,
-                        passed=COREML_INT8_TARGET.met_by(q) and ratio <= COREML_SIZE_TARGET))
+        rows.append(
+            Row(
+                variant,
+                "coreml",
+                mode,
+                len(report["keep_float"]) if report else 0,
+                report["int8_mac_share"] if report else 1.0,
+                None,
+                q.min_cosine,
+                q.top1,
+                size_ratio=ratio,
+                seconds=elapsed,
+                passed=COREML_INT8_TARGET.met_by(q) and ratio <= COREML_SIZE_TARGET,
+            )
+        )
         if report:
             extra["auto_report"] = report
     return rows, extra
@@ -140,6 +202,7 @@ def table(rows: list[Row]) -> list[str]:
     head = f"{'variant':7} {'target':6} {'mode':7} {'ops float':>9} {'int8 MACs':>9} {'XNNPACK':>7} {'min cos':>8} {'top-1':>6} {'lat/fp32':>8} {'size/fp16':>9} {'s':>6}  gate"
     lines = [head]
     for r in rows:
+
         def fmt(value: float | None, spec: str) -> str:
             return "-" if value is None else format(value, spec)
 
@@ -173,11 +236,30 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="shvit-bench-int8-") as tmp:
             for target in args.target or ["tflite", "coreml"]:
                 if target == "tflite":
-                    found, extra = bench_tflite(variant, model, deploy, size, calib_px=calib_px, held=held, reference=reference,
-                                                runs=args.runs, rounds=args.rounds, compare=args.compare_methods, tmp=Path(tmp))
+                    found, extra = bench_tflite(
+                        variant,
+                        model,
+                        deploy,
+                        size,
+                        calib_px=calib_px,
+                        held=held,
+                        reference=reference,
+                        runs=args.runs,
+                        rounds=args.rounds,
+                        compare=args.compare_methods,
+                        tmp=Path(tmp),
+                    )
                 else:
-                    found, extra = bench_coreml(variant, deploy, size, calib_px=calib_px, held=held, reference=reference,
-                                                compare=args.compare_methods, tmp=Path(tmp))
+                    found, extra = bench_coreml(
+                        variant,
+                        deploy,
+                        size,
+                        calib_px=calib_px,
+                        held=held,
+                        reference=reference,
+                        compare=args.compare_methods,
+                        tmp=Path(tmp),
+                    )
                 rows += found
                 details[f"{variant}/{target}"] = extra
                 print("\n".join(table(rows)), file=sys.stderr)
@@ -185,12 +267,16 @@ def main() -> None:
     for key, extra in details.items():
         report = extra.get("auto_report") or {}
         if report.get("calibration_methods"):
-            print(f"{key} full-int8 by calibration method (calibration images): " + ", ".join(
-                f"{m} {q['min_cosine']:.4f}/{q['top1']:.0%}" for m, q in report["calibration_methods"].items()))
+            print(
+                f"{key} full-int8 by calibration method (calibration images): "
+                + ", ".join(f"{m} {q['min_cosine']:.4f}/{q['top1']:.0%}" for m, q in report["calibration_methods"].items())
+            )
         if report:
             worst = sorted((op for op in report["ops"] if op["own_sqnr_db"] is not None), key=lambda op: op["own_sqnr_db"])[:5]
-            print(f"{key} auto: outcome {report['outcome']}, {len(report['keep_float'])} ops float, worst own errors: "
-                  + ", ".join(f"{op['name']} {op['own_sqnr_db']:.1f} dB" for op in worst))
+            print(
+                f"{key} auto: outcome {report['outcome']}, {len(report['keep_float'])} ops float, worst own errors: "
+                + ", ".join(f"{op['name']} {op['own_sqnr_db']:.1f} dB" for op in worst)
+            )
     if args.json:
         args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows], "details": details}, indent=1))
 

@@ -4,6 +4,7 @@
 
 Ratios are measured in the same run, so they hold on any machine; absolute numbers are this host's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ def bench_variant(variant: str, *, runs: int, warmup: int, all_threads: int) -> 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            row[f"ort_{threads}t"] = median_ms(lambda: session.run(None, feed), runs=runs, warmup=warmup)
+            row[f"ort_{threads}t"] = median_ms(lambda session=session: session.run(None, feed), runs=runs, warmup=warmup)
     return row
 
 
@@ -56,8 +57,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     all_threads = os.cpu_count() or 1
-    header = (f"{'variant':8} {'thr':>3} {'unfused ms':>11} {'deploy ms':>10} {'deploy speed-up':>16} "
-              f"{'ORT ms':>8} {'ORT vs unfused':>15}")
+    header = f"{'variant':8} {'thr':>3} {'unfused ms':>11} {'deploy ms':>10} {'deploy speed-up':>16} {'ORT ms':>8} {'ORT vs unfused':>15}"
     print(f"PyTorch {torch.__version__}, ONNX Runtime {ort.__version__}, batch 1, median of {args.runs} runs after {args.warmup} warm-up")
     print(header)
     print("-" * len(header))
@@ -65,8 +65,10 @@ def main() -> None:
         row = bench_variant(variant.strip(), runs=args.runs, warmup=args.warmup, all_threads=all_threads)
         for threads in (1, all_threads):
             unfused, deploy, ort_ms = row[f"unfused_{threads}t"], row[f"deploy_{threads}t"], row[f"ort_{threads}t"]
-            print(f"{variant:8} {threads:>3} {unfused:>11.2f} {deploy:>10.2f} {unfused / deploy:>15.2f}x "
-                  f"{ort_ms:>8.2f} {unfused / ort_ms:>14.2f}x")
+            print(
+                f"{variant:8} {threads:>3} {unfused:>11.2f} {deploy:>10.2f} {unfused / deploy:>15.2f}x "
+                f"{ort_ms:>8.2f} {unfused / ort_ms:>14.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ LiteRT latency on one thread in interleaved rounds (ours fp32, direct fp32, ours
 per-round medians, the direct/ours ratio per round and its median. A failed direct conversion is
 recorded with its error line; the rest of the row still runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,20 @@ from convert.bench.latency import LatencyUnavailable, host_description, measure
 from convert.io.scratch import Scratch
 from convert.tflite import graphinfo
 
-SHOWN_OPS = ("TRANSPOSE", "RESHAPE", "SPLIT_V", "STRIDED_SLICE", "GATHER", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL",
-             "FULLY_CONNECTED", "MEAN", "SOFTMAX", "DEQUANTIZE")
+SHOWN_OPS = (
+    "TRANSPOSE",
+    "RESHAPE",
+    "SPLIT_V",
+    "STRIDED_SLICE",
+    "GATHER",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "BATCH_MATMUL",
+    "FULLY_CONNECTED",
+    "MEAN",
+    "SOFTMAX",
+    "DEQUANTIZE",
+)
 FILES = (("ours fp32", "tf_fp32"), ("direct fp32", "direct_fp32"), ("ours fp16", "tf_fp16"), ("direct fp16", "direct_fp16"))
 LATENCY_ROWS = (("ours fp32", "tf_fp32"), ("direct fp32", "direct_fp32"))
 IMAGE_SEED = 7
@@ -63,8 +76,15 @@ def export_ours(pixel_model: Any, size: int, labels: list[str], variant: str, tm
 
     paths = {"tf_fp32": tmp / f"{variant}_tf_fp32.tflite", "tf_fp16": tmp / f"{variant}_tf_fp16.tflite"}
     started = time.perf_counter()
-    export_tflite(pixel_model, {"fp32": paths["tf_fp32"], "fp16": paths["tf_fp16"]}, input_size=size, labels=labels,
-                  name=f"SHViT-{variant.upper()}", scratch=scratch, log=lambda _: None)
+    export_tflite(
+        pixel_model,
+        {"fp32": paths["tf_fp32"], "fp16": paths["tf_fp16"]},
+        input_size=size,
+        labels=labels,
+        name=f"SHViT-{variant.upper()}",
+        scratch=scratch,
+        log=lambda _: None,
+    )
     return paths, time.perf_counter() - started
 
 
@@ -85,8 +105,15 @@ def export_direct(pixel_model: Any, size: int, variant: str, tmp: Path, scratch:
     env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **scratch.child_env())
     started = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), DIRECT_CHILD, str(job)], cwd=work, env=env,
-                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=CHILD_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), DIRECT_CHILD, str(job)],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=CHILD_TIMEOUT_S,
+        )
     child_s = time.perf_counter() - started
     result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.exists() else {}
     record: dict[str, Any] = {"onnx_export_s": round(onnx_s, 1), "child_s": round(child_s, 1), "log": str(log_path), **result}
@@ -124,10 +151,15 @@ def _direct_child(job_path: str) -> int:
         import onnx2tf
 
         started = time.perf_counter()
-        onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"], tflite_backend="flatbuffer_direct",
-                        output_signaturedefs=True, non_verbose=True)
+        onnx2tf.convert(
+            input_onnx_file_path=job["onnx"],
+            output_folder_path=job["out"],
+            tflite_backend="flatbuffer_direct",
+            output_signaturedefs=True,
+            non_verbose=True,
+        )
         result = {"onnx2tf_s": round(time.perf_counter() - started, 1), "onnx2tf_version": onnx2tf.__version__}
-    except BaseException as exc:  # noqa: BLE001 - onnx2tf may sys.exit; the error line is the result
+    except BaseException as exc:
         import traceback
 
         traceback.print_exc()
@@ -152,14 +184,23 @@ def graph_facts(path: Path) -> dict[str, Any]:
     signatures = []
     for i in range(model.SignatureDefsLength()):
         sig = model.SignatureDefs(i)
-        signatures.append({"key": (sig.SignatureKey() or b"").decode(),
-                           "inputs": [(sig.Inputs(j).Name() or b"").decode() for j in range(sig.InputsLength())],
-                           "outputs": [(sig.Outputs(j).Name() or b"").decode() for j in range(sig.OutputsLength())]})
+        signatures.append(
+            {
+                "key": (sig.SignatureKey() or b"").decode(),
+                "inputs": [(sig.Inputs(j).Name() or b"").decode() for j in range(sig.InputsLength())],
+                "outputs": [(sig.Outputs(j).Name() or b"").decode() for j in range(sig.OutputsLength())],
+            }
+        )
     inp, out = graphinfo.io_tensors(data)
-    return {"ops": graphinfo.op_counts(data), "transposes": _transposes(model), "input": {"name": inp.name, "shape": list(inp.shape), "dtype": inp.dtype},
-            "output": {"name": out.name, "shape": list(out.shape), "dtype": out.dtype}, "signatures": signatures,
-            "metadata": [(model.Metadata(i).Name() or b"").decode() for i in range(model.MetadataLength())],
-            "size_mb": round(len(data) / 1e6, 3)}
+    return {
+        "ops": graphinfo.op_counts(data),
+        "transposes": _transposes(model),
+        "input": {"name": inp.name, "shape": list(inp.shape), "dtype": inp.dtype},
+        "output": {"name": out.name, "shape": list(out.shape), "dtype": out.dtype},
+        "signatures": signatures,
+        "metadata": [(model.Metadata(i).Name() or b"").decode() for i in range(model.MetadataLength())],
+        "size_mb": round(len(data) / 1e6, 3),
+    }
 
 
 def _transposes(model: Any) -> dict[str, int]:
@@ -190,16 +231,26 @@ def logits_of(paths: dict[str, Path], pixels: np.ndarray, scratch: Scratch) -> d
         np.save(tmp / "in.npy", pixels)
         job = {"pixels": str(tmp / "in.npy"), "models": {k: str(p) for k, p in paths.items()}, "out": str(tmp)}
         (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), LOGITS_CHILD, str(tmp / "job.json")],
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **scratch.child_env()))
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), LOGITS_CHILD, str(tmp / "job.json")],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **scratch.child_env()),
+        )
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         out: dict[str, np.ndarray | str] = {}
         for key in paths:
             result = tmp / f"{key}.npy"
             error = tmp / f"{key}.err"
-            out[key] = (np.load(result) if result.exists() else error.read_text() if error.exists()
-                        else (lines[-1] if lines else f"child exit code {proc.returncode}"))
+            out[key] = (
+                np.load(result)
+                if result.exists()
+                else error.read_text()
+                if error.exists()
+                else (lines[-1] if lines else f"child exit code {proc.returncode}")
+            )
         return out
 
 
@@ -219,8 +270,10 @@ def _logits_child(job_path: str) -> int:
                 it.invoke()
                 rows.append(from_output(it.get_tensor(out_detail["index"]), out_detail))
             np.save(Path(job["out"]) / f"{key}.npy", np.concatenate(rows))
-        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
-            (Path(job["out"]) / f"{key}.err").write_text(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        except Exception as exc:
+            (Path(job["out"]) / f"{key}.err").write_text(
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            )
     return 0
 
 
@@ -229,8 +282,11 @@ def agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     a, e = np.asarray(actual, np.float64).reshape(len(actual), -1), np.asarray(expected, np.float64).reshape(len(expected), -1)
     scale = float(np.abs(e).max()) or 1.0
     cos = (a * e).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(e, axis=1) + 1e-30)
-    return {"max_abs_rel": float(np.abs(a - e).max()) / scale, "min_cosine": float(cos.min()),
-            "top1_agree": float((a.argmax(1) == e.argmax(1)).mean())}
+    return {
+        "max_abs_rel": float(np.abs(a - e).max()) / scale,
+        "min_cosine": float(cos.min()),
+        "top1_agree": float((a.argmax(1) == e.argmax(1)).mean()),
+    }
 
 
 # ---------------------------------------------------------------- latency
@@ -247,8 +303,9 @@ def latencies(paths: dict[str, Path], size: int, *, runs: int, rounds: int, scra
                 continue
             print(f"  latency round {r + 1}/{rounds}: {label}", file=sys.stderr)
             try:
-                result = measure("tflite", artifact=paths[key], input_size=size, runs=runs, warmup=max(5, runs // 5), threads=1,
-                                 scratch=scratch)
+                result = measure(
+                    "tflite", artifact=paths[key], input_size=size, runs=runs, warmup=max(5, runs // 5), threads=1, scratch=scratch
+                )
             except LatencyUnavailable as exc:
                 errors[key] = str(exc)
                 continue
@@ -259,8 +316,12 @@ def latencies(paths: dict[str, Path], size: int, *, runs: int, rounds: int, scra
     if a and len(a) == len(b):
         ratios = [d / t for t, d in zip(a, b)]
         min_ratios = [d / t for t, d in zip(minima["tf_fp32"], minima["direct_fp32"])]
-        out.update(ratio_per_round=ratios, ratio_median=float(np.median(ratios)),
-                   min_ratio_per_round=min_ratios, min_ratio_median=float(np.median(min_ratios)))
+        out.update(
+            ratio_per_round=ratios,
+            ratio_median=float(np.median(ratios)),
+            min_ratio_per_round=min_ratios,
+            min_ratio_median=float(np.median(min_ratios)),
+        )
     out["median_ms"] = {key: float(np.median(v)) for key, v in medians.items() if v}
     return out
 
@@ -269,9 +330,9 @@ def latencies(paths: dict[str, Path], size: int, *, runs: int, rounds: int, scra
 
 
 def bench_variant(variant: str, *, images: int, runs: int, rounds: int, scratch: Scratch) -> dict[str, Any]:
-    import calib
     import torch
 
+    import calib
     import shvit
 
     tmp = scratch.folder(f"{variant}-")
@@ -284,8 +345,10 @@ def bench_variant(variant: str, *, images: int, runs: int, rounds: int, scratch:
     direct = export_direct(pixel_model, size, variant, tmp, scratch)
     paths.update({k: direct.pop(k) for k in ("direct_fp32", "direct_fp16") if k in direct})
     row["direct"] = direct
-    row["convert_s"] = {"ours fp32+fp16 (ONNX, onnx2tf, TFLiteConverter ×2, metadata)": round(ours_s, 1),
-                        "direct fp32+fp16 (ONNX + child)": round(direct["onnx_export_s"] + direct["child_s"], 1)}
+    row["convert_s"] = {
+        "ours fp32+fp16 (ONNX, onnx2tf, TFLiteConverter ×2, metadata)": round(ours_s, 1),
+        "direct fp32+fp16 (ONNX + child)": round(direct["onnx_export_s"] + direct["child_s"], 1),
+    }
     if direct.get("error"):
         print(f"[{variant}] flatbuffer_direct failed: {direct['error']}", file=sys.stderr)
     row["graphs"] = {key: graph_facts(path) for key, path in paths.items()}
@@ -293,14 +356,15 @@ def bench_variant(variant: str, *, images: int, runs: int, rounds: int, scratch:
     for key, path in paths.items():
         try:
             row["partitions"][key] = graphinfo.delegation(path).partitions
-        except Exception as exc:  # noqa: BLE001 - a file LiteRT cannot load is a result
+        except Exception as exc:
             row["partitions"][key] = f"error: {exc}"
     pixels = calib.synthetic_images(images, size, seed=IMAGE_SEED)
     with torch.no_grad():
         reference = pixel_model(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).numpy()
     logits = logits_of(paths, pixels, scratch)
-    row["agreement"] = {f"{key} vs pytorch": {"error": value} if isinstance(value, str) else agreement(value, reference)
-                        for key, value in logits.items()}
+    row["agreement"] = {
+        f"{key} vs pytorch": {"error": value} if isinstance(value, str) else agreement(value, reference) for key, value in logits.items()
+    }
     for a, b in (("direct_fp32", "tf_fp32"), ("direct_fp16", "tf_fp16")):
         if not isinstance(logits.get(a, ""), str) and not isinstance(logits.get(b, ""), str):
             row["agreement"][f"{a} vs {b}"] = agreement(logits[a], logits[b])
@@ -311,8 +375,10 @@ def bench_variant(variant: str, *, images: int, runs: int, rounds: int, scratch:
 
 def report(row: dict[str, Any]) -> list[str]:
     graphs, parts, keys = row["graphs"], row["partitions"], [(label, key) for label, key in FILES if key in row["graphs"]]
-    lines = [f"SHViT-{row['variant'].upper()} at {row['input_size']} px, {row['macs'] / 1e6:.0f} M MACs; "
-             f"conversion s: {', '.join(f'{k} {v}' for k, v in row['convert_s'].items())}"]
+    lines = [
+        f"SHViT-{row['variant'].upper()} at {row['input_size']} px, {row['macs'] / 1e6:.0f} M MACs; "
+        f"conversion s: {', '.join(f'{k} {v}' for k, v in row['convert_s'].items())}"
+    ]
     if row["direct"].get("error"):
         lines.append(f"  flatbuffer_direct FAILED: {row['direct']['error']}")
     lines.append(f"  {'':<20}" + "".join(f"{label:>13}" for label, _ in keys))
@@ -322,14 +388,17 @@ def report(row: dict[str, Any]) -> list[str]:
     others = sorted({op for _, k in keys for op in graphs[k]["ops"]} - set(SHOWN_OPS))
     for op in others:
         lines.append(f"  {op:<20}" + "".join(f"{graphs[k]['ops'].get(op, 0):>13}" for _, k in keys))
-    lines.append(f"  {'XNNPACK partitions':<20}" + "".join(f"{'load error' if isinstance(parts.get(k), str) else parts.get(k):>13}"
-                                                          for _, k in keys))
+    lines.append(
+        f"  {'XNNPACK partitions':<20}" + "".join(f"{'load error' if isinstance(parts.get(k), str) else parts.get(k):>13}" for _, k in keys)
+    )
     lines.append(f"  {'size MB':<20}" + "".join(f"{graphs[k]['size_mb']:>13.2f}" for _, k in keys))
     for _, k in keys:
         g = graphs[k]
-        lines.append(f"  {k:<12} in {g['input']['name']!r} {g['input']['dtype']}{g['input']['shape']}, "
-                     f"out {g['output']['name']!r} {g['output']['dtype']}{g['output']['shape']}; "
-                     f"signatures {[(s['key'], s['inputs'], s['outputs']) for s in g['signatures']]}; metadata {g['metadata']}")
+        lines.append(
+            f"  {k:<12} in {g['input']['name']!r} {g['input']['dtype']}{g['input']['shape']}, "
+            f"out {g['output']['name']!r} {g['output']['dtype']}{g['output']['shape']}; "
+            f"signatures {[(s['key'], s['inputs'], s['outputs']) for s in g['signatures']]}; metadata {g['metadata']}"
+        )
     for _, k in keys:
         if graphs[k]["transposes"]:
             lines.append(f"  {k:<12} TRANSPOSE after: {graphs[k]['transposes']}")
@@ -337,11 +406,19 @@ def report(row: dict[str, Any]) -> list[str]:
         if isinstance(p, str):
             lines.append(f"  {k:<12} XNNPACK: {p[:200]}")
     d = row["direct"]
-    lines.append(f"  direct child: onnx2tf.convert {d.get('onnx2tf_s')} s, child {d['child_s']} s, "
-                 f"TensorFlow imported: {d.get('tensorflow_imported')}, onnx2tf {d.get('onnx2tf_version')}")
+    lines.append(
+        f"  direct child: onnx2tf.convert {d.get('onnx2tf_s')} s, child {d['child_s']} s, "
+        f"TensorFlow imported: {d.get('tensorflow_imported')}, onnx2tf {d.get('onnx2tf_version')}"
+    )
     for name, a in row["agreement"].items():
-        lines.append(f"  {name:<26} " + (a["error"] if "error" in a else
-                                          f"max|Δ|/scale {a['max_abs_rel']:.2e}  min cos {a['min_cosine']:.6f}  top-1 {a['top1_agree']:.2f}"))
+        lines.append(
+            f"  {name:<26} "
+            + (
+                a["error"]
+                if "error" in a
+                else f"max|Δ|/scale {a['max_abs_rel']:.2e}  min cos {a['min_cosine']:.6f}  top-1 {a['top1_agree']:.2f}"
+            )
+        )
     lat = row["latency"]
     for key, values in lat["per_round_median_ms"].items():
         if values:
@@ -349,10 +426,14 @@ def report(row: dict[str, Any]) -> list[str]:
     for key, err in lat["errors"].items():
         lines.append(f"  latency {key:<12} unavailable: {err}")
     if "ratio_median" in lat:
-        lines.append(f"  direct/ours fp32 per round (medians): {', '.join(f'{r:.3f}' for r in lat['ratio_per_round'])}; "
-                     f"median {lat['ratio_median']:.3f}")
-        lines.append(f"  direct/ours fp32 per round (minima):  {', '.join(f'{r:.3f}' for r in lat['min_ratio_per_round'])}; "
-                     f"median {lat['min_ratio_median']:.3f}")
+        lines.append(
+            f"  direct/ours fp32 per round (medians): {', '.join(f'{r:.3f}' for r in lat['ratio_per_round'])}; "
+            f"median {lat['ratio_median']:.3f}"
+        )
+        lines.append(
+            f"  direct/ours fp32 per round (minima):  {', '.join(f'{r:.3f}' for r in lat['min_ratio_per_round'])}; "
+            f"median {lat['min_ratio_median']:.3f}"
+        )
     return lines
 
 
@@ -372,15 +453,23 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         same = bool(spread) and min(spread) <= 1.03
         same_parts = row["partitions"].get("direct_fp32") == row["partitions"].get("tf_fp32")
         ok_num = agree.get("min_cosine", 0) > 0.9999
-        parts.append(f"{v}: direct/ours latency {ratio if ratio is None else f'{ratio:.3f}'}, ops {sum(direct['ops'].values())} vs "
-                     f"{sum(ours['ops'].values())}, partitions {row['partitions'].get('direct_fp32')} vs {row['partitions'].get('tf_fp32')}, "
-                     f"input {'NHWC same' if nhwc else 'layout differs ' + str(direct['input']['shape'])}, "
-                     f"cos {agree.get('min_cosine', float('nan')):.6f} → "
-                     + ("fp32 via flatbuffer_direct viable" + (" and faster in every round" if faster else
-                                                                f" (speed indistinguishable: rounds {min(spread):.2f}-{max(spread):.2f})")
-                        if ok_num and same and same_parts else "keep tf_converter for fp32")
-                     + ("; direct fp16 " + ("loads" if isinstance(row["partitions"].get("direct_fp16"), int) else "does not load in LiteRT")
-                        + f" ({direct_fp16_io(row)})"))
+        parts.append(
+            f"{v}: direct/ours latency {ratio if ratio is None else f'{ratio:.3f}'}, ops {sum(direct['ops'].values())} vs "
+            f"{sum(ours['ops'].values())}, partitions {row['partitions'].get('direct_fp32')} vs {row['partitions'].get('tf_fp32')}, "
+            f"input {'NHWC same' if nhwc else 'layout differs ' + str(direct['input']['shape'])}, "
+            f"cos {agree.get('min_cosine', float('nan')):.6f} → "
+            + (
+                "fp32 via flatbuffer_direct viable"
+                + (" and faster in every round" if faster else f" (speed indistinguishable: rounds {min(spread):.2f}-{max(spread):.2f})")
+                if ok_num and same and same_parts
+                else "keep tf_converter for fp32"
+            )
+            + (
+                "; direct fp16 "
+                + ("loads" if isinstance(row["partitions"].get("direct_fp16"), int) else "does not load in LiteRT")
+                + f" ({direct_fp16_io(row)})"
+            )
+        )
     return "VERDICT: " + "; ".join(parts)
 
 
@@ -407,8 +496,9 @@ def main() -> None:
             row["wall_s"] = round(time.perf_counter() - row_started, 1)
             rows.append(row)
             if args.json:  # after every variant: a later failure keeps the earlier rows
-                args.json.write_text(json.dumps({"host": host_description(), "rows": rows, "verdict": verdict(rows)}, indent=2,
-                                                default=str) + "\n")
+                args.json.write_text(
+                    json.dumps({"host": host_description(), "rows": rows, "verdict": verdict(rows)}, indent=2, default=str) + "\n"
+                )
             print("\n".join(report(row)) + f"\n  ({row['wall_s']} s)\n", flush=True)
     print(verdict(rows) + f"\ntotal {time.perf_counter() - started:.0f} s", flush=True)
 

@@ -14,6 +14,7 @@ failed int8 target can be traced to its cause rather than to a quantiser.
   row, as XNNPACK's dynamic-range kernels quantise), or per channel (the best any per-channel
   smoothing, such as SmoothQuant's, could approach without changing the int8 kernels).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,10 @@ import copy
 from collections.abc import Callable
 
 import torch
+from bench_int8 import HELD_SEED, image_dependent  # this folder is on sys.path when the script runs
 from torch import nn
 
 import calib
-from bench_int8 import HELD_SEED, image_dependent  # this folder is on sys.path when the script runs
 from convert.int8.report import quality
 
 Quantiser = Callable[[torch.Tensor], torch.Tensor]

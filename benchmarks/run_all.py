@@ -7,6 +7,7 @@ int8-weights, plus TFLite and Core ML int8 when --calib is given; 1 thread, 50 t
 warm-up; results in bench-results/ (bench.csv, bench.json, bench.png). Any other option is passed to
 shvit-bench unchanged (see shvit-bench --help).
 """
+
 from __future__ import annotations
 
 import argparse

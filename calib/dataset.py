@@ -140,9 +140,7 @@ def _render(rng: np.random.Generator, distance: Distance, size: int) -> np.ndarr
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
-def make_class_dataset(
-    n_per_class: int, size: int, *, seed: int = 0, num_classes: int = 8
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def make_class_dataset(n_per_class: int, size: int, *, seed: int = 0, num_classes: int = 8) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(pixels (N, size, size, 3) uint8, labels (N,) int64, class names), N = n_per_class * num_classes.
 
     Labels cycle 0, 1, ..., num_classes - 1 so every prefix is balanced.

@@ -27,7 +27,14 @@ from .preprocess import normalize, to_pixels
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 UNDECODABLE_PHOTOS: dict[str, str] = {
-    ".heic": "HEIC", ".heif": "HEIF", ".dng": "RAW", ".cr2": "RAW", ".cr3": "RAW", ".nef": "RAW", ".arw": "RAW", ".raf": "RAW",
+    ".heic": "HEIC",
+    ".heif": "HEIF",
+    ".dng": "RAW",
+    ".cr2": "RAW",
+    ".cr3": "RAW",
+    ".nef": "RAW",
+    ".arw": "RAW",
+    ".raf": "RAW",
 }
 """Photo formats phones and cameras write that Pillow cannot decode: listed as skipped, never silently ignored."""
 CONVERT_HINT = "convert it to JPEG (on a Mac: sips -s format jpeg IN --out OUT.jpg)"
@@ -92,9 +99,7 @@ def _reason(exc: BaseException) -> str:
 
 def _folder_error(folder: Path, exc: OSError) -> CalibError:
     if isinstance(exc, PermissionError):
-        return CalibError(
-            f"cannot read folder {folder}: permission denied; fix its permissions (chmod u+rx) or pass another folder"
-        )
+        return CalibError(f"cannot read folder {folder}: permission denied; fix its permissions (chmod u+rx) or pass another folder")
     return CalibError(f"cannot read folder {folder}: {_one_line(exc.strerror or str(exc))}; pass a readable folder")
 
 
@@ -338,9 +343,7 @@ def scan_folder(path: Path | str, *, warn: Warn | None = None) -> int:
 
 
 def _no_images(root: Path) -> CalibError:
-    return CalibError(
-        f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} or its sub-folders; pass a folder of photos"
-    )
+    return CalibError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root} or its sub-folders; pass a folder of photos")
 
 
 def load_folder(

@@ -16,8 +16,17 @@ from PIL import Image, ImageOps
 from shvit.config import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from shvit.preprocess import normalize
 
-__all__ = ["CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "PREPROCESS_VERSION", "crop_origin", "normalize", "resized_size",
-           "to_pixels", "to_rgb"]
+__all__ = [
+    "CROP_PCT",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PREPROCESS_VERSION",
+    "crop_origin",
+    "normalize",
+    "resized_size",
+    "to_pixels",
+    "to_rgb",
+]
 
 CROP_PCT: float = Preprocessing().crop_fraction
 """``Preprocessing().crop_fraction``, under the name timm's configs use."""
@@ -98,9 +107,7 @@ def _lab_to_rgb(img: Image.Image) -> Image.Image:
 
     if img.mode != "LAB":
         raise ValueError(f"unsupported image mode {img.mode}")
-    transform = ImageCms.buildTransform(
-        ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
-    )
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
     return ImageCms.applyTransform(img, transform)
 
 
@@ -113,7 +120,7 @@ def resized_size(width: int, height: int, short: int) -> tuple[int, int]:
 
 def crop_origin(width: int, height: int, size: int) -> tuple[int, int]:
     """(left, top) of torchvision's CenterCrop(size), including its rounding of halves."""
-    return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    return round((width - size) / 2.0), round((height - size) / 2.0)
 
 
 def to_pixels(img: Image.Image, size: int) -> np.ndarray:
@@ -124,9 +131,7 @@ def to_pixels(img: Image.Image, size: int) -> np.ndarray:
     rgb = to_rgb(img)
     new_w, new_h = resized_size(rgb.width, rgb.height, preprocessing.resize_size)
     if new_w * new_h > MAX_RESIZED_PIXELS:
-        raise ValueError(
-            f"extreme aspect ratio {rgb.width}x{rgb.height}: resizing to {new_w}x{new_h} would exhaust memory"
-        )
+        raise ValueError(f"extreme aspect ratio {rgb.width}x{rgb.height}: resizing to {new_w}x{new_h} would exhaust memory")
     resized = rgb.resize((new_w, new_h), Image.Resampling[preprocessing.interpolation.upper()])
     left, top = crop_origin(new_w, new_h, size)
     return np.array(np.asarray(resized)[top : top + size, left : left + size], dtype=np.uint8)

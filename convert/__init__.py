@@ -15,6 +15,7 @@ Python API (what the commands are thin layers over)::
 - :mod:`convert.io`        atomic staging, scratch folders, sidecars
 - :mod:`convert.cli`, ``convert/validate/check.py``, ``convert/bench/cli.py``  the commands
 """
+
 from __future__ import annotations
 
 from typing import Any

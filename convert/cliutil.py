@@ -1,5 +1,6 @@
 """Shared CLI plumbing: one clear line per error, exit codes, ``--debug`` for the traceback, Ctrl-C → 130,
 and the library's log records shown as the command's progress lines."""
+
 from __future__ import annotations
 
 import contextlib

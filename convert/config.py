@@ -5,6 +5,7 @@
 force, progress) are plain frozen dataclasses; :func:`plan` validates them together against the
 target registry before any work, so a bad argument costs nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -48,8 +49,7 @@ class ModelSpec:
         if self.variant == "auto":
             return None
         native = default_input_size(self.variant)
-        return Naming(get_variant(self.variant).name, self.input_size if self.input_size is not None else native, native,
-                      self.num_classes)
+        return Naming(get_variant(self.variant).name, self.input_size if self.input_size is not None else native, native, self.num_classes)
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,13 @@ class ExportPlan:
 
     def record(self) -> dict[str, Any]:
         """The export settings as the sidecar records them."""
-        return {"target": self.target.name, "precision": self.precision, **self.options,
-                "calib_dir": str(self.calib) if self.calib else None, "calib_count": self.calib_count}
+        return {
+            "target": self.target.name,
+            "precision": self.precision,
+            **self.options,
+            "calib_dir": str(self.calib) if self.calib else None,
+            "calib_count": self.calib_count,
+        }
 
 
 ARTIFACT_LIKE_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".safetensors", ".json", ".zip")
@@ -151,28 +156,39 @@ def plan(options: ExportOptions, output: OutputSpec | None = None, *, name: str 
         takes = ", ".join(sorted(declared)) or "no options of its own"
         raise ArgumentError(f"{{{foreign[0]}}} does not apply to {{target={target.name}}} (it takes {takes})", argument=foreign[0])
     resolved = target.resolve_options(precision, dict(options.target_options))
-    return ExportPlan(target, precision, resolved, Path(options.calib) if options.calib else None, options.calib_count,
-                      output, check_name(name, target) if name is not None else None)
+    return ExportPlan(
+        target,
+        precision,
+        resolved,
+        Path(options.calib) if options.calib else None,
+        options.calib_count,
+        output,
+        check_name(name, target) if name is not None else None,
+    )
 
 
 def check_out_dir(out_dir: Path) -> None:
     """``out_dir`` is a folder: one that looks like a file name is a mistake, not a folder to create."""
     suffix = out_dir.suffix.lower()
     if suffix and (suffix in targets.suffixes() or suffix in ARTIFACT_LIKE_SUFFIXES) and not out_dir.is_dir():
-        raise UsageError(f"{{out_dir={out_dir}}} looks like a file name, but it is the folder to write into: "
-                         f"pass {{out_dir=DIR}} and name the file with {{name={out_dir.stem}}}", argument="out_dir")
+        raise UsageError(
+            f"{{out_dir={out_dir}}} looks like a file name, but it is the folder to write into: "
+            f"pass {{out_dir=DIR}} and name the file with {{name={out_dir.stem}}}",
+            argument="out_dir",
+        )
 
 
 def check_name(name: str, target: Target) -> str:
     """The artifact's stem from a user's ``name``: a plain file name, with or without the target's suffix."""
     stem = name[: -len(target.suffix)] if name.lower().endswith(target.suffix) else name
     if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or stem.startswith("."):
-        raise UsageError(f"{{name={name}}} is not a plain file name: give the name only, and the folder with {{out_dir}}",
-                         argument="name")
+        raise UsageError(f"{{name={name}}} is not a plain file name: give the name only, and the folder with {{out_dir}}", argument="name")
     other = Path(stem).suffix.lower()
     if other in targets.suffixes():
-        raise UsageError(f"{{name={name}}} ends in {other}, but a {target.name} export is a {target.suffix} file: "
-                         f"pass {{name={Path(stem).stem}}}", argument="name")
+        raise UsageError(
+            f"{{name={name}}} ends in {other}, but a {target.name} export is a {target.suffix} file: pass {{name={Path(stem).stem}}}",
+            argument="name",
+        )
     return stem
 
 
@@ -183,6 +199,8 @@ def default_input_size(variant: str) -> int:
 
 def check_input_size(size: int) -> int:
     if size < INPUT_STRIDE or size % INPUT_STRIDE:
-        raise ArgumentError(f"input size must be a multiple of {INPUT_STRIDE} (the stem and two merges stride by {INPUT_STRIDE}), "
-                            f"not {size}", argument="input_size")
+        raise ArgumentError(
+            f"input size must be a multiple of {INPUT_STRIDE} (the stem and two merges stride by {INPUT_STRIDE}), not {size}",
+            argument="input_size",
+        )
     return size

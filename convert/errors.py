@@ -3,6 +3,7 @@
 Messages name arguments as ``{name}`` placeholders (see :class:`shvit.errors.SHViTError`): from
 Python they read ``calib=DIR``, from ``shvit-convert`` ``--calib DIR``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

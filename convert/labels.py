@@ -1,4 +1,5 @@
 """Class labels shipped inside exported models: ImageNet-1k by default, a file or a list for fine-tunes."""
+
 from __future__ import annotations
 
 from importlib import resources
@@ -46,15 +47,17 @@ def label_lines(raw: bytes) -> list[str]:
 def read_labels(path: Path, *, num_classes: int) -> list[str]:
     """One label per line, exactly ``num_classes`` of them, none blank, none repeated."""
     if not path.is_file():
-        raise ArgumentError(f"labels file {path} does not exist or is not a file: pass a text file with one label per line",
-                            argument="labels")
+        raise ArgumentError(
+            f"labels file {path} does not exist or is not a file: pass a text file with one label per line", argument="labels"
+        )
     try:
         labels = label_lines(path.read_bytes())
     except LabelTextError as exc:
         if exc.blank_line is None:
             raise ArgumentError(f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line", argument="labels") from None
-        raise ArgumentError(f"labels file {path} has blank lines (line {exc.blank_line}): remove them, one label per line",
-                            argument="labels") from None
+        raise ArgumentError(
+            f"labels file {path} has blank lines (line {exc.blank_line}): remove them, one label per line", argument="labels"
+        ) from None
     return _checked(labels, num_classes=num_classes, what=f"labels file {path}", where="line")
 
 
@@ -67,8 +70,9 @@ def validate_labels(labels: list[str], *, num_classes: int) -> list[str]:
 
 def _checked(labels: list[str], *, num_classes: int, what: str, where: str) -> list[str]:
     if len(labels) != num_classes:
-        raise ArgumentError(f"{what} has {len(labels)} labels but the model has {num_classes} classes: give one label per class",
-                            argument="labels")
+        raise ArgumentError(
+            f"{what} has {len(labels)} labels but the model has {num_classes} classes: give one label per class", argument="labels"
+        )
     seen: set[str] = set()
     for i, label in enumerate(labels):
         if label in seen:

@@ -4,6 +4,7 @@
 mean per-image cosine similarity. Each target declares its tolerances per precision as named
 constants in its own package (``convert/<target>/target.py``).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -81,7 +82,14 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityReport:
     top_ref, top_cand = np.argsort(-ref, 1)[:, :k], np.argsort(-cand, 1)[:, :k]
     top5 = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand)])
     return ParityReport(
-        images=int(ref.shape[0]), max_abs=float(diff.max()), mean_abs=float(diff.mean()), scale=scale,
-        max_rel=float(diff.max()) / scale, cosine=float(np.mean(cosines)), psnr_db=psnr,
-        top1=float(np.mean(top_ref[:, 0] == top_cand[:, 0])), top5=float(top5), min_cosine=float(np.min(cosines)),
+        images=int(ref.shape[0]),
+        max_abs=float(diff.max()),
+        mean_abs=float(diff.mean()),
+        scale=scale,
+        max_rel=float(diff.max()) / scale,
+        cosine=float(np.mean(cosines)),
+        psnr_db=psnr,
+        top1=float(np.mean(top_ref[:, 0] == top_cand[:, 0])),
+        top5=float(top5),
+        min_cosine=float(np.min(cosines)),
     )

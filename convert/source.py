@@ -3,6 +3,7 @@
 Fusion happens here, after the checkpoint is loaded, never before. A model given as an
 ``nn.Module`` (say, fine-tuned in a notebook) is copied, never modified.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,10 +17,10 @@ from torch import nn
 
 import shvit
 import shvit.provenance
-from shvit.weights import published_variant
 from convert.config import ModelSpec, Naming, check_input_size
 from convert.errors import ArgumentError
 from convert.labels import default_labels, read_labels, validate_labels
+from shvit.weights import published_variant
 
 
 @dataclass
@@ -66,8 +67,12 @@ class ModelSource:
 
     def record(self) -> dict[str, object]:
         """The model as the sidecar records it."""
-        return {"variant": self.variant, "input_size": self.input_size, "num_classes": self.num_classes,
-                "labels": str(self.labels_file) if self.labels_file else None}
+        return {
+            "variant": self.variant,
+            "input_size": self.input_size,
+            "num_classes": self.num_classes,
+            "labels": str(self.labels_file) if self.labels_file else None,
+        }
 
 
 def load_source(spec: ModelSpec) -> ModelSource:
@@ -86,8 +91,9 @@ def load_source(spec: ModelSpec) -> ModelSource:
 def source_from_module(module: nn.Module, *, labels: Path | Sequence[str] | None = None, input_size: int | None = None) -> ModelSource:
     """A model object (unfused or already fused, any head size) as an export source."""
     if not isinstance(module, nn.Module):
-        raise ArgumentError(f"model must be an nn.Module, a checkpoint path or a variant name, not {type(module).__name__}",
-                            argument="model")
+        raise ArgumentError(
+            f"model must be an nn.Module, a checkpoint path or a variant name, not {type(module).__name__}", argument="model"
+        )
     config = getattr(module, "config", None)
     if not isinstance(config, shvit.SHViTConfig):
         raise ArgumentError(f"model is a {type(module).__name__}, not an SHViT (shvit.create_model builds one)", argument="model")
@@ -115,8 +121,15 @@ def weights_record(model: nn.Module, given: str | Path | None = None) -> dict[st
     return {"source": f"in-memory {type(model).__name__}{changed}", "state_sha256": shvit.provenance.state_sha256(model)}
 
 
-def _source(model: nn.Module, *, variant: str, input_size: int, labels: Path | Sequence[str] | None, weights_info: dict[str, object],
-            fused: bool = False) -> ModelSource:
+def _source(
+    model: nn.Module,
+    *,
+    variant: str,
+    input_size: int,
+    labels: Path | Sequence[str] | None,
+    weights_info: dict[str, object],
+    fused: bool = False,
+) -> ModelSource:
     check_input_size(input_size)
     with torch.no_grad():
         num_classes = int(model(torch.zeros(1, 3, input_size, input_size)).shape[-1])
@@ -128,8 +141,14 @@ def _source(model: nn.Module, *, variant: str, input_size: int, labels: Path | S
         names, labels_file = default_labels(num_classes), None
     deploy = model if fused else shvit.reparameterize(model)
     return ModelSource(
-        variant=variant, input_size=input_size, reference=model, deploy=deploy, pixel_model=shvit.PixelInput(deploy).eval(),
-        labels=names, weights_info=weights_info, labels_file=labels_file,
+        variant=variant,
+        input_size=input_size,
+        reference=model,
+        deploy=deploy,
+        pixel_model=shvit.PixelInput(deploy).eval(),
+        labels=names,
+        weights_info=weights_info,
+        labels_file=labels_file,
     )
 
 

@@ -9,6 +9,7 @@ generator ask only this registry, so a new target is one sub-package plus one li
 Built-in targets are imported on first use, by name: asking for ``onnx`` never imports
 coremltools or TensorFlow.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from convert.io.staging import Staging
     from convert.parity import Tolerance
     from convert.source import ModelSource
+
 
 @dataclass(frozen=True)
 class Builtin:
@@ -295,9 +297,12 @@ def resolve_precision(target: Target, precision: str | None) -> str:
     if not precision:
         return target.default_precision
     if precision in target.unavailable:
-        raise UsageError(f"{{precision={precision}}} is not available for {target.name}: {target.unavailable[precision]}",
-                            argument="precision")
+        raise UsageError(
+            f"{{precision={precision}}} is not available for {target.name}: {target.unavailable[precision]}", argument="precision"
+        )
     if precision not in target.precisions:
-        raise UsageError(f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",
-                            argument="precision")
+        raise UsageError(
+            f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",
+            argument="precision",
+        )
     return precision

@@ -3,6 +3,7 @@
 Each generated project is specialised to the model it was generated from (input size, feature
 names, label source, quantisation), read from the artifact itself, never guessed.
 """
+
 from __future__ import annotations
 
 from mobile_demo.errors import DemoError, NotAnImageClassifier

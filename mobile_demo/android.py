@@ -1,4 +1,5 @@
 """``shvit-demo android``: a Compose + CameraX + LiteRT app (Gradle Kotlin DSL) specialised to one ``.tflite``."""
+
 from __future__ import annotations
 
 import json
@@ -63,34 +64,56 @@ def template_values(facts: TFLiteFacts) -> dict[str, str]:
     quantised_out = facts.output_dtype != "float32"
     embedded = facts.label_source.kind == "metadata"
     labels_note = (
-        f"`{facts.label_source.name}` packed in the model's TFLite metadata" if embedded
+        f"`{facts.label_source.name}` packed in the model's TFLite metadata"
+        if embedded
         else f"`assets/labels.txt` (copied from {facts.label_source.origin})"
     )
     return {
-        "APP_NAME": APP_NAME, "DISPLAY_NAME": DISPLAY_NAME, "PACKAGE": PACKAGE, "PACKAGE_PATH": PACKAGE.replace(".", "/"),
-        "AGP_VERSION": AGP_VERSION, "KOTLIN_VERSION": KOTLIN_VERSION, "GRADLE_VERSION": GRADLE_VERSION,
-        "COMPOSE_BOM": COMPOSE_BOM, "CAMERAX_VERSION": CAMERAX_VERSION, "LITERT_VERSION": LITERT_VERSION,
-        "SOURCE_MODEL": kotlin_string(facts.path.name), "SOURCE_MODEL_NAME": printable_name,
+        "APP_NAME": APP_NAME,
+        "DISPLAY_NAME": DISPLAY_NAME,
+        "PACKAGE": PACKAGE,
+        "PACKAGE_PATH": PACKAGE.replace(".", "/"),
+        "AGP_VERSION": AGP_VERSION,
+        "KOTLIN_VERSION": KOTLIN_VERSION,
+        "GRADLE_VERSION": GRADLE_VERSION,
+        "COMPOSE_BOM": COMPOSE_BOM,
+        "CAMERAX_VERSION": CAMERAX_VERSION,
+        "LITERT_VERSION": LITERT_VERSION,
+        "SOURCE_MODEL": kotlin_string(facts.path.name),
+        "SOURCE_MODEL_NAME": printable_name,
         "SOURCE_MODEL_COMMENT": printable_name.replace("*/", "*_/"),
         "MODEL_ASSET": kotlin_string(asset_name(facts.path)),
-        "INPUT_NAME": kotlin_string(facts.input_name), "INPUT_NAME_RAW": facts.input_name,
-        "LAYOUT": facts.layout, "INPUT_SHAPE": "×".join(str(d) for d in shape),
-        "INPUT_HEIGHT": str(facts.height), "INPUT_WIDTH": str(facts.width),
-        "INPUT_TYPE": facts.input_dtype.upper(), "INPUT_TYPE_RAW": facts.input_dtype,
-        "INPUT_SCALE": float_literal(facts.input_scale), "INPUT_ZERO_POINT": str(facts.input_zero_point),
-        "INPUT_NOTE": (f"quantised: scale {facts.input_scale:.6g}, zero point {facts.input_zero_point}" if quantised_in
-                       else "RGB 0-255, normalisation inside the model"),
-        "OUTPUT_NAME": kotlin_string(facts.output_name), "OUTPUT_NAME_RAW": facts.output_name,
-        "OUTPUT_TYPE": facts.output_dtype.upper(), "OUTPUT_TYPE_RAW": facts.output_dtype,
-        "OUTPUT_SCALE": float_literal(facts.output_scale), "OUTPUT_ZERO_POINT": str(facts.output_zero_point),
+        "INPUT_NAME": kotlin_string(facts.input_name),
+        "INPUT_NAME_RAW": facts.input_name,
+        "LAYOUT": facts.layout,
+        "INPUT_SHAPE": "×".join(str(d) for d in shape),
+        "INPUT_HEIGHT": str(facts.height),
+        "INPUT_WIDTH": str(facts.width),
+        "INPUT_TYPE": facts.input_dtype.upper(),
+        "INPUT_TYPE_RAW": facts.input_dtype,
+        "INPUT_SCALE": float_literal(facts.input_scale),
+        "INPUT_ZERO_POINT": str(facts.input_zero_point),
+        "INPUT_NOTE": (
+            f"quantised: scale {facts.input_scale:.6g}, zero point {facts.input_zero_point}"
+            if quantised_in
+            else "RGB 0-255, normalisation inside the model"
+        ),
+        "OUTPUT_NAME": kotlin_string(facts.output_name),
+        "OUTPUT_NAME_RAW": facts.output_name,
+        "OUTPUT_TYPE": facts.output_dtype.upper(),
+        "OUTPUT_TYPE_RAW": facts.output_dtype,
+        "OUTPUT_SCALE": float_literal(facts.output_scale),
+        "OUTPUT_ZERO_POINT": str(facts.output_zero_point),
         "OUTPUT_NOTE": ("probabilities (the graph ends in a softmax)" if facts.outputs_probabilities else "logits")
         + (f", quantised: scale {facts.output_scale:.6g}, zero point {facts.output_zero_point}" if quantised_out else ""),
         "SOFTMAX_NOTE": "" if facts.outputs_probabilities else "; softmax over the logits in the app",
         "NUM_CLASSES": str(facts.num_classes),
         "OUTPUT_IS_PROBABILITIES": "true" if facts.outputs_probabilities else "false",
         "LABEL_SOURCE": "MODEL_METADATA" if embedded else "ASSET",
-        "LABELS_FILE": kotlin_string(facts.label_source.name), "LABELS_NOTE": labels_note,
-        "CROP_FRACTION": float_literal(facts.crop_fraction), "CROP_PERCENT": f"{facts.crop_fraction * 100:g}",
+        "LABELS_FILE": kotlin_string(facts.label_source.name),
+        "LABELS_NOTE": labels_note,
+        "CROP_FRACTION": float_literal(facts.crop_fraction),
+        "CROP_PERCENT": f"{facts.crop_fraction * 100:g}",
     }
 
 
@@ -108,20 +131,35 @@ def generate_android(model: Path, out_dir: Path, *, force: bool = False, log: Lo
         if facts.label_source.kind == "file":
             (assets / facts.label_source.name).write_text("\n".join(facts.labels) + "\n", encoding="utf-8")
         (root / MARKER).write_text(json.dumps(_record(facts), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    say(f"✓ wrote the Android app for {facts.path.name} ({facts.layout} {facts.height}×{facts.width} {facts.input_dtype} "
-        f"input, {facts.num_classes} classes, labels from {facts.label_source.origin}) to {out_dir}")
+    say(
+        f"✓ wrote the Android app for {facts.path.name} ({facts.layout} {facts.height}×{facts.width} {facts.input_dtype} "
+        f"input, {facts.num_classes} classes, labels from {facts.label_source.origin}) to {out_dir}"
+    )
     say(f"  next: open {out_dir} in Android Studio and run 'app'   (README.md has the command-line steps)")
     return out_dir
 
 
 def _record(facts: TFLiteFacts) -> dict[str, object]:
     return {
-        "generator": generator_name(), "platform": "android", **model_record(facts.path),
+        "generator": generator_name(),
+        "platform": "android",
+        **model_record(facts.path),
         "model_file": f"{ASSETS_DIR}/{asset_name(facts.path)}",
-        "input": {"name": facts.input_name, "layout": facts.layout, "height": facts.height, "width": facts.width,
-                  "dtype": facts.input_dtype, "scale": facts.input_scale, "zero_point": facts.input_zero_point},
-        "output": {"name": facts.output_name, "dtype": facts.output_dtype, "classes": facts.num_classes,
-                   "probabilities": facts.outputs_probabilities},
+        "input": {
+            "name": facts.input_name,
+            "layout": facts.layout,
+            "height": facts.height,
+            "width": facts.width,
+            "dtype": facts.input_dtype,
+            "scale": facts.input_scale,
+            "zero_point": facts.input_zero_point,
+        },
+        "output": {
+            "name": facts.output_name,
+            "dtype": facts.output_dtype,
+            "classes": facts.num_classes,
+            "probabilities": facts.outputs_probabilities,
+        },
         "labels": {"source": facts.label_source.kind, "file": facts.label_source.name, "origin": facts.label_source.origin},
         "crop_fraction": facts.crop_fraction,
     }

@@ -1,4 +1,5 @@
 """``shvit-demo``: write a ready-to-open iOS or Android demo app for an exported model."""
+
 from __future__ import annotations
 
 import sys
@@ -15,8 +16,9 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-@click.group("shvit-demo", context_settings=_CONTEXT,
-             epilog="Example: shvit-demo ios --model exports/shvit_s3_fp16.mlpackage --out demo-ios")
+@click.group(
+    "shvit-demo", context_settings=_CONTEXT, epilog="Example: shvit-demo ios --model exports/shvit_s3_fp16.mlpackage --out demo-ios"
+)
 @version_option()
 def demo_group() -> None:
     """Generate a demo app for an exported SHViT model.
@@ -27,8 +29,13 @@ def demo_group() -> None:
 
 
 _model_option = click.option("--model", "model", required=True, type=click.Path(path_type=Path), help="The exported model.")
-_out_option = click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-                           help="Folder to create for the project (must not exist or be empty, unless --force).")
+_out_option = click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to create for the project (must not exist or be empty, unless --force).",
+)
 _force_option = click.option("--force", is_flag=True, help="Replace a demo folder that shvit-demo wrote before.")
 _debug_option = click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 

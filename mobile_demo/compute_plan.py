@@ -4,6 +4,7 @@ One op that the Neural Engine cannot run splits the model into ANE / GPU / CPU s
 the usual reason an efficient ViT is slower on the phone than the paper says; this reports each
 op's preferred device and estimated cost, and the share that stays on the Neural Engine.
 """
+
 from __future__ import annotations
 
 import platform
@@ -42,7 +43,8 @@ def compute_plan_unavailable_reason() -> str | None:
         return f"Core ML compute plans need macOS 14.4 or later (this is macOS {platform.mac_ver()[0] or 'unknown'})"
     import_coremltools()
     from coremltools.models import compute_plan
-    if compute_plan._MLModelProxy is None:  # noqa: SLF001 - coremltools' own availability flag
+
+    if compute_plan._MLModelProxy is None:
         return "this coremltools build has no native Core ML bindings (install the macOS wheel)"
     return None
 
@@ -61,6 +63,7 @@ def compute_plan_summary(mlpackage: Path, *, compute_units: str = "ALL") -> dict
     read_coreml(mlpackage)
     ct = import_coremltools()
     from coremltools.models.compute_plan import MLComputePlan
+
     with tempfile.TemporaryDirectory(prefix="shvit-plan-") as tmp:
         compiled = ct.models.utils.compile_model(str(mlpackage), str(Path(tmp) / "model.mlmodelc"))
         plan = MLComputePlan.load_from_path(compiled, compute_units=getattr(ct.ComputeUnit, compute_units))

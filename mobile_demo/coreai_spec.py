@@ -4,6 +4,7 @@ The facts come from :func:`convert.coreai.inspect.facts` (coreai-core's own read
 program and its metadata), never from the export's memory or the file name, so an app generated
 for one asset cannot silently drift from another.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,8 +53,9 @@ def read_coreai(path: Path) -> CoreAIFacts:
     from convert.coreai.inspect import facts
     from convert.errors import ConvertError
 
-    path = checked_model_path(path, suffix=COREAI_SUFFIX, folder=True, target="coreai", kind="Core AI asset",
-                              takes="the Core AI demo takes a .aimodel folder")
+    path = checked_model_path(
+        path, suffix=COREAI_SUFFIX, folder=True, target="coreai", kind="Core AI asset", takes="the Core AI demo takes a .aimodel folder"
+    )
     native: list[str] = []
     try:
         with _native_stderr(native):
@@ -68,8 +70,7 @@ def read_coreai(path: Path) -> CoreAIFacts:
     shape = read["input_shape"]
     if read["input_name"] is None or shape is None or len(shape) != 4 or shape[:2] != [1, 3] or shape[2] != shape[3]:
         raise NotAnImageClassifier(
-            f"{path.name} takes {read['input_name']!r} shaped {shape}, not one 1x3xSxS image: "
-            "export it with shvit-convert --target coreai"
+            f"{path.name} takes {read['input_name']!r} shaped {shape}, not one 1x3xSxS image: export it with shvit-convert --target coreai"
         )
     if read["input_dtype"] != INPUT_DTYPE:
         raise NotAnImageClassifier(f"{path.name} takes {read['input_dtype']} pixels: the demo packs {INPUT_DTYPE} RGB 0-255")
@@ -77,7 +78,9 @@ def read_coreai(path: Path) -> CoreAIFacts:
         raise NotAnImageClassifier(f"{path.name} has no {LOGITS_NAME!r} output of class scores: it is not an SHViT classifier asset")
     labels = read["labels"]
     if not labels:
-        raise NotAnImageClassifier(f"{path.name} has no labels in its creator metadata 'shvit.labels': re-export it with shvit-convert --target coreai")
+        raise NotAnImageClassifier(
+            f"{path.name} has no labels in its creator metadata 'shvit.labels': re-export it with shvit-convert --target coreai"
+        )
     if len(labels) != read["num_classes"]:
         raise NotAnImageClassifier(
             f"{path.name} stores {len(labels)} labels for {read['num_classes']} class scores: re-export it with the right labels"
@@ -85,10 +88,17 @@ def read_coreai(path: Path) -> CoreAIFacts:
     if read["num_classes"] < 2:
         raise NotAnImageClassifier(f"{path.name} has {read['num_classes']} class: a classifier needs at least two")
     return CoreAIFacts(
-        path=path, function_name=ENTRYPOINT, input_name=read["input_name"], output_name=LOGITS_NAME,
-        input_size=int(shape[-1]), labels=tuple(str(label) for label in labels), crop_fraction=CROP_PCT,
-        min_ios=max(APP_MIN_IOS, _major(read["minimum_os"])), precision=str(read["precision"]),
-        metadata={k: str(v) for k, v in read["metadata"].items()}, description=str(read["description"] or ""),
+        path=path,
+        function_name=ENTRYPOINT,
+        input_name=read["input_name"],
+        output_name=LOGITS_NAME,
+        input_size=int(shape[-1]),
+        labels=tuple(str(label) for label in labels),
+        crop_fraction=CROP_PCT,
+        min_ios=max(APP_MIN_IOS, _major(read["minimum_os"])),
+        precision=str(read["precision"]),
+        metadata={k: str(v) for k, v in read["metadata"].items()},
+        description=str(read["description"] or ""),
     )
 
 

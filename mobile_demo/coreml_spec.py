@@ -4,6 +4,7 @@ Nothing is guessed: feature names, input size, colour space, class labels and th
 target come from the package's ``Model.mlmodel`` (coremltools' protobuf), so an app generated
 for one export cannot silently drift from another.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,8 +45,9 @@ class CoreMLFacts:
 
 def read_coreml(path: Path) -> CoreMLFacts:
     """Facts of an image classifier ``.mlpackage``; a :class:`DemoError` naming the problem otherwise."""
-    path = checked_model_path(path, suffix=COREML_SUFFIX, folder=True, target="coreml", kind="Core ML package",
-                              takes="the iOS demo takes a .mlpackage folder")
+    path = checked_model_path(
+        path, suffix=COREML_SUFFIX, folder=True, target="coreml", kind="Core ML package", takes="the iOS demo takes a .mlpackage folder"
+    )
     ct = import_coremltools()
     try:
         spec = ct.utils.load_spec(str(path))
@@ -87,12 +89,18 @@ def facts_from_spec(spec: Any, path: Path) -> CoreMLFacts:
         **dict(description.metadata.userDefined),
     }
     return CoreMLFacts(
-        path=path, model_type=model_type, spec_version=int(spec.specificationVersion),
+        path=path,
+        model_type=model_type,
+        spec_version=int(spec.specificationVersion),
         min_ios=max(APP_MIN_IOS, _min_ios(int(spec.specificationVersion))),
-        input_name=image_input.name, width=int(image.width), height=int(image.height),
+        input_name=image_input.name,
+        width=int(image.width),
+        height=int(image.height),
         color_space=FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace),
-        label_output=description.predictedFeatureName, probabilities_output=description.predictedProbabilitiesName,
-        class_labels=labels, crop_fraction=Preprocessing(input_size=int(image.height)).crop_fraction,
+        label_output=description.predictedFeatureName,
+        probabilities_output=description.predictedProbabilitiesName,
+        class_labels=labels,
+        crop_fraction=Preprocessing(input_size=int(image.height)).crop_fraction,
         metadata={k: v for k, v in metadata.items() if v},
     )
 
@@ -113,7 +121,9 @@ def _class_labels(spec: Any, path: Path) -> tuple[str, ...]:
         return tuple(nn.stringClassLabels.vector)
     if model_type == "mlProgram":
         return _program_labels(spec.mlProgram, path)
-    raise NotAnImageClassifier(f"{path.name} is a {model_type} model: the demo reads class labels from ML Program or neural-network classifiers")
+    raise NotAnImageClassifier(
+        f"{path.name} is a {model_type} model: the demo reads class labels from ML Program or neural-network classifiers"
+    )
 
 
 def _program_labels(program: Any, path: Path) -> tuple[str, ...]:

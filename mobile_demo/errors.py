@@ -1,4 +1,5 @@
 """Typed errors of the demo generators; ``shvit-demo`` prints each as one line."""
+
 from __future__ import annotations
 
 from pathlib import Path

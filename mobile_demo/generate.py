@@ -1,4 +1,5 @@
 """One entry point for both platforms, chosen by the target that wrote the model (``shvit-convert --demo`` uses it)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

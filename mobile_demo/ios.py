@@ -1,4 +1,5 @@
 """``shvit-demo ios``: a SwiftUI app (XcodeGen project) specialised to one Core ML package."""
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,69 @@ SOURCES: dict[str, str] = {
     "README.md": "README.md",
 }
 """Template name → path in the generated project."""
-_APP_TYPES = frozenset({
-    APP_NAME, f"{APP_NAME}App", "AppModel", "CameraFeed", "CameraPreview", "Classifier", "ComputePlanView", "ContentView",
-    "LatencyBenchmark", "LatencyView", "StatsRows", "ModelInfo", "Signposts", "Preprocessing", "Prediction", "TestImage", "LatencyStats",
-})
-_SWIFT_KEYWORDS = frozenset({
-    "class", "deinit", "enum", "extension", "func", "import", "init", "let", "protocol", "struct", "subscript",
-    "typealias", "var", "break", "case", "continue", "default", "do", "else", "for", "if", "in", "return", "switch",
-    "where", "while", "as", "is", "nil", "self", "super", "throw", "throws", "true", "false", "try", "Any", "Self",
-})
+_APP_TYPES = frozenset(
+    {
+        APP_NAME,
+        f"{APP_NAME}App",
+        "AppModel",
+        "CameraFeed",
+        "CameraPreview",
+        "Classifier",
+        "ComputePlanView",
+        "ContentView",
+        "LatencyBenchmark",
+        "LatencyView",
+        "StatsRows",
+        "ModelInfo",
+        "Signposts",
+        "Preprocessing",
+        "Prediction",
+        "TestImage",
+        "LatencyStats",
+    }
+)
+_SWIFT_KEYWORDS = frozenset(
+    {
+        "class",
+        "deinit",
+        "enum",
+        "extension",
+        "func",
+        "import",
+        "init",
+        "let",
+        "protocol",
+        "struct",
+        "subscript",
+        "typealias",
+        "var",
+        "break",
+        "case",
+        "continue",
+        "default",
+        "do",
+        "else",
+        "for",
+        "if",
+        "in",
+        "return",
+        "switch",
+        "where",
+        "while",
+        "as",
+        "is",
+        "nil",
+        "self",
+        "super",
+        "throw",
+        "throws",
+        "true",
+        "false",
+        "try",
+        "Any",
+        "Self",
+    }
+)
 
 Log = Callable[[str], None]
 
@@ -69,8 +124,13 @@ def app_values(model: Path) -> dict[str, str]:
     model-independent templates (app entry, camera, preprocessing helpers, Info.plist).
     """
     return {
-        "APP_NAME": APP_NAME, "DISPLAY_NAME": DISPLAY_NAME, "BUNDLE_ID": BUNDLE_ID, "BUNDLE_ID_PREFIX": BUNDLE_ID_PREFIX,
-        "BUNDLE_ID_LITERAL": swift_string(BUNDLE_ID), "CAMERA_USAGE": CAMERA_USAGE, "PHOTOS_USAGE": PHOTOS_USAGE,
+        "APP_NAME": APP_NAME,
+        "DISPLAY_NAME": DISPLAY_NAME,
+        "BUNDLE_ID": BUNDLE_ID,
+        "BUNDLE_ID_PREFIX": BUNDLE_ID_PREFIX,
+        "BUNDLE_ID_LITERAL": swift_string(BUNDLE_ID),
+        "CAMERA_USAGE": CAMERA_USAGE,
+        "PHOTOS_USAGE": PHOTOS_USAGE,
         "SOURCE_MODEL": swift_string(model.name),
         "SOURCE_MODEL_NAME": "".join(ch if ch.isprintable() else "?" for ch in model.name),
     }
@@ -81,13 +141,21 @@ def template_values(facts: CoreMLFacts) -> dict[str, str]:
     model_class = model_class_name(facts.path.stem)
     return {
         **app_values(facts.path),
-        "MIN_IOS": f"{facts.min_ios}.0", "MODEL_CLASS": model_class, "MODEL_FILE": f"{model_class}.mlpackage",
-        "INPUT_NAME": swift_string(facts.input_name), "INPUT_NAME_RAW": facts.input_name,
-        "INPUT_WIDTH": str(facts.width), "INPUT_HEIGHT": str(facts.height),
-        "COLOR_SPACE": swift_string(facts.color_space), "COLOR_SPACE_RAW": facts.color_space,
-        "LABEL_OUTPUT": swift_string(facts.label_output), "LABEL_OUTPUT_RAW": facts.label_output,
-        "PROBS_OUTPUT": swift_string(facts.probabilities_output), "PROBS_OUTPUT_RAW": facts.probabilities_output,
-        "CLASS_COUNT": str(facts.num_classes), "CROP_FRACTION": float_literal(facts.crop_fraction),
+        "MIN_IOS": f"{facts.min_ios}.0",
+        "MODEL_CLASS": model_class,
+        "MODEL_FILE": f"{model_class}.mlpackage",
+        "INPUT_NAME": swift_string(facts.input_name),
+        "INPUT_NAME_RAW": facts.input_name,
+        "INPUT_WIDTH": str(facts.width),
+        "INPUT_HEIGHT": str(facts.height),
+        "COLOR_SPACE": swift_string(facts.color_space),
+        "COLOR_SPACE_RAW": facts.color_space,
+        "LABEL_OUTPUT": swift_string(facts.label_output),
+        "LABEL_OUTPUT_RAW": facts.label_output,
+        "PROBS_OUTPUT": swift_string(facts.probabilities_output),
+        "PROBS_OUTPUT_RAW": facts.probabilities_output,
+        "CLASS_COUNT": str(facts.num_classes),
+        "CROP_FRACTION": float_literal(facts.crop_fraction),
         "CROP_PERCENT": f"{facts.crop_fraction * 100:g}",
         "DESCRIPTION": markdown_cell(facts.metadata.get("short_description", "(none in the package)")),
     }
@@ -99,8 +167,14 @@ def markdown_cell(text: str) -> str:
 
 
 def write_project(
-    out_dir: Path, *, model: Path, force: bool, platform: str, templates: dict[str, dict[str, str]],
-    values: dict[str, str], record: dict[str, object],
+    out_dir: Path,
+    *,
+    model: Path,
+    force: bool,
+    platform: str,
+    templates: dict[str, dict[str, str]],
+    values: dict[str, str],
+    record: dict[str, object],
 ) -> None:
     """Render ``templates`` (template folder → template name → output path), copy ``model`` to
     ``Models/<values["MODEL_FILE"]>`` and write the :data:`MARKER` (``record`` plus the generator,
@@ -125,10 +199,11 @@ def generate_ios(model: Path, out_dir: Path, *, force: bool = False, log: Log | 
     facts = read_coreml(Path(model))
     values = template_values(facts)
     out_dir = Path(out_dir)
-    write_project(out_dir, model=facts.path, force=force, platform="ios", templates={"ios": SOURCES}, values=values,
-                  record=_record(facts))
-    say(f"✓ wrote the iOS app for {facts.path.name} ({facts.width}×{facts.height} {facts.color_space} input "
-        f"{facts.input_name!r}, {facts.num_classes} classes) to {out_dir}")
+    write_project(out_dir, model=facts.path, force=force, platform="ios", templates={"ios": SOURCES}, values=values, record=_record(facts))
+    say(
+        f"✓ wrote the iOS app for {facts.path.name} ({facts.width}×{facts.height} {facts.color_space} input "
+        f"{facts.input_name!r}, {facts.num_classes} classes) to {out_dir}"
+    )
     say(next_step(out_dir, "README.md has the manual fallback"))
     return out_dir
 
@@ -137,6 +212,8 @@ def _record(facts: CoreMLFacts) -> dict[str, object]:
     return {
         "input": {"name": facts.input_name, "width": facts.width, "height": facts.height, "color_space": facts.color_space},
         "outputs": {"label": facts.label_output, "probabilities": facts.probabilities_output},
-        "classes": facts.num_classes, "crop_fraction": facts.crop_fraction, "min_ios": facts.min_ios,
+        "classes": facts.num_classes,
+        "crop_fraction": facts.crop_fraction,
+        "min_ios": facts.min_ios,
         "spec_version": facts.spec_version,
     }

@@ -4,14 +4,15 @@ A failed, interrupted or killed generation leaves nothing behind and never touch
 demo; ``--force`` replaces only a folder this tool wrote (it carries :data:`MARKER`), so a typo in
 ``--out`` cannot wipe an unrelated folder.
 """
+
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from convert.io.staging import DISK_FULL, TREE_STAGING_PREFIX, output_dir_problem, replace, staging_folder, sweep_stale
 from convert.io.sidecar import read_sidecar, sha256_path
+from convert.io.staging import DISK_FULL, TREE_STAGING_PREFIX, output_dir_problem, replace, staging_folder, sweep_stale
 from mobile_demo.errors import DemoError
 from shvit.provenance import is_random
 
@@ -44,8 +45,10 @@ def random_weights_warning(model: Path) -> str | None:
     sidecar, _ = read_sidecar(model)
     if not is_random((sidecar or {}).get("weights", {})):
         return None
-    return (f"warning: {model.name} was exported from random weights (shvit-convert --random-init): the app will run, but its "
-            "labels mean nothing; export with --weights imagenet (or your checkpoint) for a real demo")
+    return (
+        f"warning: {model.name} was exported from random weights (shvit-convert --random-init): the app will run, but its "
+        "labels mean nothing; export with --weights imagenet (or your checkpoint) for a real demo"
+    )
 
 
 def check_destination(out_dir: Path, *, model: Path, force: bool) -> None:

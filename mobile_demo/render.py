@@ -1,4 +1,5 @@
 """Template rendering: ``@@NAME@@`` placeholders, because Swift and Kotlin both use ``$`` themselves."""
+
 from __future__ import annotations
 
 import string

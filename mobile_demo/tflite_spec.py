@@ -5,6 +5,7 @@ in a softmax come from the model's own graph (LiteRT's generated schema); labels
 TFLite Metadata's associated files packed into the model (the standard zip appended to the
 flatbuffer) or, failing that, a ``labels.txt`` beside it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ class TFLiteFacts:
 
 def read_tflite(path: Path) -> TFLiteFacts:
     """Facts of an image classifier ``.tflite``; a :class:`DemoError` naming the problem otherwise."""
-    path = checked_model_path(path, suffix=TFLITE_SUFFIX, folder=False, target="tflite", kind="TFLite file",
-                              takes="the Android demo takes a .tflite model")
+    path = checked_model_path(
+        path, suffix=TFLITE_SUFFIX, folder=False, target="tflite", kind="TFLite file", takes="the Android demo takes a .tflite model"
+    )
     from ai_edge_litert import schema_py_generated as schema
 
     data = path.read_bytes()
@@ -107,10 +109,19 @@ def _graph_facts(model: Any, schema: Any, path: Path) -> dict[str, Any]:
     if in_dtype != "float32" and in_scale <= 0:
         raise DemoError(f"{path.name} takes {in_dtype} input without quantisation parameters: re-export it")
     return {
-        "input_name": _name(tensor_in), "layout": layout, "height": height, "width": width,
-        "input_dtype": in_dtype, "input_scale": in_scale, "input_zero_point": in_zero,
-        "output_name": _name(tensor_out), "output_dtype": out_dtype, "output_scale": out_scale, "output_zero_point": out_zero,
-        "num_classes": classes, "outputs_probabilities": _ends_in_softmax(model, graph, graph.Outputs(0)),
+        "input_name": _name(tensor_in),
+        "layout": layout,
+        "height": height,
+        "width": width,
+        "input_dtype": in_dtype,
+        "input_scale": in_scale,
+        "input_zero_point": in_zero,
+        "output_name": _name(tensor_out),
+        "output_dtype": out_dtype,
+        "output_scale": out_scale,
+        "output_zero_point": out_zero,
+        "num_classes": classes,
+        "outputs_probabilities": _ends_in_softmax(model, graph, graph.Outputs(0)),
     }
 
 

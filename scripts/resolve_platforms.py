@@ -12,6 +12,7 @@ result in ``platforms/resolution.json``. ``tests/test_platforms.py`` checks that
     python scripts/resolve_platforms.py --check                 # resolve, exit 1 if a claim fails
     python scripts/resolve_platforms.py --from-json --write-readme   # README's matrix from the JSON
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,18 @@ INSTALL_SETS: dict[str, tuple[str, ...]] = {
     "all": ("all",),
 }
 KEY_PACKAGES = (
-    "torch", "numpy", "onnx", "onnxruntime", "coremltools", "onnx2tf", "tensorflow",
-    "ai-edge-litert", "coreai-core", "coreai-torch", "coreai-opt", "protobuf",
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "coremltools",
+    "onnx2tf",
+    "tensorflow",
+    "ai-edge-litert",
+    "coreai-core",
+    "coreai-torch",
+    "coreai-opt",
+    "protobuf",
 )
 
 OK, OK_UV, OK_PIP, FAIL = "ok", "ok (uv)", "ok (pip)", "✗"
@@ -96,6 +107,7 @@ def claim_holds(status: str, installer: str) -> bool:
 
 
 # --- pyproject.toml -------------------------------------------------------------------------------
+
 
 def dependency_tables(pyproject: Path = PYPROJECT) -> dict[str, Any]:
     """The parts of pyproject.toml that decide a resolution."""
@@ -139,8 +151,17 @@ def _uv_settings(tool_uv: dict[str, Any], workdir: Path) -> tuple[list[str], lis
 # --- running uv -----------------------------------------------------------------------------------
 
 _SOLVER_FAILURE = "No solution found"
-_DROPPED_ENV = ("UV_OVERRIDE", "UV_CONSTRAINT", "UV_PRERELEASE", "UV_RESOLUTION", "UV_EXCLUDE_NEWER",
-                "UV_NO_BINARY", "UV_ONLY_BINARY", "UV_CONFIG_FILE", "MACOSX_DEPLOYMENT_TARGET")
+_DROPPED_ENV = (
+    "UV_OVERRIDE",
+    "UV_CONSTRAINT",
+    "UV_PRERELEASE",
+    "UV_RESOLUTION",
+    "UV_EXCLUDE_NEWER",
+    "UV_NO_BINARY",
+    "UV_ONLY_BINARY",
+    "UV_CONFIG_FILE",
+    "MACOSX_DEPLOYMENT_TARGET",
+)
 
 
 class UvError(RuntimeError):
@@ -161,7 +182,7 @@ def uv_version(uv: str) -> str:
 
 def first_cause(stderr: str) -> str:
     """uv's first explanatory line ('Because X has no wheels ...'), whitespace-collapsed."""
-    error = stderr[stderr.find("error:"):] if "error:" in stderr else stderr  # skip uv's warnings
+    error = stderr[stderr.find("error:") :] if "error:" in stderr else stderr  # skip uv's warnings
     for line in error.splitlines():
         line = line.strip()
         if line.startswith("cause:"):
@@ -183,9 +204,24 @@ def short_reason(cause: str) -> str:
 
 def compile_cell(uv: str, extras: tuple[str, ...], platform: Platform, python: str, flags: list[str]) -> dict[str, Any]:
     """One ``uv pip compile``: {'resolves': True, 'pins', 'packages'} or {'resolves': False, 'reason'}."""
-    cmd = [uv, "pip", "compile", str(PYPROJECT), "--no-config", "--only-binary", ":all:",
-           "--python-platform", platform.uv_platform, "--python-version", python,
-           "--no-header", "--no-annotate", "--no-progress", "--no-python-downloads", *flags]
+    cmd = [
+        uv,
+        "pip",
+        "compile",
+        str(PYPROJECT),
+        "--no-config",
+        "--only-binary",
+        ":all:",
+        "--python-platform",
+        platform.uv_platform,
+        "--python-version",
+        python,
+        "--no-header",
+        "--no-annotate",
+        "--no-progress",
+        "--no-python-downloads",
+        *flags,
+    ]
     for extra in extras:
         cmd += ["--extra", extra]
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
@@ -235,23 +271,29 @@ def resolve(uv: str, sets: list[str], platforms: list[str], pythons: list[str], 
     return {
         "generated_by": "python scripts/resolve_platforms.py",
         "uv_version": uv_version(uv),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "pyproject_sha256": pyproject_fingerprint(),
         "override": tool_uv.get("override-dependencies", []),
         "only_binary": ":all:",
-        "platforms": {k: {"label": PLATFORMS[k].label, "uv_python_platform": PLATFORMS[k].uv_platform,
-                          "macosx_deployment_target": PLATFORMS[k].macos} for k in platforms},
+        "platforms": {
+            k: {"label": PLATFORMS[k].label, "uv_python_platform": PLATFORMS[k].uv_platform, "macosx_deployment_target": PLATFORMS[k].macos}
+            for k in platforms
+        },
         "pythons": pythons,
         "install_sets": {s: list(INSTALL_SETS[s]) for s in sets},
         "key_packages": list(KEY_PACKAGES),
-        "statuses": {OK: "resolves without the override: plain pip installs it",
-                     OK_UV: "resolves only with [tool.uv] override-dependencies: needs uv",
-                     OK_PIP: "resolves only without the override", FAIL: "does not resolve as wheels"},
+        "statuses": {
+            OK: "resolves without the override: plain pip installs it",
+            OK_UV: "resolves only with [tool.uv] override-dependencies: needs uv",
+            OK_PIP: "resolves only without the override",
+            FAIL: "does not resolve as wheels",
+        },
         "cells": cells,
     }
 
 
 # --- tables ---------------------------------------------------------------------------------------
+
 
 def set_label(name: str) -> str:
     return "`shvit-mobile`" if name == "base" else f"`[{name}]`"
@@ -288,23 +330,24 @@ def parse_cell(text: str) -> dict[str, str]:
 
 def matrix_markdown(result: dict[str, Any]) -> str:
     plats = list(result["platforms"])
-    lines = ["| install | " + " | ".join(result["platforms"][p]["label"] for p in plats) + " |",
-             "|---|" + "---|" * len(plats)]
+    lines = ["| install | " + " | ".join(result["platforms"][p]["label"] for p in plats) + " |", "|---|" + "---|" * len(plats)]
     for s in result["cells"]:
         lines.append(f"| {set_label(s)} | " + " | ".join(format_cell(result["cells"][s][p]) for p in plats) + " |")
     return "\n".join(lines)
 
 
 def readme_block(result: dict[str, Any]) -> str:
-    return "\n".join([
-        START,
-        matrix_markdown(result),
-        "",
-        f"✓ resolves as wheels with plain pip; ✓ (uv): only with uv and `[tool.uv]`'s numpy override; "
-        f"✗: the first package uv found without a wheel. Resolved by `uv pip compile --only-binary :all:` "
-        f"(uv {result['uv_version']}, {result['date'][:10]}); details in `platforms/resolution.json`.",
-        END,
-    ])
+    return "\n".join(
+        [
+            START,
+            matrix_markdown(result),
+            "",
+            f"✓ resolves as wheels with plain pip; ✓ (uv): only with uv and `[tool.uv]`'s numpy override; "
+            f"✗: the first package uv found without a wheel. Resolved by `uv pip compile --only-binary :all:` "
+            f"(uv {result['uv_version']}, {result['date'][:10]}); details in `platforms/resolution.json`.",
+            END,
+        ]
+    )
 
 
 def parse_readme_matrix(text: str) -> dict[str, dict[str, dict[str, str]]]:
@@ -352,8 +395,10 @@ def console_table(result: dict[str, Any]) -> str:
     width = max(9, *(len(c) for r in rows for c in r[1:]), *((len(lb) + 1) // len(pys) for lb in labels))
     first = max(len(r[0]) for r in rows)
     group = width * len(pys) + 2 * (len(pys) - 1)
-    lines = [" " * first + "  " + "  ".join(lb.center(group) for lb in labels),
-             "install".ljust(first) + "  " + "  ".join(py.ljust(width) for _ in plats for py in pys)]
+    lines = [
+        " " * first + "  " + "  ".join(lb.center(group) for lb in labels),
+        "install".ljust(first) + "  " + "  ".join(py.ljust(width) for _ in plats for py in pys),
+    ]
     lines += [r[0].ljust(first) + "  " + "  ".join(c.ljust(width) for c in r[1:]) for r in rows]
     lines += [""] + [f"({i}) {note}" for i, note in enumerate(notes, 1)]
     return "\n".join(line.rstrip() for line in lines)
@@ -390,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         result = json.loads(RESULT.read_text())
         if result["pyproject_sha256"] != pyproject_fingerprint():
-            print(f"warning: {RESULT.relative_to(ROOT)} predates pyproject.toml's dependencies; re-run without --from-json", file=sys.stderr)
+            print(
+                f"warning: {RESULT.relative_to(ROOT)} predates pyproject.toml's dependencies; re-run without --from-json", file=sys.stderr
+            )
     else:
         uv = find_uv(args.uv)
         try:

@@ -3,6 +3,7 @@
 Stable public API: :func:`create_model`, :func:`reparameterize`, :data:`VARIANTS`. Names load on first
 use, so ``import shvit`` (and every command's argument parsing) does not wait for PyTorch.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,18 +25,43 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "RANDOM_INIT_SEED", "VARIANTS", "PixelInput", "Preprocessing", "SHViT", "SHViTConfig",
-    "SHViTError", "Variant", "WeightsError", "WeightsOrigin", "count_macs", "count_params", "create_model", "get_variant",
-    "normalize", "origin_of", "reparameterize", "resolve_weights", "__version__",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RANDOM_INIT_SEED",
+    "VARIANTS",
+    "PixelInput",
+    "Preprocessing",
+    "SHViT",
+    "SHViTConfig",
+    "SHViTError",
+    "Variant",
+    "WeightsError",
+    "WeightsOrigin",
+    "__version__",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "get_variant",
+    "normalize",
+    "origin_of",
+    "reparameterize",
+    "resolve_weights",
 ]
 
 _LAZY: dict[str, str] = {
-    "PixelInput": "shvit.deploy", "create_model": "shvit.factory", "resolve_weights": "shvit.factory", "SHViT": "shvit.model",
-    "normalize": "shvit.preprocess", "count_macs": "shvit.profile", "count_params": "shvit.profile",
-    "origin_of": "shvit.provenance", "reparameterize": "shvit.reparam",
+    "PixelInput": "shvit.deploy",
+    "create_model": "shvit.factory",
+    "resolve_weights": "shvit.factory",
+    "SHViT": "shvit.model",
+    "normalize": "shvit.preprocess",
+    "count_macs": "shvit.profile",
+    "count_params": "shvit.profile",
+    "origin_of": "shvit.provenance",
+    "reparameterize": "shvit.reparam",
 }
-_SUBMODULES = frozenset({"config", "deploy", "errors", "factory", "layers", "model", "preprocess", "profile", "progress", "provenance",
-                         "reparam", "weights"})
+_SUBMODULES = frozenset(
+    {"config", "deploy", "errors", "factory", "layers", "model", "preprocess", "profile", "progress", "provenance", "reparam", "weights"}
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
 """The variant table: every SHViT size is one row, everything else is derived from it."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -57,14 +58,14 @@ class SHViTConfig:
         """The eval transform at this network's input size."""
         return Preprocessing(input_size=self.img_size)
 
-    def with_classes(self, num_classes: int) -> "SHViTConfig":
+    def with_classes(self, num_classes: int) -> SHViTConfig:
         return replace(self, num_classes=num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SHViTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SHViTConfig:
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**fields)
 

@@ -1,4 +1,5 @@
 """Pixel-input form shared by every exporter: uint8-range RGB in, the variant's normalisation baked in."""
+
 from __future__ import annotations
 
 import copy

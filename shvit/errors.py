@@ -4,6 +4,7 @@ Messages name arguments as ``{name}`` or ``{name=VALUE}`` placeholders, so one e
 from Python (``calib=DIR``) and from a command line (``--calib DIR``): :meth:`SHViTError.for_cli`
 renders it with the command's flag names, ``str()`` with the Python argument names.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Building an SHViT: a published variant or a checkpoint's own shapes, its weights, and where they came from."""
+
 from __future__ import annotations
 
 import os

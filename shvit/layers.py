@@ -4,6 +4,7 @@ Every block that holds a BatchNorm has a ``fuse()`` returning its deploy-mode re
 reparameterisation is a recursive walk (see :mod:`shvit.reparam`) rather than per-model code.
 Child names (``c``, ``bn``, ``l``, ``m``, ``pw1`` ...) are the released checkpoints' keys.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,16 @@ class Conv2dBN(nn.Sequential):
         c, bn = self.c, self.bn
         scale, shift = _bn_scale_shift(bn)
         fused = nn.Conv2d(
-            c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,
-            bias=True, device=c.weight.device, dtype=c.weight.dtype,
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size,
+            c.stride,
+            c.padding,
+            c.dilation,
+            c.groups,
+            bias=True,
+            device=c.weight.device,
+            dtype=c.weight.dtype,
         )
         fused.weight.copy_(c.weight * scale[:, None, None, None])
         fused.bias.copy_(shift)
@@ -163,7 +172,7 @@ class SHSA(nn.Module):
         return self.proj(torch.cat([x1, x2], dim=1))
 
     @torch.no_grad()
-    def fuse(self) -> "SHSADeploy":
+    def fuse(self) -> SHSADeploy:
         """Fold qkv's BN, the GroupNorm affine and the attention scale into one 1x1 conv.
 
         qkv(gamma * n + beta) = (W * gamma) n + (W beta + b); the scale multiplies only the q rows.

@@ -1,4 +1,5 @@
 """The SHViT network (Yun & Ro, CVPR 2024), in the official code's module layout."""
+
 from __future__ import annotations
 
 import torch
@@ -25,18 +26,19 @@ class SHViT(nn.Module):
         self.config = config
         e = config.embed_dim
         self.patch_embed = nn.Sequential(
-            Conv2dBN(config.in_chans, e[0] // 8, 3, 2, 1), nn.ReLU(),
-            Conv2dBN(e[0] // 8, e[0] // 4, 3, 2, 1), nn.ReLU(),
-            Conv2dBN(e[0] // 4, e[0] // 2, 3, 2, 1), nn.ReLU(),
+            Conv2dBN(config.in_chans, e[0] // 8, 3, 2, 1),
+            nn.ReLU(),
+            Conv2dBN(e[0] // 8, e[0] // 4, 3, 2, 1),
+            nn.ReLU(),
+            Conv2dBN(e[0] // 4, e[0] // 2, 3, 2, 1),
+            nn.ReLU(),
             Conv2dBN(e[0] // 2, e[0], 3, 2, 1),
         )
         stages: list[list[nn.Module]] = [[], [], []]
         for i in range(3):
             if i > 0:
                 stages[i] += [_conv_ffn_pair(e[i - 1]), PatchMerging(e[i - 1], e[i]), _conv_ffn_pair(e[i])]
-            stages[i] += [
-                BasicBlock(e[i], config.qk_dim[i], config.partial_dim[i], config.types[i]) for _ in range(config.depth[i])
-            ]
+            stages[i] += [BasicBlock(e[i], config.qk_dim[i], config.partial_dim[i], config.types[i]) for _ in range(config.depth[i])]
         self.blocks1, self.blocks2, self.blocks3 = (nn.Sequential(*blocks) for blocks in stages)
         self.head: nn.Module = BNLinear(e[2], config.num_classes)
         self.head_dist: nn.Module | None = BNLinear(e[2], config.num_classes) if config.distillation else None
@@ -60,7 +62,7 @@ class SHViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> "SHViT":
+    def reset_classifier(self, num_classes: int) -> SHViT:
         """A fresh head of ``num_classes`` (for fine-tuning), as timm's ``reset_classifier``; the config follows."""
         features = self.config.embed_dim[2]
         self.head = BNLinear(features, num_classes)
@@ -69,7 +71,7 @@ class SHViT(nn.Module):
         return self
 
     @torch.no_grad()
-    def fuse(self) -> "SHViT":
+    def fuse(self) -> SHViT:
         """Fuse every child; a distillation head pair becomes one Linear (the mean of two linears is linear)."""
         for name in ("patch_embed", "blocks1", "blocks2", "blocks3", "head"):
             setattr(self, name, fuse_module(getattr(self, name)))

@@ -1,4 +1,5 @@
 """Parameter and multiply-add counts, to hold the implementation to the paper's table."""
+
 from __future__ import annotations
 
 import torch

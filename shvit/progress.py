@@ -3,6 +3,7 @@
 Drawn on a terminal only: a log file or CI output gets the step lines, not carriage-return
 noise glued to the error line that may follow.
 """
+
 from __future__ import annotations
 
 import sys

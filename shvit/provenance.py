@@ -4,12 +4,13 @@ An export records what it was made from (Xcode shows it in the package's metadat
 record must follow the model object from :func:`shvit.create_model` to the exporter and stay true
 when the weights change in between (fine-tuning in a notebook): the tensors' own hash decides.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:

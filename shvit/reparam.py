@@ -1,4 +1,5 @@
 """Deploy mode: fold every BatchNorm (and the residuals, GroupNorm affine, distillation pair) away."""
+
 from __future__ import annotations
 
 import copy

@@ -2,6 +2,7 @@
 
 Loading never executes code from a file: pickles go through ``torch.load(weights_only=True)``.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -164,12 +165,18 @@ def _unwrap(obj: object, path: Path) -> CheckpointState:
     prefix = ranked[0]
     if len(ranked) > 1:
         others = ", ".join(repr(p) for p in ranked[1:])
-        _logger.info("%s holds SHViT weights under %r and %s; using %r%s", path, prefix, others, prefix,
-                     " (the EMA copy is ignored; to use it, save it on its own)" if any(_EMA.search(p) for p in ranked[1:]) else "")
+        _logger.info(
+            "%s holds SHViT weights under %r and %s; using %r%s",
+            path,
+            prefix,
+            others,
+            prefix,
+            " (the EMA copy is ignored; to use it, save it on its own)" if any(_EMA.search(p) for p in ranked[1:]) else "",
+        )
     elif prefix:
         _logger.debug("%s: SHViT weights found under %r", path, prefix)
     deeper = [p for p in prefixes if p != prefix and p.startswith(prefix)]
-    chosen = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and not k.startswith(tuple(deeper))}
+    chosen = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and not k.startswith(tuple(deeper))}
     return CheckpointState(chosen, prefix=prefix)
 
 
@@ -204,14 +211,17 @@ def _fallback(obj: object, tensors: dict[str, torch.Tensor]) -> dict[str, torch.
         if key is None:
             break
         obj, prefix = obj[key], f"{prefix}{key}."
-    inner = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} or tensors
+    inner = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)} or tensors
     return {k.removeprefix("module."): v for k, v in inner.items()}
 
 
 def check_finite(state_dict: Mapping[str, torch.Tensor], *, source: str) -> None:
     """Refuse NaN/Inf weights at load: exported, they only surface later as a ``max |Δ| nan`` parity failure."""
-    bad = [(key, int((~torch.isfinite(value)).sum())) for key, value in state_dict.items()
-           if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all())]
+    bad = [
+        (key, int((~torch.isfinite(value)).sum()))
+        for key, value in state_dict.items()
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all())
+    ]
     if not bad:
         return
     key, count = bad[0]
@@ -293,7 +303,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> SHViTConfig | None:
     for stage in range(3):
         prefix = f"blocks{stage + 1}."
         start = 0 if stage == 0 else 3
-        idx = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)}
+        idx = {int(k[len(prefix) :].split(".")[0]) for k in sd if k.startswith(prefix)}
         blocks = sorted(i for i in idx if i >= start)
         depth.append(len(blocks))
         first = f"{prefix}{start}.mixer.m."
@@ -307,8 +317,13 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> SHViTConfig | None:
             qk.append(16)
             types.append("i")
     return SHViTConfig(
-        embed_dim=embed, depth=tuple(depth), partial_dim=tuple(pdim), types=tuple(types), qk_dim=tuple(qk),
-        num_classes=int(head_w.shape[0]), distillation="head_dist.l.weight" in sd,
+        embed_dim=embed,
+        depth=tuple(depth),
+        partial_dim=tuple(pdim),
+        types=tuple(types),
+        qk_dim=tuple(qk),
+        num_classes=int(head_w.shape[0]),
+        distillation="head_dist.l.weight" in sd,
         in_chans=int(sd["patch_embed.0.c.weight"].shape[1]),
     )
 
@@ -364,8 +379,14 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, sourc
 
 
 def _mismatch_message(
-    model: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
-    missing: list[str], unexpected: list[str], mismatched: list[str], *, prefix: str = "",
+    model: nn.Module,
+    sd: Mapping[str, torch.Tensor],
+    source: str,
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+    *,
+    prefix: str = "",
 ) -> str:
     """One line; ``prefix`` is the wrapper the SHViT keys were found under, named so the user sees what was read."""
     config = getattr(model, "config", None)
@@ -450,6 +471,6 @@ def _download(url: str, out, *, progress: bool) -> None:
                 raise WeightsError(f"download of {url} was cut short ({received} of {total} bytes): try again or {hint}")
     except urllib.error.HTTPError as exc:
         raise WeightsError(f"cannot download {url}: HTTP {exc.code}: {hint}") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise WeightsError(f"cannot download {url} (no network? {reason}): {hint}") from None

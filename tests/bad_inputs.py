@@ -3,6 +3,7 @@
 Each builder writes into a folder the test owns; the machine helpers (a read-only folder, a full
 disk, a user who may not read) use real kernel mechanisms, not mocks, where the test runs as root.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -118,9 +119,13 @@ def small_disk(root: Path, *, megabytes: int) -> Iterator[Path]:
     """A real filesystem of ``megabytes`` that fills up (ENOSPC from the kernel, not a mock); needs root."""
     path = root / "disk"
     path.mkdir()
-    if os.geteuid() != 0 or subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], capture_output=True,
-    ).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
+            capture_output=True,
+        ).returncode
+    ):
         pytest.skip("a real full disk needs root and mount (tmpfs); the in-process ENOSPC test covers this machine")
     try:
         yield path

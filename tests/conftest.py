@@ -1,4 +1,5 @@
 """Fixtures shared by the suite: an isolated cache, no network, and the tiny trained model."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import tiny_model  # noqa: E402
+import tiny_model
 
 
 def _load_triton_before_tensorflow() -> None:

@@ -1,4 +1,5 @@
 """Shared test helpers: image-dependent weights and the one compare assertion everyone uses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,18 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, *, rel: float, what: 
     assert err <= rel * scale, f"{what}: max |Δ| {err:.3g} = {err / scale:.3g} of scale {scale:.3g} > {rel:g}"
 
 
-def export_source(source, *, target: str, out_dir, precision: str | None = None, images=None, calib=None,  # noqa: ANN001
-                  calib_count: int = 32, force: bool = False, **target_options):  # noqa: ANN003, ANN201
+def export_source(
+    source,
+    *,
+    target: str,
+    out_dir,
+    precision: str | None = None,
+    images=None,
+    calib=None,
+    calib_count: int = 32,
+    force: bool = False,
+    **target_options,
+):
     """The export pipeline on an already loaded :class:`convert.source.ModelSource` (shared by a test's several exports)."""
     from pathlib import Path
 
@@ -58,14 +69,16 @@ def export_source(source, *, target: str, out_dir, precision: str | None = None,
     from convert.config import ExportOptions, OutputSpec, plan
     from convert.io.scratch import Scratch
 
-    options = ExportOptions(target=target, precision=precision, calib=Path(calib) if calib else None, calib_count=calib_count,
-                            target_options=target_options)
+    options = ExportOptions(
+        target=target, precision=precision, calib=Path(calib) if calib else None, calib_count=calib_count, target_options=target_options
+    )
     with Scratch.open() as scratch:
-        return run_export(plan(options, OutputSpec(out_dir=Path(out_dir), force=force)), source,
-                          images=Path(images) if images else None, scratch=scratch)
+        return run_export(
+            plan(options, OutputSpec(out_dir=Path(out_dir), force=force)), source, images=Path(images) if images else None, scratch=scratch
+        )
 
 
-def run_in_runtime(artifact, pixels):  # noqa: ANN001, ANN201
+def run_in_runtime(artifact, pixels):
     """``run_artifact`` with a scratch folder of its own."""
     from convert.io.scratch import Scratch
     from convert.validate.runner import run_artifact

@@ -1,5 +1,6 @@
 """The Python export API: ``convert.export`` on model objects and checkpoints, typed errors naming the argument,
 ``strict``, and the README's notebook example run as written."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import recompute_bn_stats
 
 import convert
 import shvit
 from convert.errors import ArgumentError, ToleranceError
 from convert.onnx.target import TARGET as ONNX
 from convert.parity import Tolerance
-from helpers import recompute_bn_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = [f"class {i}" for i in range(10)]
@@ -61,17 +62,21 @@ def test_a_fused_model_exports_like_the_unfused_one(small: torch.nn.Module, tmp_
     assert result.passed and result.parity.max_rel < 1e-4
 
 
-@pytest.mark.parametrize(("kwargs", "argument", "text"), [
-    ({"target": "nope"}, "target", "unknown target 'nope'"),
-    ({"target": "onnx", "precision": "int9"}, "precision", "precision 'int9' is not available for onnx"),
-    ({"target": "tflite", "precision": "int8"}, "calib", "pass calib=DIR"),
-    ({"target": "coreml", "precision": "int8", "calib": "x", "min_ios": "16"}, "min_ios", "pass min_ios=17"),
-    ({"target": "onnx", "labels": ["a", "b"]}, "labels", "labels has 2 labels but the model has 10 classes"),
-    ({"target": "onnx", "images": "no/such/folder"}, "images", "images folder no/such/folder does not exist"),
-    ({"target": "onnx", "calib_count": 0}, "calib_count", "calib_count must be at least 1"),
-])
-def test_bad_arguments_raise_typed_errors_naming_the_argument(small: torch.nn.Module, tmp_path: Path, kwargs: dict,
-                                                              argument: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "argument", "text"),
+    [
+        ({"target": "nope"}, "target", "unknown target 'nope'"),
+        ({"target": "onnx", "precision": "int9"}, "precision", "precision 'int9' is not available for onnx"),
+        ({"target": "tflite", "precision": "int8"}, "calib", "pass calib=DIR"),
+        ({"target": "coreml", "precision": "int8", "calib": "x", "min_ios": "16"}, "min_ios", "pass min_ios=17"),
+        ({"target": "onnx", "labels": ["a", "b"]}, "labels", "labels has 2 labels but the model has 10 classes"),
+        ({"target": "onnx", "images": "no/such/folder"}, "images", "images folder no/such/folder does not exist"),
+        ({"target": "onnx", "calib_count": 0}, "calib_count", "calib_count must be at least 1"),
+    ],
+)
+def test_bad_arguments_raise_typed_errors_naming_the_argument(
+    small: torch.nn.Module, tmp_path: Path, kwargs: dict, argument: str, text: str
+) -> None:
     with pytest.raises(ArgumentError) as caught:
         convert.export(small, out_dir=tmp_path / "out", **kwargs)
     assert caught.value.argument == argument and text in str(caught.value), str(caught.value)
@@ -85,8 +90,9 @@ def test_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
     assert caught.value.argument == "model"
 
 
-def test_failed_parity_is_a_result_and_strict_raises_with_it(small: torch.nn.Module, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_parity_is_a_result_and_strict_raises_with_it(
+    small: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(ONNX.tolerances, "fp32", Tolerance(cosine=1.5))  # no artifact can meet it
     result = convert.export(small, target="onnx", labels=LABELS, out_dir=tmp_path / "a")
     assert not result.passed and result.path.exists()
@@ -116,10 +122,10 @@ def test_the_readme_notebook_example_runs_as_written(tmp_path: Path) -> None:
     (cache / "weights").mkdir(parents=True)
     stand_in = recompute_bn_stats(shvit.create_model("s1"), size=224, images=8, seed=5)
     torch.save({"model": stand_in.state_dict()}, cache / "weights" / "shvit_s1.pth")
-    env = {**os.environ, "SHVIT_CACHE_DIR": str(cache), "SHVIT_WEIGHTS_URL": "http://127.0.0.1:9/{variant}.pth",
-           "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", _readme_notebook_example()], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=1200)
+    env = {**os.environ, "SHVIT_CACHE_DIR": str(cache), "SHVIT_WEIGHTS_URL": "http://127.0.0.1:9/{variant}.pth", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _readme_notebook_example()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     path, verdict = proc.stdout.split()[:2]
     assert verdict == "passed" and (tmp_path / path).is_dir() and path.endswith("shvit_s1_10cls_fp16.mlpackage")

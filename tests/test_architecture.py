@@ -4,6 +4,7 @@ Read from the source with ``ast`` (function-level imports count: a lazy import i
 dependency); imports under ``if TYPE_CHECKING:`` are annotations, not dependencies. A package's
 ``__init__`` may re-export its children (a facade), so its own imports are not edges.
 """
+
 from __future__ import annotations
 
 import ast
@@ -106,8 +107,13 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_nothing_but_a_command_imports_a_cli_module() -> None:
     graph, _ = _graph()
-    offenders = sorted(f"{importer} → {imported}" for importer, imported_set in graph.items() if importer not in CLI_MODULES
-                       for imported in imported_set if imported in CLI_MODULES)
+    offenders = sorted(
+        f"{importer} → {imported}"
+        for importer, imported_set in graph.items()
+        if importer not in CLI_MODULES
+        for imported in imported_set
+        if imported in CLI_MODULES
+    )
     assert offenders == []
 
 

@@ -1,4 +1,5 @@
 """shvit-bench on the tiny trained model: rows, CSV, JSON and chart, measured in each model's own runtime."""
+
 from __future__ import annotations
 
 import csv
@@ -11,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from test_check import Run, private_cache, run_cli, tiny_exports
 
 from convert.bench.cli import bench_command
 from convert.bench.output import CSV_FIELDS, SCHEMA
-from test_check import Run, private_cache, run_cli, tiny_exports
 
 RUNS = 3
 ROUNDS = 2  # 3 runs in 2 rounds: shares of 2 and 1
@@ -30,10 +31,37 @@ def bench(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Pat
     for file in (made["tflite_int8"], made["tflite_int8"].with_name(made["tflite_int8"].name + ".json")):
         shutil.copy2(file, exports / file.name)
     with private_cache(tmp_path_factory):
-        run = run_cli(bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--labels", tiny.labels_file,
-                      "--input-size", tiny.input_size, "--target", "onnx", "--target", "tflite:int8", "--calib", made["calib"],
-                      "--images", tiny.images_dir, "--labels-from-folders", "--count", 32, "--runs", RUNS, "--warmup", 1,
-                      "--rounds", ROUNDS, "--out", out, json_path=out / "bench.json")
+        run = run_cli(
+            bench_command,
+            "--variant",
+            "auto",
+            "--weights",
+            tiny.checkpoint,
+            "--labels",
+            tiny.labels_file,
+            "--input-size",
+            tiny.input_size,
+            "--target",
+            "onnx",
+            "--target",
+            "tflite:int8",
+            "--calib",
+            made["calib"],
+            "--images",
+            tiny.images_dir,
+            "--labels-from-folders",
+            "--count",
+            32,
+            "--runs",
+            RUNS,
+            "--warmup",
+            1,
+            "--rounds",
+            ROUNDS,
+            "--out",
+            out,
+            json_path=out / "bench.json",
+        )
     return run, out, made
 
 
@@ -93,7 +121,7 @@ def test_speedup_is_the_median_of_per_round_ratios(bench: tuple[Run, Path, dict[
 
 
 def test_status_size_parity_and_accuracy_per_row(bench: tuple[Run, Path, dict[str, Path]]) -> None:
-    run, out, made = bench
+    run, _out, made = bench
     rows = rows_by_name(run.report)  # type: ignore[arg-type]
     onnx, int8, reference = rows["onnx fp32"], rows["tflite int8"], rows["pytorch (reference)"]
     assert onnx["export"] == "exported" and int8["export"] == "reused"  # identical earlier export in --out
@@ -118,8 +146,9 @@ def test_bad_targets_fail_before_any_work(tiny: Any, tmp_path: Path) -> None:
     unknown = run_cli(bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--target", "tflite:int4", "--out", out)
     assert unknown.code == 2 and "precision 'int4' is not available for tflite" in unknown.stderr
     assert unknown.stderr.strip().count("\n") == 0
-    no_calib = run_cli(bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", 96, "--target", "tflite:int8",
-                       "--out", out)
+    no_calib = run_cli(
+        bench_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", 96, "--target", "tflite:int8", "--out", out
+    )
     assert no_calib.code == 1 and "--calib DIR" in no_calib.stderr and "Traceback" not in no_calib.stderr
     assert not out.exists()
     many = run_cli(bench_command, "--variant", "s1,s2", "--weights", tiny.checkpoint, "--out", out)
@@ -137,10 +166,10 @@ def test_results_are_json_serialisable_without_nan(bench: tuple[Run, Path, dict[
 def test_coreml_plain_baseline_is_the_packages_own_plain_conversion(tiny: Any, tmp_path: Path) -> None:
     from convert.bench.baselines import baselines_for, export_baseline
     from convert.config import ModelSpec
+    from convert.coreml.ctimport import import_coremltools
+    from convert.coreml.export import non_const_op_count, op_counts
     from convert.io.scratch import Scratch
     from convert.source import load_source
-    from convert.coreml.export import non_const_op_count, op_counts
-    from convert.coreml.ctimport import import_coremltools
 
     (baseline,) = baselines_for(["coreml"])
     source = load_source(ModelSpec(weights=tiny.checkpoint, input_size=tiny.input_size))

@@ -1,4 +1,5 @@
 """shvit-bench on artifacts a user already has (nothing exported), and the interleaved rounds every bench is timed in."""
+
 from __future__ import annotations
 
 import importlib
@@ -9,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_check import Run, private_cache, run_cli, tiny_exports
 
 from convert import targets
 from convert.bench.cli import bench_command
 from convert.bench.latency import LatencyUnavailable, Model, measure_all, run_rounds, schedule
 from convert.io.scratch import Scratch
 from convert.io.sidecar import sidecar_path
-from test_check import Run, private_cache, run_cli, tiny_exports
 
 RUNS, ROUNDS = 4, 2
 
@@ -42,8 +43,24 @@ def given(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Pat
     before = _listing(root / "exports")
     out = root / "bench"
     with private_cache(tmp_path_factory):
-        run = run_cli(bench_command, *artifacts, "--images", tiny.images_dir, "--labels-from-folders", "--count", 16, "--runs", RUNS,
-                      "--warmup", 1, "--rounds", ROUNDS, "--out", out, json_path=out / "bench.json")
+        run = run_cli(
+            bench_command,
+            *artifacts,
+            "--images",
+            tiny.images_dir,
+            "--labels-from-folders",
+            "--count",
+            16,
+            "--runs",
+            RUNS,
+            "--warmup",
+            1,
+            "--rounds",
+            ROUNDS,
+            "--out",
+            out,
+            json_path=out / "bench.json",
+        )
     return run, out, artifacts, before
 
 
@@ -80,11 +97,30 @@ def test_an_artifact_without_sidecar_needs_variant_and_weights(given: Any, tiny:
     assert f"cannot tell what {bare} was exported from" in run.stderr and "no sidecar" in run.stderr
     assert "pass --variant and --weights" in run.stderr
     assert not out.exists()
-    named = run_cli(bench_command, bare, "--variant", "auto", "--weights", tiny.checkpoint, "--count", 4, "--runs", 2,
-                    "--warmup", 0, "--rounds", 2, "--out", out, json_path=out / "bench.json")
+    named = run_cli(
+        bench_command,
+        bare,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--count",
+        4,
+        "--runs",
+        2,
+        "--warmup",
+        0,
+        "--rounds",
+        2,
+        "--out",
+        out,
+        json_path=out / "bench.json",
+    )
     assert named.code == 0, named.stderr
-    assert [(r["name"], r["parity"]) for r in named.report["rows"]] == [("pytorch (reference)", "reference"),  # type: ignore[index]
-                                                                        ("onnx fp32", "pass")]
+    assert [(r["name"], r["parity"]) for r in named.report["rows"]] == [
+        ("pytorch (reference)", "reference"),  # type: ignore[index]
+        ("onnx fp32", "pass"),
+    ]
 
 
 def test_artifacts_of_different_input_sizes_get_a_reference_each(given: Any, tiny: Any, tmp_path: Path) -> None:
@@ -92,12 +128,30 @@ def test_artifacts_of_different_input_sizes_get_a_reference_each(given: Any, tin
 
     small = convert.export(tiny.checkpoint, target="onnx", out_dir=tmp_path / "at64", input_size=64, labels=tiny.labels_file).path
     out = tmp_path / "out"
-    run = run_cli(bench_command, given[2][0], small, "--count", 4, "--runs", 2, "--warmup", 0, "--rounds", 2, "--out", out,
-                  json_path=out / "bench.json")
+    run = run_cli(
+        bench_command,
+        given[2][0],
+        small,
+        "--count",
+        4,
+        "--runs",
+        2,
+        "--warmup",
+        0,
+        "--rounds",
+        2,
+        "--out",
+        out,
+        json_path=out / "bench.json",
+    )
     assert run.code == 0, run.stderr
     rows = run.report["rows"]  # type: ignore[index]
-    assert [(r["variant"], r["kind"]) for r in rows] == [(f"auto@{tiny.input_size}", "reference"), (f"auto@{tiny.input_size}", "ours"),
-                                                         ("auto@64", "reference"), ("auto@64", "ours")]
+    assert [(r["variant"], r["kind"]) for r in rows] == [
+        (f"auto@{tiny.input_size}", "reference"),
+        (f"auto@{tiny.input_size}", "ours"),
+        ("auto@64", "reference"),
+        ("auto@64", "ours"),
+    ]
     assert [r["artifact"] for r in rows if r["kind"] == "ours"] == [str(given[2][0]), str(small)]
     assert all(r["parity"] == "pass" for r in rows if r["kind"] == "ours")
     assert [g["input_size"] for g in run.report["settings"]["references"]] == [tiny.input_size, 64]  # type: ignore[index]
@@ -142,7 +196,7 @@ def test_rounds_rotate_the_order_and_give_every_model_its_runs() -> None:
     firsts = [chunk[0][0] for chunk in per_round]
     assert firsts == [names[r % len(names)] for r in range(rounds)], "each round starts with the next model"
     for r, chunk in enumerate(per_round):
-        assert [name for name, _ in chunk] == names[r % 3:] + names[: r % 3]
+        assert [name for name, _ in chunk] == names[r % 3 :] + names[: r % 3]
         assert len({share for _, share in chunk}) == 1, "within a round every model does the same number of runs"
     for name, result in zip(names, timed):
         assert sum(share for n, share in log if n == name) == runs
@@ -218,4 +272,3 @@ def test_a_crashing_or_hanging_runtime_is_a_row_that_says_so(misbehaving: Path) 
     assert fine.latency.runtime == "misbehaving (fine)"
     assert aborted.latency is None and aborted.note == "the runtime crashed with SIGABRT while timing the model"
     assert hung.latency is None and hung.note == "the runtime did not finish within 10 s"
-

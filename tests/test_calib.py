@@ -241,8 +241,8 @@ def _reference_pixels(img: Image.Image, size: int) -> np.ndarray:
     new_short, new_long = target, int(target * long / short)
     new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
     resized = img.resize((new_w, new_h), Image.BICUBIC)
-    top = int(round((new_h - size) / 2.0))
-    left = int(round((new_w - size) / 2.0))
+    top = round((new_h - size) / 2.0)
+    left = round((new_w - size) / 2.0)
     return np.asarray(resized.crop((left, top, left + size, top + size)))
 
 
@@ -299,9 +299,7 @@ def test_normalize_is_bit_exact_with_torch() -> None:
     np.testing.assert_array_equal(calib.normalize(pixels), tensor.sub(mean).div(std).numpy())
 
 
-@pytest.mark.parametrize(
-    "bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8)]
-)
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8)])
 def test_normalize_rejects_wrong_input(bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         calib.normalize(bad)

@@ -1,4 +1,5 @@
 """shvit-check on exports of the tiny trained model: figures, accuracy beside PyTorch, failures, reports."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,15 +20,15 @@ import torch
 from onnx import numpy_helper
 
 import calib
-import shvit
-from shvit.config import SHViTConfig
-from convert.cliutil import run_command
 import convert
+import shvit
+from convert.cliutil import run_command
 from convert.errors import ConvertError
 from convert.onnx.export import export_onnx
 from convert.validate.accuracy import UNKNOWN, accuracy, from_label_map
 from convert.validate.check import check_command
 from convert.validate.report import SCHEMA, STATUSES
+from shvit.config import SHViTConfig
 
 
 @dataclass
@@ -78,8 +79,15 @@ def tiny_exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         made = {"calib": calib_dir}
         with private_cache(tmp_path_factory):
             for name, target, precision in (("onnx", "onnx", "fp32"), ("tflite_int8", "tflite", "int8")):
-                made[name] = convert.export(tiny.checkpoint, target=target, out_dir=out, precision=precision, input_size=tiny.input_size,
-                                            labels=tiny.labels_file, calib=calib_dir if precision == "int8" else None).path
+                made[name] = convert.export(
+                    tiny.checkpoint,
+                    target=target,
+                    out_dir=out,
+                    precision=precision,
+                    input_size=tiny.input_size,
+                    labels=tiny.labels_file,
+                    calib=calib_dir if precision == "int8" else None,
+                ).path
         _SHARED[key] = made
     return _SHARED[key]
 
@@ -107,20 +115,50 @@ def exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
 def good_run(exports: dict[str, Path], tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("good-run")
     with private_cache(tmp_path_factory):
-        return run_cli(check_command, exports["onnx"], exports["tflite_int8"], "--variant", "auto",
-                       "--weights", tiny.checkpoint, "--images", tiny.images_dir, "--labels-from-folders",
-                       "--json", folder / "report.json", "--html", folder / "report.html",
-                       json_path=folder / "report.json", html_path=folder / "report.html")
+        return run_cli(
+            check_command,
+            exports["onnx"],
+            exports["tflite_int8"],
+            "--variant",
+            "auto",
+            "--weights",
+            tiny.checkpoint,
+            "--images",
+            tiny.images_dir,
+            "--labels-from-folders",
+            "--json",
+            folder / "report.json",
+            "--html",
+            folder / "report.html",
+            json_path=folder / "report.json",
+            html_path=folder / "report.html",
+        )
 
 
 @pytest.fixture(scope="module")
 def bad_run(exports: dict[str, Path], tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("bad-run")
     with private_cache(tmp_path_factory):
-        return run_cli(check_command, exports["onnx"], exports["truncated"], exports["tampered"], exports["size128"],
-                       "--variant", "auto", "--weights", tiny.checkpoint, "--images", tiny.images_dir, "--labels-from-folders",
-                       "--json", folder / "report.json", "--html", folder / "report.html",
-                       json_path=folder / "report.json", html_path=folder / "report.html")
+        return run_cli(
+            check_command,
+            exports["onnx"],
+            exports["truncated"],
+            exports["tampered"],
+            exports["size128"],
+            "--variant",
+            "auto",
+            "--weights",
+            tiny.checkpoint,
+            "--images",
+            tiny.images_dir,
+            "--labels-from-folders",
+            "--json",
+            folder / "report.json",
+            "--html",
+            folder / "report.html",
+            json_path=folder / "report.json",
+            html_path=folder / "report.html",
+        )
 
 
 def pytorch_accuracy(tiny: Any) -> float:
@@ -173,8 +211,24 @@ def assert_schema(report: dict[str, Any]) -> None:
     assert {"variant", "input_size", "num_classes", "weights", "weights_sha256", "runtime", "accuracy"} <= set(report["reference"])
     assert {"description", "source", "count", "labels", "mapping", "labelled"} <= set(report["images"])
     for a in report["artifacts"]:
-        assert {"path", "name", "target", "precision", "precision_source", "status", "passed", "reason", "runtime", "size_bytes",
-                "seconds", "tolerance", "checks", "parity", "accuracy", "notes"} <= set(a)
+        assert {
+            "path",
+            "name",
+            "target",
+            "precision",
+            "precision_source",
+            "status",
+            "passed",
+            "reason",
+            "runtime",
+            "size_bytes",
+            "seconds",
+            "tolerance",
+            "checks",
+            "parity",
+            "accuracy",
+            "notes",
+        } <= set(a)
         assert a["status"] in STATUSES and a["passed"] == (a["status"] == "pass")
         assert a["target"] in ("onnx", "tflite", "coreml") and isinstance(a["size_bytes"], int)
         if a["parity"] is not None:
@@ -197,7 +251,12 @@ def test_corrupted_artifacts_fail_and_the_others_are_still_checked(bad_run: Run,
     assert bad_run.code == 1
     assert "Traceback" not in bad_run.stderr
     statuses = {a["name"]: a["status"] for a in bad_run.report["artifacts"]}  # type: ignore[index]
-    assert statuses == {exports["onnx"].name: "pass", "truncated.onnx": "crash", "tampered.onnx": "fail", exports["size128"].name: "mismatch"}
+    assert statuses == {
+        exports["onnx"].name: "pass",
+        "truncated.onnx": "crash",
+        "tampered.onnx": "fail",
+        exports["size128"].name: "mismatch",
+    }
     assert bad_run.report["summary"] == {"pass": 1, "fail": 1, "crash": 1, "mismatch": 1, "error": 0}  # type: ignore[index]
     assert " CRASH " in bad_run.row("truncated.onnx") and "Protobuf" in bad_run.row("truncated.onnx")
     assert " FAIL " in bad_run.row("tampered.onnx") and "✗" in bad_run.row("tampered.onnx")
@@ -217,8 +276,20 @@ def test_artifact_of_another_input_size_gets_a_one_line_reason(bad_run: Run, exp
 def test_artifact_of_another_variant_is_named(exports: dict[str, Path], tmp_path: Path) -> None:
     other = shvit.SHViT(SHViTConfig(embed_dim=(16, 24, 32), depth=(1, 1, 1), partial_dim=(4, 6, 8), num_classes=10, img_size=96))
     torch.save({"model": other.state_dict()}, tmp_path / "other.pth")
-    run = run_cli(check_command, exports["onnx"], exports["tflite_int8"], "--variant", "auto", "--weights", tmp_path / "other.pth",
-                  "--count", "4", "--json", tmp_path / "r.json", json_path=tmp_path / "r.json")
+    run = run_cli(
+        check_command,
+        exports["onnx"],
+        exports["tflite_int8"],
+        "--variant",
+        "auto",
+        "--weights",
+        tmp_path / "other.pth",
+        "--count",
+        "4",
+        "--json",
+        tmp_path / "r.json",
+        json_path=tmp_path / "r.json",
+    )
     assert run.code == 1 and run.report is not None
     for path in (exports["onnx"], exports["tflite_int8"]):
         artifact = run.artifact(path.name)
@@ -233,8 +304,21 @@ def test_artifact_whose_sidecar_names_another_variant_is_named(exports: dict[str
     sidecar = json.loads(exports["onnx"].with_name(exports["onnx"].name + ".json").read_text())
     sidecar["config"]["variant"] = "s2"
     (tmp_path / "model.onnx.json").write_text(json.dumps(sidecar))
-    run = run_cli(check_command, artifact, "--variant", "s1", "--weights", tmp_path / "s1.pth", "--input-size", 96, "--count", 2,
-                  "--json", tmp_path / "r.json", json_path=tmp_path / "r.json")
+    run = run_cli(
+        check_command,
+        artifact,
+        "--variant",
+        "s1",
+        "--weights",
+        tmp_path / "s1.pth",
+        "--input-size",
+        96,
+        "--count",
+        2,
+        "--json",
+        tmp_path / "r.json",
+        json_path=tmp_path / "r.json",
+    )
     assert run.code == 1 and run.report is not None
     assert run.artifact("model.onnx")["reason"] == "exported from SHViT-S2 (sidecar), checked against SHViT-S1: pass --variant s2"
 
@@ -302,8 +386,9 @@ def test_html_report_holds_the_table_and_the_chart(which: str, good_run: Run, ba
 
 
 def test_bad_command_lines_fail_fast_with_one_line(tiny: Any, exports: dict[str, Path], tmp_path: Path) -> None:
-    missing = run_cli(check_command, tmp_path / "nope.onnx", "--variant", "auto", "--weights", tiny.checkpoint,
-                      "--json", tmp_path / "r.json")
+    missing = run_cli(
+        check_command, tmp_path / "nope.onnx", "--variant", "auto", "--weights", tiny.checkpoint, "--json", tmp_path / "r.json"
+    )
     assert missing.code == 1 and missing.stderr.strip().count("\n") == 0 and "nope.onnx does not exist" in missing.stderr
     assert not (tmp_path / "r.json").exists()
     no_images = run_cli(check_command, exports["onnx"], "--variant", "auto", "--weights", tiny.checkpoint, "--labels-from-folders")

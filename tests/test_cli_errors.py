@@ -1,40 +1,145 @@
 """What users get wrong, fed to `shvit-convert`: one line naming the problem and the fix, a non-zero
 exit, no traceback, and nothing written."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from bad_inputs import PWNED_MARKER, checkpoint, image_folder, labels, read_only_dir
-from convert.cli import main as convert_main
 
+from convert.cli import main as convert_main
 
 CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
     ("unknown variant", lambda r: ["--variant", "s7", "--target", "onnx"], "Invalid value for '--variant': 's7' is not one of", 2),
     ("unknown target", lambda r: ["--variant", "s1", "--target", "tensorrt"], "Invalid value for '--target': 'tensorrt' is not one of", 2),
-    ("unknown precision", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int4"], "Invalid value for '--precision': 'int4'", 2),
-    ("precision of another target", lambda r: ["--variant", "s1", "--target", "onnx", "--precision", "int8"], "precision 'int8' is not available for onnx", 2),
-    ("int8 without calib (coreml)", lambda r: ["--variant", "s1", "--target", "coreml", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
-    ("int8 without calib (tflite)", lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int8"], "--precision int8 calibrates activations on real images: pass --calib DIR", 1),
-    ("checkpoint of another variant", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_variant", r))], "does not fit SHViT-S1: it looks like SHViT-S2", 1),
-    ("checkpoint of another architecture", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_architecture", r))], "it looks like not an SHViT checkpoint", 1),
-    ("truncated checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("truncated", r))], "is truncated: download it again", 1),
-    ("random bytes", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("random_bytes", r))], "is not a PyTorch or safetensors checkpoint", 1),
-    ("empty checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("empty", r))], "is empty: download it again", 1),
-    ("pickle that runs code", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("exploit", r))], "refusing to load it", 1),
-    ("directory as checkpoint", lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("directory", r))], "is a directory: pass the checkpoint file inside it", 1),
-    ("labels: wrong count", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("wrong_count", r, classes=1000))], "has 999 labels but the model has 1000 classes", 1),
-    ("labels: blank lines", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("blank_lines", r, classes=1000))], "has blank lines (line 2)", 1),
-    ("labels: duplicates", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("duplicates", r, classes=1000))], "repeats 'same' (line 2)", 1),
-    ("labels: missing file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(r / "nope.txt")], "labels file", 1),
-    ("calib: missing folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(r / "nope")], "does not exist", 1),
-    ("calib: a file", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("file", r))], "is a file", 1),
-    ("calib: empty folder", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("empty", r))], "no image files", 1),
-    ("calib: all bad files", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("all_bad", r))], "unreadable", 1),
-    ("calib-count zero", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib-count", "0"], "--calib-count must be at least 1", 1),
-    ("input size not a multiple of 32", lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--input-size", "100"], "input size must be a multiple of 32", 1),
+    (
+        "unknown precision",
+        lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int4"],
+        "Invalid value for '--precision': 'int4'",
+        2,
+    ),
+    (
+        "precision of another target",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--precision", "int8"],
+        "precision 'int8' is not available for onnx",
+        2,
+    ),
+    (
+        "int8 without calib (coreml)",
+        lambda r: ["--variant", "s1", "--target", "coreml", "--precision", "int8"],
+        "--precision int8 calibrates activations on real images: pass --calib DIR",
+        1,
+    ),
+    (
+        "int8 without calib (tflite)",
+        lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int8"],
+        "--precision int8 calibrates activations on real images: pass --calib DIR",
+        1,
+    ),
+    (
+        "checkpoint of another variant",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_variant", r))],
+        "does not fit SHViT-S1: it looks like SHViT-S2",
+        1,
+    ),
+    (
+        "checkpoint of another architecture",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("other_architecture", r))],
+        "it looks like not an SHViT checkpoint",
+        1,
+    ),
+    (
+        "truncated checkpoint",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("truncated", r))],
+        "is truncated: download it again",
+        1,
+    ),
+    (
+        "random bytes",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("random_bytes", r))],
+        "is not a PyTorch or safetensors checkpoint",
+        1,
+    ),
+    (
+        "empty checkpoint",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("empty", r))],
+        "is empty: download it again",
+        1,
+    ),
+    (
+        "pickle that runs code",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("exploit", r))],
+        "refusing to load it",
+        1,
+    ),
+    (
+        "directory as checkpoint",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--weights", str(checkpoint("directory", r))],
+        "is a directory: pass the checkpoint file inside it",
+        1,
+    ),
+    (
+        "labels: wrong count",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("wrong_count", r, classes=1000))],
+        "has 999 labels but the model has 1000 classes",
+        1,
+    ),
+    (
+        "labels: blank lines",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("blank_lines", r, classes=1000))],
+        "has blank lines (line 2)",
+        1,
+    ),
+    (
+        "labels: duplicates",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(labels("duplicates", r, classes=1000))],
+        "repeats 'same' (line 2)",
+        1,
+    ),
+    (
+        "labels: missing file",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--labels", str(r / "nope.txt")],
+        "labels file",
+        1,
+    ),
+    (
+        "calib: missing folder",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(r / "nope")],
+        "does not exist",
+        1,
+    ),
+    (
+        "calib: a file",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("file", r))],
+        "is a file",
+        1,
+    ),
+    (
+        "calib: empty folder",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("empty", r))],
+        "no image files",
+        1,
+    ),
+    (
+        "calib: all bad files",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib", str(image_folder("all_bad", r))],
+        "unreadable",
+        1,
+    ),
+    (
+        "calib-count zero",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib-count", "0"],
+        "--calib-count must be at least 1",
+        1,
+    ),
+    (
+        "input size not a multiple of 32",
+        lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--input-size", "100"],
+        "input size must be a multiple of 32",
+        1,
+    ),
 ]
 
 
@@ -76,5 +181,9 @@ def test_imagenet_weights_without_network_fail_fast_with_a_hint(tmp_path: Path, 
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, capsys) -> None:
-    with pytest.raises(Exception):
-        convert_main(["--variant", "s1", "--target", "onnx", "--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o"), "--debug"])
+    from shvit.errors import WeightsError
+
+    with pytest.raises(WeightsError):
+        convert_main(
+            ["--variant", "s1", "--target", "onnx", "--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o"), "--debug"]
+        )

@@ -4,6 +4,7 @@ Models have image-dependent logits (BN statistics measured on generated images, 
 branches; or the tiny trained model), so agreement with PyTorch means something: random weights
 give near-constant logits. Every fact is read back from the saved asset, never from memory.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, trained_like
 from torch import nn
 
 import calib
@@ -20,15 +22,21 @@ import shvit
 from convert.coreai import runtime
 from convert.coreai.deps import CoreAIUnavailable
 from convert.coreai.export import (
-    COMPRESSED_PRECISIONS, INPUT_NAME, LOGITS_NAME, CoreAIModel, UnsupportedPrecision, compress, plain_conversion,
-    save_aimodel, to_aimodel,
+    COMPRESSED_PRECISIONS,
+    INPUT_NAME,
+    LOGITS_NAME,
+    CoreAIModel,
+    UnsupportedPrecision,
+    compress,
+    plain_conversion,
+    save_aimodel,
+    to_aimodel,
 )
 from convert.coreai.graph import CoreAIClassifierGraph
 from convert.coreai.inspect import facts
 from convert.coreai.target import COREAI_INT4_WEIGHTS, COREAI_INT8_WEIGHTS
 from convert.errors import ConvertError
 from convert.parity import compare
-from helpers import assert_close, trained_like
 from shvit.layers import SHSADeploy
 
 FP32_MAX_REL = 1e-4
@@ -65,8 +73,16 @@ class Exported:
     reference: np.ndarray
 
 
-def _export_all(model: nn.Module, root: Path, *, size: int, labels: list[str], variant: str, pixels: np.ndarray,
-                precisions: tuple[str, ...] = ("fp16", "fp32")) -> Exported:
+def _export_all(
+    model: nn.Module,
+    root: Path,
+    *,
+    size: int,
+    labels: list[str],
+    variant: str,
+    pixels: np.ndarray,
+    precisions: tuple[str, ...] = ("fp16", "fp32"),
+) -> Exported:
     """Each precision saved; compressed ones from the same fp16 conversion (:func:`compress`)."""
     deploy = shvit.reparameterize(model)
     paths, converted = {}, {}
@@ -75,8 +91,12 @@ def _export_all(model: nn.Module, root: Path, *, size: int, labels: list[str], v
             exported = compress(converted["fp16"], precision)
         else:
             exported = converted[precision] = to_aimodel(
-                deploy, input_size=size, labels=labels, precision=precision,
-                metadata={"variant": variant, "weights_sha256": SHA, "weights_source": "test"})
+                deploy,
+                input_size=size,
+                labels=labels,
+                precision=precision,
+                metadata={"variant": variant, "weights_sha256": SHA, "weights_source": "test"},
+            )
         paths[precision] = save_aimodel(exported, root / f"{variant}_{precision}.aimodel")
     return Exported(model, deploy, labels, paths, pixels, _reference(deploy, pixels))
 
@@ -85,9 +105,15 @@ def _export_all(model: nn.Module, root: Path, *, size: int, labels: list[str], v
 def s1(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """S1 in fp16, fp32, int8-weights and int4-weights, saved once for the module."""
     root = tmp_path_factory.mktemp("coreai-s1")
-    return _export_all(trained_like("s1", seed=3), root, size=224, labels=[f"class {i}" for i in range(1000)],
-                       variant="s1", pixels=calib.synthetic_images(CHECK_IMAGES, 224, seed=42),
-                       precisions=("fp16", "fp32", *COMPRESSED_PRECISIONS))
+    return _export_all(
+        trained_like("s1", seed=3),
+        root,
+        size=224,
+        labels=[f"class {i}" for i in range(1000)],
+        variant="s1",
+        pixels=calib.synthetic_images(CHECK_IMAGES, 224, seed=42),
+        precisions=("fp16", "fp32", *COMPRESSED_PRECISIONS),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +125,9 @@ def s1_logits(s1: Exported) -> dict[str, np.ndarray]:
 def tiny_exported(tiny, tmp_path_factory: pytest.TempPathFactory) -> Exported:
     images = calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
     model = shvit.create_model("auto", weights=tiny.checkpoint)
-    return _export_all(model, tmp_path_factory.mktemp("coreai-tiny"), size=tiny.input_size, labels=tiny.class_names,
-                       variant="auto", pixels=images.pixels)
+    return _export_all(
+        model, tmp_path_factory.mktemp("coreai-tiny"), size=tiny.input_size, labels=tiny.class_names, variant="auto", pixels=images.pixels
+    )
 
 
 def test_graph_is_the_deploy_models_function(s1: Exported) -> None:
@@ -266,9 +293,15 @@ def test_tiny_trained_model_keeps_its_predictions(tiny, tiny_exported: Exported,
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """S3 in fp16, int8-weights and int4-weights, saved once (each compression adds ~3 s, its check ~8 s)."""
-    return _export_all(trained_like("s3", seed=7), tmp_path_factory.mktemp("coreai-s3"), size=224,
-                       labels=[f"c{i}" for i in range(1000)], variant="s3", pixels=calib.synthetic_images(4, 224, seed=8),
-                       precisions=("fp16", *COMPRESSED_PRECISIONS))
+    return _export_all(
+        trained_like("s3", seed=7),
+        tmp_path_factory.mktemp("coreai-s3"),
+        size=224,
+        labels=[f"c{i}" for i in range(1000)],
+        variant="s3",
+        pixels=calib.synthetic_images(4, 224, seed=8),
+        precisions=("fp16", *COMPRESSED_PRECISIONS),
+    )
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ int8-weights, each checked in coreai-core's Linux runtime), refusals in one line
 The function-level tests (S1 parity, metadata, graph size) are in test_coreai.py; here the target
 goes through the registry-driven pipeline like every other, on the tiny trained model.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,18 +12,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_check import run_cli
 
 from convert.cli import convert_command
 from convert.coreai.inspect import facts
 from convert.validate.check import check_command
-from test_check import run_cli
 
 PRECISIONS = ("fp16", "fp32", "int8-weights")
 
 
-def _convert(tiny: Any, out: Path, *extra: object):  # noqa: ANN202
-    return run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
-                   "--labels", tiny.labels_file, "--target", "coreai", "--out", out, *extra)
+def _convert(tiny: Any, out: Path, *extra: object):
+    return run_cli(
+        convert_command,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--labels",
+        tiny.labels_file,
+        "--target",
+        "coreai",
+        "--out",
+        out,
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +73,42 @@ def test_shvit_convert_writes_a_checked_aimodel(exported: dict[str, Path], tiny:
 
 
 def test_shvit_check_runs_an_aimodel_in_the_core_ai_runtime(exported: dict[str, Path], tiny: Any) -> None:
-    run = run_cli(check_command, *(exported[p] for p in PRECISIONS), "--variant", "auto", "--weights", tiny.checkpoint,
-                  "--images", tiny.images_dir, "--count", 8)
+    run = run_cli(
+        check_command,
+        *(exported[p] for p in PRECISIONS),
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--images",
+        tiny.images_dir,
+        "--count",
+        8,
+    )
     assert run.code == 0, run.stderr
-    assert run.stdout.count("PASS") == 3 and "shvit_custom_96px_8cls_fp16.aimodel" in run.stdout and "shvit_custom_96px_8cls_int8_weights.aimodel" in run.stdout
+    assert (
+        run.stdout.count("PASS") == 3
+        and "shvit_custom_96px_8cls_fp16.aimodel" in run.stdout
+        and "shvit_custom_96px_8cls_int8_weights.aimodel" in run.stdout
+    )
 
 
-@pytest.mark.parametrize(("extra", "text", "code"), [
-    (("--precision", "int8"), "--precision int8 is not available for coreai: int8 activations (W8A8) are not offered for Core AI: "
-                              "choose int8-weights or int4-weights (weights-only, activations fp16), fp16 or fp32", 2),
-    (("--precision", "int2-weights"), "Invalid value for '--precision': 'int2-weights' is not one of", 2),
-    (("--min-ios", "17"), "--min-ios does not apply to --target coreai", 1),
-])
-def test_what_core_ai_cannot_do_is_one_line_and_writes_nothing(tiny: Any, tmp_path: Path, extra: tuple[str, ...],
-                                                               text: str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("extra", "text", "code"),
+    [
+        (
+            ("--precision", "int8"),
+            "--precision int8 is not available for coreai: int8 activations (W8A8) are not offered for Core AI: "
+            "choose int8-weights or int4-weights (weights-only, activations fp16), fp16 or fp32",
+            2,
+        ),
+        (("--precision", "int2-weights"), "Invalid value for '--precision': 'int2-weights' is not one of", 2),
+        (("--min-ios", "17"), "--min-ios does not apply to --target coreai", 1),
+    ],
+)
+def test_what_core_ai_cannot_do_is_one_line_and_writes_nothing(
+    tiny: Any, tmp_path: Path, extra: tuple[str, ...], text: str, code: int
+) -> None:
     run = _convert(tiny, tmp_path / "out", *extra)
     lines = run.stderr.strip().splitlines()
     assert run.code == code and len(lines) == 1 and text in lines[0] and "Traceback" not in run.stderr, run.stderr

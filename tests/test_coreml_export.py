@@ -5,6 +5,7 @@ the one test that needs it is skipped elsewhere, saying so). Models have image-d
 (BN statistics measured on generated images, or the tiny trained model), so agreement means
 something.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,25 +16,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, export_source, recompute_bn_stats, trained_like
 
 import calib
 import shvit
+from convert.api.pipeline import ExportResult
 from convert.cli import convert_command
 from convert.cliutil import run_command
 from convert.config import ExportOptions, ModelSpec, plan
-from convert.coreml.target import TARGET as COREML
 from convert.coreml.ctimport import import_coremltools
 from convert.coreml.export import LOGITS_NAME, export_coreml
 from convert.coreml.graph import PIXEL_BIAS, CoreMLClassifierGraph, CoreMLSHSA
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import FLOAT_WEIGHT_PREFIXES
+from convert.coreml.target import COREML_INT8
+from convert.coreml.target import TARGET as COREML
 from convert.errors import ConvertError
 from convert.labels import imagenet_labels
-from convert.api.pipeline import ExportResult
-from convert.source import ModelSource, load_source
-from convert.coreml.target import COREML_INT8
 from convert.parity import compare
-from helpers import assert_close, export_source, recompute_bn_stats, trained_like
+from convert.source import ModelSource, load_source
 from shvit.layers import SHSADeploy
 
 ON_MACOS = sys.platform == "darwin"
@@ -208,8 +209,15 @@ def test_w8a8_on_the_trained_tiny_model_keeps_cosine_and_top1(tiny, tmp_path: Pa
     source = load_source(ModelSpec(weights=tiny.checkpoint, input_size=tiny.input_size, labels=tiny.labels_file))
     held_out = calib.load_folder(tiny.images_dir, size=tiny.input_size, progress=False)
     calibration = held_out.pixels[::2]
-    result = export_coreml(source.deploy, tmp_path / "tiny_int8.mlpackage", input_size=tiny.input_size, labels=source.labels,
-                           precision="int8", min_ios=min_ios, calib_pixels=calibration)
+    result = export_coreml(
+        source.deploy,
+        tmp_path / "tiny_int8.mlpackage",
+        input_size=tiny.input_size,
+        labels=source.labels,
+        precision="int8",
+        min_ios=min_ios,
+        calib_pixels=calibration,
+    )
     assert result.spec_version == 8
     reference, w8a8 = source.reference_logits(held_out.pixels), MILExecutor(result.path).logits(held_out.pixels)
     report = compare(reference, w8a8)
@@ -249,8 +257,24 @@ def test_min_ios_auto_and_an_explicit_target_too_old_for_w8a8(tmp_path: Path) ->
 
 
 def test_cli_refuses_int8_for_ios16_in_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_command(convert_command, ["--variant", "s1", "--target", "coreml", "--random-init", "--precision", "int8",
-                                         "--calib", str(tmp_path), "--min-ios", "16", "--out", str(tmp_path / "out")])
+    code = run_command(
+        convert_command,
+        [
+            "--variant",
+            "s1",
+            "--target",
+            "coreml",
+            "--random-init",
+            "--precision",
+            "int8",
+            "--calib",
+            str(tmp_path),
+            "--min-ios",
+            "16",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "--min-ios 17" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "out").exists()
@@ -263,8 +287,14 @@ def test_export_coreml_rejects_inconsistent_options(tmp_path: Path) -> None:
     with pytest.raises(ConvertError, match="pass calib=DIR"):
         export_coreml(deploy, tmp_path / "b.mlpackage", input_size=64, labels=list("abcd"), precision="int8", min_ios="17")
     with pytest.raises(ConvertError, match="iOS 17"):
-        export_coreml(deploy, tmp_path / "c.mlpackage", input_size=64, labels=list("abcd"), precision="int8",
-                      calib_pixels=np.zeros((1, 64, 64, 3), np.uint8))
+        export_coreml(
+            deploy,
+            tmp_path / "c.mlpackage",
+            input_size=64,
+            labels=list("abcd"),
+            precision="int8",
+            calib_pixels=np.zeros((1, 64, 64, 3), np.uint8),
+        )
     assert not list(tmp_path.iterdir())
 
 

@@ -6,6 +6,7 @@ to exercise the Swift escaping); the app is generated through the CLI in-process
 Swift code is compared with come from coreai-core's reader of the saved asset
 (:func:`convert.coreai.inspect.facts`) and from the asset's own metadata.json, not from mobile_demo.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,13 @@ def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     config = shvit.SHViTConfig((32, 48, 64), (1, 2, 1), (8, 12, 16), num_classes=len(LABELS), img_size=INPUT_SIZE)
     deploy = shvit.reparameterize(SHViT(config).eval())
-    exported = to_aimodel(deploy, input_size=INPUT_SIZE, labels=LABELS, precision="fp16",
-                          metadata={"variant": "auto", "weights_sha256": "0" * 64, "weights_source": "test"})
+    exported = to_aimodel(
+        deploy,
+        input_size=INPUT_SIZE,
+        labels=LABELS,
+        precision="fp16",
+        metadata={"variant": "auto", "weights_sha256": "0" * 64, "weights_source": "test"},
+    )
     return save_aimodel(exported, tmp_path_factory.mktemp("coreai-asset") / "tiny shvit.aimodel")
 
 
@@ -70,8 +76,16 @@ def _string_literals(path: Path) -> list[str | int | float | bool]:
 def test_every_swift_file_parses(app: Path) -> None:
     sources = sorted(app.rglob("*.swift"))
     names = {p.name for p in sources}
-    assert {"Classifier.swift", "ImageTensor.swift", "ModelInfo.swift", "Labels.swift", "CameraFeed.swift",
-            "LatencyStats.swift", f"{APP}Tests.swift", f"{APP}App.swift"} <= names
+    assert {
+        "Classifier.swift",
+        "ImageTensor.swift",
+        "ModelInfo.swift",
+        "Labels.swift",
+        "CameraFeed.swift",
+        "LatencyStats.swift",
+        f"{APP}Tests.swift",
+        f"{APP}App.swift",
+    } <= names
     problems = [p for path in sources for p in _syntax_problems(SWIFT, path)]
     assert not problems, problems
 
@@ -108,8 +122,12 @@ def test_sources_use_core_ai_as_documented_and_not_core_ml(app: Path) -> None:
     assert "function.run(inputs: [ModelInfo.inputName: input])" in classifier
     assert "outputs.remove(ModelInfo.outputName)" in classifier and "value.ndArray" in classifier
     assert "view(as: Float.self).withUnsafePointer" in classifier and "inputDescriptor(of: ModelInfo.inputName)" in classifier
-    for option in ("return .default", "SpecializationOptions(preferredComputeUnitKind: .neuralEngine)",
-                   "SpecializationOptions(preferredComputeUnitKind: .gpu)", "return .cpuOnly"):
+    for option in (
+        "return .default",
+        "SpecializationOptions(preferredComputeUnitKind: .neuralEngine)",
+        "SpecializationOptions(preferredComputeUnitKind: .gpu)",
+        "return .cpuOnly",
+    ):
         assert option in classifier
     assert "#if !canImport(CoreAI)" in classifier and "#error(" in classifier
     assert "NDArray(scalars: planes(pixels), shape: [1, 3, ModelInfo.inputSize, ModelInfo.inputSize])" in tensor
@@ -143,8 +161,17 @@ def test_project_yml_bundles_the_asset_in_an_ios27_app(app: Path, asset: Path) -
 
 def test_readme_and_marker(app: Path, asset: Path) -> None:
     readme = (app / "README.md").read_text()
-    for needle in ("xcodegen generate", "Without XcodeGen", "Xcode 27.0", "iOS 27.0", "Instruments", "Core AI",
-                   "Points of Interest", "float32 1 × 3 × 64 × 64", "shorter side resized to 73"):
+    for needle in (
+        "xcodegen generate",
+        "Without XcodeGen",
+        "Xcode 27.0",
+        "iOS 27.0",
+        "Instruments",
+        "Core AI",
+        "Points of Interest",
+        "float32 1 × 3 × 64 × 64",
+        "shorter side resized to 73",
+    ):
         assert needle in readme, needle
     assert "@@" not in readme and "@@" not in (app / "project.yml").read_text()
     record = json.loads((app / MARKER).read_text())
@@ -168,8 +195,12 @@ def test_bad_assets_are_refused_with_one_line(asset: Path, tmp_path: Path, capsy
     not_asset = tmp_path / "empty.aimodel"
     not_asset.mkdir()
     (not_asset / "notes.txt").write_text("hello")
-    cases = [(tmp_path / "missing.aimodel", "does not exist"), (not_asset, "is not a Core AI asset"),
-             (damaged, "is not a readable Core AI asset"), (tmp_path / "missing.mlpackage", "does not exist: pass the .mlpackage")]
+    cases = [
+        (tmp_path / "missing.aimodel", "does not exist"),
+        (not_asset, "is not a Core AI asset"),
+        (damaged, "is not a readable Core AI asset"),
+        (tmp_path / "missing.mlpackage", "does not exist: pass the .mlpackage"),
+    ]
     for model, message in cases:
         code, out, err = _run_cli(["ios", "--model", str(model), "--out", str(tmp_path / "app")], capsys)
         assert code == 1 and out == "" and message in err, (model, err)

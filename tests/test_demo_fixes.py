@@ -11,6 +11,7 @@ frames rotated to the way the phone is held.
 The projects are generated from small hand-made models: the code checked here does not depend on
 the model beyond ModelSpec / ModelInfo, which tests/test_mobile_demo.py checks on real exports.
 """
+
 from __future__ import annotations
 
 import plistlib
@@ -19,18 +20,29 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_mobile_demo import ANDROID_SOURCES, KOTLIN, SWIFT, _nodes, _syntax_problems, kotlin_constants
-from test_mobile_demo import tiny_tflites  # noqa: F401  (a fixture: pytest finds it by name)
+from test_mobile_demo import (
+    ANDROID_SOURCES,
+    KOTLIN,
+    SWIFT,
+    _nodes,
+    _syntax_problems,
+    kotlin_constants,
+    tiny_tflites,  # noqa: F401  (a fixture: pytest finds it by name)
+)
 from tree_sitter import Node, Parser
 
 from mobile_demo import generate_demo
 from mobile_demo.android import AGP_VERSION, GRADLE_VERSION, MIN_GRADLE_FOR_AGP
 
 PORTRAIT = "UIInterfaceOrientationPortrait"
-ALL_ORIENTATIONS = frozenset({
-    PORTRAIT, "UIInterfaceOrientationPortraitUpsideDown",
-    "UIInterfaceOrientationLandscapeLeft", "UIInterfaceOrientationLandscapeRight",
-})
+ALL_ORIENTATIONS = frozenset(
+    {
+        PORTRAIT,
+        "UIInterfaceOrientationPortraitUpsideDown",
+        "UIInterfaceOrientationLandscapeLeft",
+        "UIInterfaceOrientationLandscapeRight",
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +59,15 @@ def ios_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     ct = import_coremltools()
     root = tmp_path_factory.mktemp("ios-fixes")
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    ).eval()
     example = torch.zeros(1, 3, 32, 32)
     model = ct.convert(
-        torch.jit.trace(net, example), inputs=[ct.ImageType(name="image", shape=example.shape)],
-        classifier_config=ct.ClassifierConfig(["a", "b", "c"]), convert_to="mlprogram",
+        torch.jit.trace(net, example),
+        inputs=[ct.ImageType(name="image", shape=example.shape)],
+        classifier_config=ct.ClassifierConfig(["a", "b", "c"]),
+        convert_to="mlprogram",
         minimum_deployment_target=ct.target.iOS16,
     )
     package = root / "tiny_classifier.mlpackage"
@@ -103,8 +119,11 @@ def _callee(call: Node) -> str:
 def _calls(node: Node, name: str | None = None) -> list[Node]:
     """Calls under ``node`` in the order their names appear (a.f().g() is f, g), optionally only ``name``.
     f(x) { … } is one call: the inner f(x) that its trailing lambda wraps is not listed again."""
-    calls = [c for c in _nodes(node, "call_expression")
-             if not (c.parent is not None and c.parent.type == "call_expression" and c.parent.children[0] == c)]
+    calls = [
+        c
+        for c in _nodes(node, "call_expression")
+        if not (c.parent is not None and c.parent.type == "call_expression" and c.parent.children[0] == c)
+    ]
     calls.sort(key=lambda c: _callee_node(c).start_byte)
     return [c for c in calls if name is None or _callee(c) == name]
 
@@ -114,8 +133,11 @@ def _call_names(node: Node) -> list[str]:
 
 
 def _property(root: Node, name: str) -> Node:
-    found = [d for d in _nodes(root, "property_declaration")
-             if any(_name(v) == name for v in d.children if v.type in ("variable_declaration", "pattern"))]
+    found = [
+        d
+        for d in _nodes(root, "property_declaration")
+        if any(_name(v) == name for v in d.children if v.type in ("variable_declaration", "pattern"))
+    ]
     assert len(found) == 1, f"expected one property {name}, found {len(found)}"
     return found[0]
 
@@ -159,8 +181,9 @@ def test_android_camera_teardown_is_ordered_and_late_frames_are_dropped(android_
     [set_analyzer] = _calls(pane, "setAnalyzer")
     analyzer = _lambda(set_analyzer)
     body = [c for c in analyzer.children if c.is_named and c.type != "lambda_parameters"]
-    assert len(body) == 1 and body[0].type == "call_expression" and _callee(body[0]) == "use", \
+    assert len(body) == 1 and body[0].type == "call_expression" and _callee(body[0]) == "use", (
         "the whole analyzer runs inside ImageProxy.use, so every frame is closed"
+    )
     [guard] = list(_nodes(body[0], "if_expression"))
     assert _condition(guard) == "!closed.get()"
     [sink] = _calls(analyzer, "frameSink")
@@ -255,8 +278,7 @@ def test_android_photo_picked_while_busy_or_loading_waits_and_the_ui_says_so(and
 
     drain = _function(controller, "classifyPendingPhoto")
     block = [c for c in next(_nodes(drain, "block")).children if c.is_named]
-    assert "runner ?: return" in _text(block[0]) and "getAndSet(null)" in _text(block[1]), \
-        "without a loaded model the photo stays pending"
+    assert "runner ?: return" in _text(block[0]) and "getAndSet(null)" in _text(block[1]), "without a loaded model the photo stays pending"
     stale = [i for i in _nodes(drain, "if_expression") if _condition(i) == "photo !== bitmap"]
     assert stale and "return@post" in _text(stale[0]), "a superseded photo's result is not shown"
 

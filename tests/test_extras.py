@@ -4,6 +4,7 @@ from the installed command and from Python, before any work; `--help` still list
 The missing toolchain is simulated in a child interpreter whose import system refuses the extra's
 modules (a `sitecustomize` on PYTHONPATH), as if only `[coreml]` were installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,8 @@ def _without(tmp_path: Path, *modules: str) -> dict[str, str]:
     """An environment in which ``modules`` cannot be imported nor found."""
     site = tmp_path / "hide"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
+    (site / "sitecustomize.py").write_text(
+        textwrap.dedent(f"""
         import sys
         HIDDEN = {set(modules)!r}
         class HideExtra:
@@ -32,7 +34,8 @@ def _without(tmp_path: Path, *modules: str) -> dict[str, str]:
                     raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
                 return None
         sys.meta_path.insert(0, HideExtra())
-    """))
+    """)
+    )
     return {**os.environ, "PYTHONPATH": str(site)}
 
 
@@ -40,8 +43,13 @@ def _without(tmp_path: Path, *modules: str) -> dict[str, str]:
 def test_convert_without_the_targets_extra_names_the_install_command(name: str, tmp_path: Path) -> None:
     env = _without(tmp_path, *targets.BUILTIN[name].needs)
     out = tmp_path / "exports"
-    proc = subprocess.run([str(BIN / "shvit-convert"), "--variant", "s1", "--target", name, "--random-init", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "shvit-convert"), "--variant", "s1", "--target", name, "--random-init", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -64,7 +72,7 @@ def test_python_api_raises_missing_package_before_any_work(tmp_path: Path) -> No
         import convert
         from convert.errors import MissingPackage
         try:
-            convert.export("s1", target="tflite", weights=None, out_dir={str(tmp_path / 'out')!r})
+            convert.export("s1", target="tflite", weights=None, out_dir={str(tmp_path / "out")!r})
         except MissingPackage as exc:
             print("MissingPackage:", exc)
     """)
@@ -78,8 +86,13 @@ def test_check_of_an_artifact_without_its_runtime_names_the_install_command(tmp_
     artifact = tmp_path / "model.tflite"
     artifact.write_bytes(b"TFL3 not really")
     env = _without(tmp_path, *targets.BUILTIN["tflite"].needs)
-    proc = subprocess.run([str(BIN / "shvit-check"), str(artifact), "--variant", "s1", "--weights", str(tmp_path / "never-read.pth")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "shvit-check"), str(artifact), "--variant", "s1", "--weights", str(tmp_path / "never-read.pth")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "pip install 'shvit-mobile[tflite]'" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 

@@ -1,5 +1,6 @@
 """Issue 14's field reports: non-finite checkpoints refused at load and the README's first run on a
 fresh machine with no network (GPU delegate coverage: tests/test_gpu_delegate.py)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from bad_inputs import assert_one_error_line
+
 from convert.cli import main as convert_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +45,7 @@ def test_non_finite_checkpoint_is_refused_at_load(value: float, tmp_path: Path, 
         convert_main(["--variant", "s1", "--target", "onnx", "--weights", str(path), "--out", str(out)])
     err = capsys.readouterr().err
     assert info.value.code == 1, err
-    assert_one_error_line(err, prog="shvit-convert",
-                          message=f"checkpoint {path} has non-finite values: {key} holds 3 NaN/Inf of {numel}; ")
+    assert_one_error_line(err, prog="shvit-convert", message=f"checkpoint {path} has non-finite values: {key} holds 3 NaN/Inf of {numel}; ")
     assert err.strip().endswith("the file is corrupt or training diverged — use another checkpoint")
     assert "exporting" not in err and "parity" not in err, "refused before any work"
     assert not out.exists(), "nothing may be written"
@@ -54,9 +54,14 @@ def test_non_finite_checkpoint_is_refused_at_load(value: float, tmp_path: Path, 
 def test_non_finite_checkpoint_through_the_installed_command(tmp_path: Path) -> None:
     path, key, _ = _poisoned_checkpoint(tmp_path, float("nan"), count=5)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "tflite", "--weights", str(path),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "tflite", "--weights", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 1, proc.stderr
     assert_one_error_line(proc.stderr, prog="shvit-convert", message=f"{key} holds 5 NaN/Inf of")
     assert not out.exists()
@@ -117,8 +122,15 @@ def test_readme_first_main_job_runs_on_a_fresh_offline_machine(tmp_path: Path) -
     cwd = tmp_path / "work"
     cwd.mkdir()
     env = _fresh_machine(tmp_path)
-    proc = subprocess.run(_offline([sys.executable, "-m", "convert.cli", *command[1:]]), cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1500, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        _offline([sys.executable, "-m", "convert.cli", *command[1:]]),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = cwd / command[command.index("--out") + 1]
     artifact = Path(proc.stdout.strip().splitlines()[-1])
@@ -138,9 +150,15 @@ def test_cached_released_weights_convert_offline(tmp_path: Path) -> None:
     torch.save({"model": shvit.create_model("s1").state_dict()}, cached)
     cwd = tmp_path / "work"
     cwd.mkdir()
-    proc = subprocess.run(_offline([sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "onnx",
-                                    "--weights", "imagenet", "--out", "exports"]),
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        _offline([sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "onnx", "--weights", "imagenet", "--out", "exports"]),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "download" not in proc.stderr.lower(), proc.stderr
     record = json.loads(next((cwd / "exports").glob("*.json")).read_text())

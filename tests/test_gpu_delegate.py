@@ -1,5 +1,6 @@
 """GPU delegate coverage (convert.tflite.gpu_compat): LiteRT's per-op rules on tiny graphs built here
 with the flatbuffer schema's object API (no TensorFlow), and its place in the export sidecar and reports."""
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 F32, F16, I32, I16 = tfl.TensorType.FLOAT32, tfl.TensorType.FLOAT16, tfl.TensorType.INT32, tfl.TensorType.INT16
 
 
-def T(shape: list[int], dtype: int = F32, data: np.ndarray | None = None) -> tuple:  # noqa: N802
+def T(shape: list[int], dtype: int = F32, data: np.ndarray | None = None) -> tuple:
     """A tensor: shape, dtype and, for a constant, its values."""
     return shape, dtype, data
 
 
-def Op(op: str, inputs: list[int], outputs: list[int], options: object = None, *, version: int = 1) -> tuple:  # noqa: N802
+def Op(op: str, inputs: list[int], outputs: list[int], options: object = None, *, version: int = 1) -> tuple:
     """An operator: a builtin name (``CONV_2D``) or a custom op name, tensor indices, builtin options (``...OptionsT``)."""
     return op, inputs, outputs, options, version
 
@@ -89,27 +90,46 @@ def weights(*shape: int, dtype: str = "<f4", seed: int = 0) -> np.ndarray:
 
 def compatible_graph() -> bytes:
     """CONV_2D (constant weights, fused RELU) → ADD (constant) → MEAN (constant axes) → FULLY_CONNECTED."""
-    return build([
-        T([1, 8, 8, 4]), T([8, 3, 3, 4], data=weights(8, 3, 3, 4)), T([8], data=weights(8, seed=1)), T([1, 8, 8, 8]),
-        T([8], data=weights(8, seed=2)), T([1, 8, 8, 8]), T([2], I32, np.array([1, 2], "<i4")), T([1, 8]),
-        T([10, 8], data=weights(10, 8, seed=3)), T([1, 10]),
-    ], [
-        Op("CONV_2D", [0, 1, 2], [3], conv_options(fusedActivationFunction=tfl.ActivationFunctionType.RELU)),
-        Op("ADD", [3, 4], [5], options("Add")),
-        Op("MEAN", [5, 6], [7], options("Reducer")),
-        Op("FULLY_CONNECTED", [7, 8, -1], [9], options("FullyConnected")),
-    ])
+    return build(
+        [
+            T([1, 8, 8, 4]),
+            T([8, 3, 3, 4], data=weights(8, 3, 3, 4)),
+            T([8], data=weights(8, seed=1)),
+            T([1, 8, 8, 8]),
+            T([8], data=weights(8, seed=2)),
+            T([1, 8, 8, 8]),
+            T([2], I32, np.array([1, 2], "<i4")),
+            T([1, 8]),
+            T([10, 8], data=weights(10, 8, seed=3)),
+            T([1, 10]),
+        ],
+        [
+            Op("CONV_2D", [0, 1, 2], [3], conv_options(fusedActivationFunction=tfl.ActivationFunctionType.RELU)),
+            Op("ADD", [3, 4], [5], options("Add")),
+            Op("MEAN", [5, 6], [7], options("Reducer")),
+            Op("FULLY_CONNECTED", [7, 8, -1], [9], options("FullyConnected")),
+        ],
+    )
 
 
 def fp16_conv_graph(*, constant: bool = True) -> bytes:
     """CONV_2D whose weights and bias are DEQUANTIZEs of float16 tensors (constants, as a TFLite fp16 export has them)."""
     w16, b16 = weights(8, 3, 3, 4, dtype="<f2"), weights(8, dtype="<f2", seed=1)
-    return build([
-        T([1, 8, 8, 4]), T([8, 3, 3, 4], F16, w16 if constant else None), T([8, 3, 3, 4]), T([8], F16, b16 if constant else None),
-        T([8]), T([1, 8, 8, 8]),
-    ], [
-        Op("DEQUANTIZE", [1], [2]), Op("DEQUANTIZE", [3], [4]), Op("CONV_2D", [0, 2, 4], [5], conv_options()),
-    ])
+    return build(
+        [
+            T([1, 8, 8, 4]),
+            T([8, 3, 3, 4], F16, w16 if constant else None),
+            T([8, 3, 3, 4]),
+            T([8], F16, b16 if constant else None),
+            T([8]),
+            T([1, 8, 8, 8]),
+        ],
+        [
+            Op("DEQUANTIZE", [1], [2]),
+            Op("DEQUANTIZE", [3], [4]),
+            Op("CONV_2D", [0, 2, 4], [5], conv_options()),
+        ],
+    )
 
 
 def one_op(op: str, *, extra: list[tuple] | None = None) -> bytes:
@@ -139,13 +159,22 @@ def test_fully_compatible_graph_gives_zero(tmp_path: Path) -> None:
     result = check(compatible_graph(), tmp_path)
     assert (result.incompatible, result.ops, result.reasons, result.total_ops) == (0, (), (), 4), result
     assert result.summary() == "all 4 ops supported" and result.line() == "GPU delegate: 0 of 4 ops not supported"
-    assert result.as_dict() == {"checked": True, "incompatible": 0, "total_ops": 4, "ops": [], "reasons": [], "analyzer": RULES,
-                                "folded_dequantize": 0}
+    assert result.as_dict() == {
+        "checked": True,
+        "incompatible": 0,
+        "total_ops": 4,
+        "ops": [],
+        "reasons": [],
+        "analyzer": RULES,
+        "folded_dequantize": 0,
+    }
 
 
 def test_topk_v2_is_flagged(tmp_path: Path) -> None:
-    data = build([T([1, 10]), T([1, 10]), T([], I32, np.array(3, "<i4")), T([1, 3]), T([1, 3], I32)],
-                 [Op("RELU", [0], [1]), Op("TOPK_V2", [1, 2], [3, 4])])
+    data = build(
+        [T([1, 10]), T([1, 10]), T([], I32, np.array(3, "<i4")), T([1, 3]), T([1, 3], I32)],
+        [Op("RELU", [0], [1]), Op("TOPK_V2", [1, 2], [3, 4])],
+    )
     assert_flagged(check(data, tmp_path), "TOPK_V2", "no GPU kernel", total=2)
 
 
@@ -171,35 +200,79 @@ def test_fp16_weights_are_checked_as_the_delegate_folds_them(tmp_path: Path) -> 
     assert_flagged(unfolded, "CONV_2D", "expects 1 or 2 runtime inputs, node has 3", total=3)
 
 
-@pytest.mark.parametrize(("data", "op", "reason"), [
-    (build([T([1, 2, 2, 2, 4]), T([1, 2, 2, 2, 4])], [Op("RELU", [0], [1])]), "RELU", "rank 5"),
-    (build([T([1, 8, 8, 4]), T([2], I32), T([1, 4])], [Op("MEAN", [0, 1], [2], options("Reducer"))]), "MEAN", "constant input"),
-    (build([T([1, 8, 8, 4]), T([2], data=np.array([1, 2], "<f4")), T([1, 4])], [Op("SUM", [0, 1], [2], options("Reducer"))]),
-     "SUM", "axes must be int32"),
-    (build([T([1, 8, 8, 4]), T([8, 3, 3, 4], data=weights(8, 3, 3, 4)), T([1, 8, 8, 8])],
-           [Op("CONV_2D", [0, 1], [2], conv_options(fusedActivationFunction=tfl.ActivationFunctionType.SIGN_BIT))]),
-     "CONV_2D", "SIGN_BIT"),
-    (build([T([1, 8, 8, 4]), T([8, 3, 3, 4], data=weights(8, 3, 3, 4)), T([1, 8, 8, 8])],
-           [Op("CONV_2D", [0, 1], [2], options("Conv2D", strideH=0, strideW=1, dilationHFactor=1, dilationWFactor=1))]),
-     "CONV_2D", "strides must be positive"),
-    (build([T([1, 10]), T([1, 10]), T([1, 10])], [Op("ADD", [0, 1], [2], options("Add"), version=4)]), "ADD", "op version 4"),
-    (build([T([1, 10], I16), T([1, 10], I16), T([1, 10], I16)], [Op("ADD", [0, 1], [2], options("Add"))]), "ADD", "input 0 is int16"),
-    (build([T([1, 4, 4, 3]), T([4, 5]), T([1, 4, 4, 3])], [Op("ADD", [0, 1], [2], options("Add"))]), "ADD", "cannot broadcast"),
-    (build([T([1, 10]), T([1, 10])], [Op("SOFTMAX", [0], [1], options("Softmax", beta=2.0))]), "SOFTMAX", "beta 2.0"),
-    (build([T([1, 8, 8, 4]), T([4], I32, np.array([0, 0, 0, 0], "<i4")), T([4], I32, np.array([1, 8, 8, 4], "<i4")),
-            T([4], I32, np.array([1, 1, 1, 1], "<i4")), T([8, 8, 4])],
-           [Op("STRIDED_SLICE", [0, 1, 2, 3], [4], options("StridedSlice", shrinkAxisMask=1))]), "STRIDED_SLICE", "shrinkAxisMask"),
-    (build([T([1, 10]), T([1, 10]), T([1, 10], tfl.TensorType.BOOL)], [Op("GREATER", [0, 1], [2])]),
-     "GREATER", "must feed exactly one CAST/SELECT"),
-], ids=["rank-5", "runtime-axes", "float-axes", "sign-bit", "zero-stride", "op-version", "int16", "broadcast", "softmax-beta",
-        "shrink-axis", "lone-comparison"])
+@pytest.mark.parametrize(
+    ("data", "op", "reason"),
+    [
+        (build([T([1, 2, 2, 2, 4]), T([1, 2, 2, 2, 4])], [Op("RELU", [0], [1])]), "RELU", "rank 5"),
+        (build([T([1, 8, 8, 4]), T([2], I32), T([1, 4])], [Op("MEAN", [0, 1], [2], options("Reducer"))]), "MEAN", "constant input"),
+        (
+            build([T([1, 8, 8, 4]), T([2], data=np.array([1, 2], "<f4")), T([1, 4])], [Op("SUM", [0, 1], [2], options("Reducer"))]),
+            "SUM",
+            "axes must be int32",
+        ),
+        (
+            build(
+                [T([1, 8, 8, 4]), T([8, 3, 3, 4], data=weights(8, 3, 3, 4)), T([1, 8, 8, 8])],
+                [Op("CONV_2D", [0, 1], [2], conv_options(fusedActivationFunction=tfl.ActivationFunctionType.SIGN_BIT))],
+            ),
+            "CONV_2D",
+            "SIGN_BIT",
+        ),
+        (
+            build(
+                [T([1, 8, 8, 4]), T([8, 3, 3, 4], data=weights(8, 3, 3, 4)), T([1, 8, 8, 8])],
+                [Op("CONV_2D", [0, 1], [2], options("Conv2D", strideH=0, strideW=1, dilationHFactor=1, dilationWFactor=1))],
+            ),
+            "CONV_2D",
+            "strides must be positive",
+        ),
+        (build([T([1, 10]), T([1, 10]), T([1, 10])], [Op("ADD", [0, 1], [2], options("Add"), version=4)]), "ADD", "op version 4"),
+        (build([T([1, 10], I16), T([1, 10], I16), T([1, 10], I16)], [Op("ADD", [0, 1], [2], options("Add"))]), "ADD", "input 0 is int16"),
+        (build([T([1, 4, 4, 3]), T([4, 5]), T([1, 4, 4, 3])], [Op("ADD", [0, 1], [2], options("Add"))]), "ADD", "cannot broadcast"),
+        (build([T([1, 10]), T([1, 10])], [Op("SOFTMAX", [0], [1], options("Softmax", beta=2.0))]), "SOFTMAX", "beta 2.0"),
+        (
+            build(
+                [
+                    T([1, 8, 8, 4]),
+                    T([4], I32, np.array([0, 0, 0, 0], "<i4")),
+                    T([4], I32, np.array([1, 8, 8, 4], "<i4")),
+                    T([4], I32, np.array([1, 1, 1, 1], "<i4")),
+                    T([8, 8, 4]),
+                ],
+                [Op("STRIDED_SLICE", [0, 1, 2, 3], [4], options("StridedSlice", shrinkAxisMask=1))],
+            ),
+            "STRIDED_SLICE",
+            "shrinkAxisMask",
+        ),
+        (
+            build([T([1, 10]), T([1, 10]), T([1, 10], tfl.TensorType.BOOL)], [Op("GREATER", [0, 1], [2])]),
+            "GREATER",
+            "must feed exactly one CAST/SELECT",
+        ),
+    ],
+    ids=[
+        "rank-5",
+        "runtime-axes",
+        "float-axes",
+        "sign-bit",
+        "zero-stride",
+        "op-version",
+        "int16",
+        "broadcast",
+        "softmax-beta",
+        "shrink-axis",
+        "lone-comparison",
+    ],
+)
 def test_per_op_constraints(data: bytes, op: str, reason: str, tmp_path: Path) -> None:
     assert_flagged(check(data, tmp_path), op, reason, total=1)
 
 
 def test_each_incompatible_op_is_counted_and_named_once(tmp_path: Path) -> None:
-    data = build([T([1, 10]), T([1, 10]), T([1, 10]), T([1, 10]), T([1, 10])],
-                 [Op("ShvitMadeUpOp", [0], [1]), Op("RELU", [1], [2]), Op("ShvitMadeUpOp", [2], [3]), Op("FlexErf", [3], [4])])
+    data = build(
+        [T([1, 10]), T([1, 10]), T([1, 10]), T([1, 10]), T([1, 10])],
+        [Op("ShvitMadeUpOp", [0], [1]), Op("RELU", [1], [2]), Op("ShvitMadeUpOp", [2], [3]), Op("FlexErf", [3], [4])],
+    )
     result = check(data, tmp_path)
     assert (result.incompatible, result.ops, result.total_ops) == (3, ("ShvitMadeUpOp", "FlexErf"), 4), result
     assert len(result.reasons) == 2
@@ -215,11 +288,14 @@ def test_a_file_that_is_not_tflite_is_a_convert_error(tmp_path: Path) -> None:
 def test_the_check_never_imports_tensorflow(tmp_path: Path) -> None:
     path = tmp_path / "topk.tflite"
     path.write_bytes(one_op("TOPK_V2"))
-    script = ("import json, sys\nfrom convert.tflite.gpu_compat import gpu_compatibility_of\n"
-              "r = gpu_compatibility_of(sys.argv[1])\n"
-              "print(json.dumps({'ops': list(r.ops), 'tensorflow': 'tensorflow' in sys.modules}))\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    script = (
+        "import json, sys\nfrom convert.tflite.gpu_compat import gpu_compatibility_of\n"
+        "r = gpu_compatibility_of(sys.argv[1])\n"
+        "print(json.dumps({'ops': list(r.ops), 'tensorflow': 'tensorflow' in sys.modules}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"ops": ["TOPK_V2"], "tensorflow": False}
 
@@ -235,8 +311,12 @@ def test_shvit_check_and_bench_print_one_gpu_line_per_tflite_artifact(tmp_path: 
     coverage = check(one_op("TOPK_V2"), tmp_path)
     tflite = ArtifactResult(tmp_path / "m.tflite", "tflite", "fp32", "sidecar", "pass", gpu_delegate=coverage)
     onnx = ArtifactResult(tmp_path / "m.onnx", "onnx", "fp32", "sidecar", "pass")
-    report = CheckReport(reference={"variant": "s1", "input_size": 224, "num_classes": 1000, "weights": "w", "runtime": "PyTorch"},
-                         images={"description": "generated"}, reference_accuracy=None, artifacts=[tflite, onnx])
+    report = CheckReport(
+        reference={"variant": "s1", "input_size": 224, "num_classes": 1000, "weights": "w", "runtime": "PyTorch"},
+        images={"description": "generated"},
+        reference_accuracy=None,
+        artifacts=[tflite, onnx],
+    )
     lines = format_table(report)
     assert "  m.tflite: GPU delegate: 1 of 2 ops not supported (TOPK_V2)" in lines
     assert not any("m.onnx: GPU" in line for line in lines)
@@ -255,8 +335,9 @@ def test_the_checker_asks_the_tflite_target(tmp_path: Path) -> None:
     notes: list[str] = []
     assert _gpu_delegate(targets.get("tflite"), path, notes).line() == "GPU delegate: 0 of 4 ops not supported" and not notes
     path.write_bytes(b"garbage!")
-    assert _gpu_delegate(targets.get("tflite"), path, notes) is None and notes == ["GPU delegate: not checked: m.tflite: "
-                                                                                  "not a TFLite flatbuffer (no TFL3 identifier)"]
+    assert _gpu_delegate(targets.get("tflite"), path, notes) is None and notes == [
+        "GPU delegate: not checked: m.tflite: not a TFLite flatbuffer (no TFL3 identifier)"
+    ]
     assert _gpu_delegate(targets.get("onnx"), tmp_path / "m.onnx", notes) is None
 
 
@@ -266,9 +347,26 @@ def test_tflite_export_records_gpu_delegate_coverage(tiny, tmp_path: Path, capsy
 
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as info:
-        convert_main(["--variant", "auto", "--target", "tflite", "--precision", "fp32", "--weights", str(tiny.checkpoint),
-                      "--labels", str(tiny.labels_file), "--input-size", str(tiny.input_size), "--images", str(tiny.images_dir),
-                      "--out", str(out)])
+        convert_main(
+            [
+                "--variant",
+                "auto",
+                "--target",
+                "tflite",
+                "--precision",
+                "fp32",
+                "--weights",
+                str(tiny.checkpoint),
+                "--labels",
+                str(tiny.labels_file),
+                "--input-size",
+                str(tiny.input_size),
+                "--images",
+                str(tiny.images_dir),
+                "--out",
+                str(out),
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 0, err
     artifact = next(out.glob("*.tflite"))

@@ -3,6 +3,7 @@ test_cli_errors.py): one line naming the problem and the fix, a non-zero exit, n
 --debug, and nothing written. Then what the machine does to every command: a read-only folder, a
 file it may not read, a disk that fills up.
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,22 +17,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import calib
 from bad_inputs import (
-    PWNED_MARKER, assert_one_error_line, checkpoint, files_under, image_folder, labels, read_only_dir, small_disk, unprivileged,
+    PWNED_MARKER,
+    assert_one_error_line,
+    checkpoint,
+    files_under,
+    image_folder,
+    labels,
+    read_only_dir,
+    small_disk,
+    unprivileged,
     unreadable,
 )
-from convert.io.staging import STAGING_PREFIX
-from convert.bench.cli import bench_command
-from convert.cli import convert_command
-import convert
-from convert.validate.check import check_command
-from mobile_demo.cli import demo_group
 from test_check import private_cache, run_cli, tiny_exports
 
-MODULES = {"shvit-convert": "convert.cli", "shvit-check": "convert.validate.check", "shvit-bench": "convert.bench.cli",
-           "shvit-demo": "mobile_demo.cli"}
+import calib
+import convert
+from convert.bench.cli import bench_command
+from convert.cli import convert_command
+from convert.io.staging import STAGING_PREFIX
+from convert.validate.check import check_command
+from mobile_demo.cli import demo_group
+
+MODULES = {
+    "shvit-convert": "convert.cli",
+    "shvit-check": "convert.validate.check",
+    "shvit-bench": "convert.bench.cli",
+    "shvit-demo": "mobile_demo.cli",
+}
 COMMANDS = {"shvit-convert": convert_command, "shvit-check": check_command, "shvit-bench": bench_command, "shvit-demo": demo_group}
 
 
@@ -56,8 +69,22 @@ class Inputs:
 
     def bench(self, *extra: object, out: Path | None = None) -> list[object]:
         """A quick, valid shvit-bench command line for the tiny model, plus ``extra``."""
-        return ["--variant", "auto", "--weights", self.ckpt, "--input-size", 96, "--runs", 1, "--warmup", 0, "--no-baselines",
-                "--out", out or self.out, *extra]
+        return [
+            "--variant",
+            "auto",
+            "--weights",
+            self.ckpt,
+            "--input-size",
+            96,
+            "--runs",
+            1,
+            "--warmup",
+            0,
+            "--no-baselines",
+            "--out",
+            out or self.out,
+            *extra,
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +92,16 @@ def exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     made = dict(tiny_exports(tiny, tmp_path_factory))
     out = tmp_path_factory.mktemp("hardening-coreml")
     with private_cache(tmp_path_factory):
-        made["mlpackage"] = convert.export(tiny.checkpoint, target="coreml", out_dir=out, input_size=tiny.input_size,
-                                           labels=tiny.labels_file).path
+        made["mlpackage"] = convert.export(
+            tiny.checkpoint, target="coreml", out_dir=out, input_size=tiny.input_size, labels=tiny.labels_file
+        ).path
     return made
 
 
 @pytest.fixture
 def inputs(tiny: Any, exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Inputs:
     """Offline as well as away from the internet: a download fails at the name lookup, as on a plane."""
+
     def offline(*_args: object, **_kwargs: object) -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
@@ -107,21 +136,49 @@ def _unrelated(i: Inputs) -> Path:
 CHECK_CASES: list[Case] = [
     ("unknown variant", lambda i: _check(i, variant="s7"), "Invalid value for '--variant': 's7' is not one of", 2),
     ("artifact missing", lambda i: [i.root / "nope.onnx", *_check(i)[1:]], "nope.onnx does not exist", 1),
-    ("not an artifact", lambda i: [_file(i.root / "notes.txt"), *_check(i)[1:]], "unknown artifact type .txt: pass .onnx, .tflite, .mlpackage or .aimodel files", 1),
+    (
+        "not an artifact",
+        lambda i: [_file(i.root / "notes.txt"), *_check(i)[1:]],
+        "unknown artifact type .txt: pass .onnx, .tflite, .mlpackage or .aimodel files",
+        1,
+    ),
     ("a folder named .onnx", lambda i: [_folder(i.root / "model.onnx"), *_check(i)[1:]], "is a folder, not a .onnx file", 1),
     ("the same artifact twice", lambda i: [i.onnx, *_check(i)], "the same artifact is listed twice", 1),
-    ("checkpoint of another variant", lambda i: _check(i, variant="s1", weights=checkpoint("other_variant", i.root)),
-     "does not fit SHViT-S1: it looks like SHViT-S2", 1),
-    ("checkpoint of another architecture", lambda i: _check(i, variant="s1", weights=checkpoint("other_architecture", i.root)),
-     "it looks like not an SHViT checkpoint", 1),
-    ("truncated checkpoint", lambda i: _check(i, variant="s1", weights=checkpoint("truncated", i.root)), "is truncated: download it again", 1),
+    (
+        "checkpoint of another variant",
+        lambda i: _check(i, variant="s1", weights=checkpoint("other_variant", i.root)),
+        "does not fit SHViT-S1: it looks like SHViT-S2",
+        1,
+    ),
+    (
+        "checkpoint of another architecture",
+        lambda i: _check(i, variant="s1", weights=checkpoint("other_architecture", i.root)),
+        "it looks like not an SHViT checkpoint",
+        1,
+    ),
+    (
+        "truncated checkpoint",
+        lambda i: _check(i, variant="s1", weights=checkpoint("truncated", i.root)),
+        "is truncated: download it again",
+        1,
+    ),
     ("random bytes", lambda i: _check(i, weights=checkpoint("random_bytes", i.root)), "is not a PyTorch or safetensors checkpoint", 1),
     ("empty checkpoint", lambda i: _check(i, weights=checkpoint("empty", i.root)), "is empty: download it again", 1),
     ("pickle that runs code", lambda i: _check(i, weights=checkpoint("exploit", i.root)), "refusing to load it", 1),
-    ("directory as checkpoint", lambda i: _check(i, weights=checkpoint("directory", i.root)), "is a directory: pass the checkpoint file", 1),
+    (
+        "directory as checkpoint",
+        lambda i: _check(i, weights=checkpoint("directory", i.root)),
+        "is a directory: pass the checkpoint file",
+        1,
+    ),
     ("auto without a checkpoint", lambda i: _check(i, weights="imagenet"), "'auto' infers the architecture from a checkpoint file", 1),
     ("imagenet weights offline", lambda i: _check(i, variant="s1", weights="imagenet"), "pass --weights PATH", 1),
-    ("labels: wrong count", lambda i: _check(i, "--labels", labels("wrong_count", i.root, classes=8)), "has 7 labels but the model has 8", 1),
+    (
+        "labels: wrong count",
+        lambda i: _check(i, "--labels", labels("wrong_count", i.root, classes=8)),
+        "has 7 labels but the model has 8",
+        1,
+    ),
     ("labels: blank lines", lambda i: _check(i, "--labels", labels("blank_lines", i.root, classes=8)), "has blank lines (line 2)", 1),
     ("labels: duplicates", lambda i: _check(i, "--labels", labels("duplicates", i.root, classes=8)), "repeats 'same' (line 2)", 1),
     ("labels: missing file", lambda i: _check(i, "--labels", i.root / "nope.txt"), "does not exist or is not a file", 1),
@@ -130,8 +187,12 @@ CHECK_CASES: list[Case] = [
     ("images: empty folder", lambda i: _check(i, "--images", image_folder("empty", i.root)), "no image files", 1),
     ("images: all bad files", lambda i: _check(i, "--images", image_folder("all_bad", i.root)), "all 2 files were unreadable", 1),
     ("labels from folders without images", lambda i: _check(i, "--labels-from-folders"), "need --images DIR", 2),
-    ("labels-file: missing", lambda i: _check(i, "--images", i.tiny.images_dir, "--labels-file", i.root / "nope.csv"),
-     "does not exist or is not a file", 1),
+    (
+        "labels-file: missing",
+        lambda i: _check(i, "--images", i.tiny.images_dir, "--labels-file", i.root / "nope.csv"),
+        "does not exist or is not a file",
+        1,
+    ),
     ("negative count", lambda i: _check(i, "--count", -1), "--count must be 0 (all images) or more", 2),
     ("zero threads", lambda i: _check(i, "--threads", 0), "--threads must be at least 1", 2),
     ("input size not a multiple of 32", lambda i: _check(i, "--input-size", 100), "input size must be a multiple of 32", 1),
@@ -145,24 +206,66 @@ BENCH_CASES: list[Case] = [
     ("unknown precision", lambda i: i.bench("--target", "tflite:int4"), "precision 'int4' is not available for tflite", 2),
     ("precision of another target", lambda i: i.bench("--target", "onnx:int8"), "precision 'int8' is not available for onnx", 2),
     ("int8 without calib", lambda i: i.bench("--target", "tflite:int8"), "pass --calib DIR", 1),
-    ("calib: missing folder", lambda i: i.bench("--target", "tflite:int8", "--calib", image_folder("missing", i.root)), "does not exist", 1),
+    (
+        "calib: missing folder",
+        lambda i: i.bench("--target", "tflite:int8", "--calib", image_folder("missing", i.root)),
+        "does not exist",
+        1,
+    ),
     ("calib: a file", lambda i: i.bench("--target", "coreml:int8", "--calib", image_folder("file", i.root)), "is a file", 1),
     ("calib: empty folder", lambda i: i.bench("--target", "tflite:int8", "--calib", image_folder("empty", i.root)), "no image files", 1),
-    ("calib: all bad files", lambda i: i.bench("--target", "tflite:int8", "--calib", image_folder("all_bad", i.root)),
-     "all 2 files were unreadable", 1),
-    ("calib-count zero", lambda i: i.bench("--target", "tflite:int8", "--calib", i.calib, "--calib-count", 0), "--calib-count must be at least 1", 1),
-    ("checkpoint of another variant", lambda i: ["--variant", "s1", "--weights", checkpoint("other_variant", i.root), "--out", i.out],
-     "does not fit SHViT-S1: it looks like SHViT-S2", 1),
-    ("checkpoint of another architecture", lambda i: ["--variant", "s1", "--weights", checkpoint("other_architecture", i.root), "--out", i.out],
-     "it looks like not an SHViT checkpoint", 1),
-    ("truncated checkpoint", lambda i: ["--variant", "s1", "--weights", checkpoint("truncated", i.root), "--out", i.out], "is truncated", 1),
+    (
+        "calib: all bad files",
+        lambda i: i.bench("--target", "tflite:int8", "--calib", image_folder("all_bad", i.root)),
+        "all 2 files were unreadable",
+        1,
+    ),
+    (
+        "calib-count zero",
+        lambda i: i.bench("--target", "tflite:int8", "--calib", i.calib, "--calib-count", 0),
+        "--calib-count must be at least 1",
+        1,
+    ),
+    (
+        "checkpoint of another variant",
+        lambda i: ["--variant", "s1", "--weights", checkpoint("other_variant", i.root), "--out", i.out],
+        "does not fit SHViT-S1: it looks like SHViT-S2",
+        1,
+    ),
+    (
+        "checkpoint of another architecture",
+        lambda i: ["--variant", "s1", "--weights", checkpoint("other_architecture", i.root), "--out", i.out],
+        "it looks like not an SHViT checkpoint",
+        1,
+    ),
+    (
+        "truncated checkpoint",
+        lambda i: ["--variant", "s1", "--weights", checkpoint("truncated", i.root), "--out", i.out],
+        "is truncated",
+        1,
+    ),
     ("random bytes", lambda i: ["--variant", "s1", "--weights", checkpoint("random_bytes", i.root), "--out", i.out], "is not a PyTorch", 1),
     ("empty checkpoint", lambda i: ["--variant", "s1", "--weights", checkpoint("empty", i.root), "--out", i.out], "is empty", 1),
-    ("pickle that runs code", lambda i: ["--variant", "s1", "--weights", checkpoint("exploit", i.root), "--out", i.out], "refusing to load it", 1),
-    ("directory as checkpoint", lambda i: ["--variant", "s1", "--weights", checkpoint("directory", i.root), "--out", i.out], "is a directory", 1),
+    (
+        "pickle that runs code",
+        lambda i: ["--variant", "s1", "--weights", checkpoint("exploit", i.root), "--out", i.out],
+        "refusing to load it",
+        1,
+    ),
+    (
+        "directory as checkpoint",
+        lambda i: ["--variant", "s1", "--weights", checkpoint("directory", i.root), "--out", i.out],
+        "is a directory",
+        1,
+    ),
     ("one checkpoint for two variants", lambda i: ["--variant", "s1,s2", "--weights", i.ckpt, "--out", i.out], "is one checkpoint", 2),
     ("auto with random init", lambda i: ["--variant", "auto", "--random-init", "--out", i.out], "cannot be combined with --random-init", 2),
-    ("auto without a checkpoint", lambda i: ["--variant", "auto", "--out", i.out], "'auto' infers the architecture from a checkpoint file", 1),
+    (
+        "auto without a checkpoint",
+        lambda i: ["--variant", "auto", "--out", i.out],
+        "'auto' infers the architecture from a checkpoint file",
+        1,
+    ),
     ("imagenet weights offline", lambda i: ["--variant", "s1", "--target", "onnx", "--out", i.out], "pass --weights PATH", 1),
     ("labels: wrong count", lambda i: i.bench("--labels", labels("wrong_count", i.root, classes=8)), "has 7 labels but the model has 8", 1),
     ("labels: blank lines", lambda i: i.bench("--labels", labels("blank_lines", i.root, classes=8)), "has blank lines", 1),
@@ -184,29 +287,66 @@ DEMO_CASES: list[Case] = [
     ("TFLite model for iOS", lambda i: ["ios", "--model", i.tflite, "--out", i.out], "is not a Core ML package", 1),
     ("a folder as the model", lambda i: ["android", "--model", i.root, "--out", i.out], "is not a TFLite file", 1),
     ("empty .tflite", lambda i: ["android", "--model", _file(i.root / "e.tflite", b""), "--out", i.out], "not a TFLite flatbuffer", 1),
-    ("random bytes .tflite", lambda i: ["android", "--model", _file(i.root / "r.tflite", os.urandom(4096)), "--out", i.out],
-     "not a TFLite flatbuffer", 1),
-    ("truncated .tflite", lambda i: ["android", "--model", _file(i.root / "t.tflite", i.tflite.read_bytes()[:4096]), "--out", i.out],
-     "is a damaged TFLite file", 1),
-    ("a folder named .mlpackage", lambda i: ["ios", "--model", _folder(i.root / "m.mlpackage"), "--out", i.out],
-     "is not a readable Core ML package", 1),
-    ("output path is a file", lambda i: ["ios", "--model", i.mlpackage, "--out", image_folder("file", i.root)], "is a file: pass a folder", 1),
+    (
+        "random bytes .tflite",
+        lambda i: ["android", "--model", _file(i.root / "r.tflite", os.urandom(4096)), "--out", i.out],
+        "not a TFLite flatbuffer",
+        1,
+    ),
+    (
+        "truncated .tflite",
+        lambda i: ["android", "--model", _file(i.root / "t.tflite", i.tflite.read_bytes()[:4096]), "--out", i.out],
+        "is a damaged TFLite file",
+        1,
+    ),
+    (
+        "a folder named .mlpackage",
+        lambda i: ["ios", "--model", _folder(i.root / "m.mlpackage"), "--out", i.out],
+        "is not a readable Core ML package",
+        1,
+    ),
+    (
+        "output path is a file",
+        lambda i: ["ios", "--model", i.mlpackage, "--out", image_folder("file", i.root)],
+        "is a file: pass a folder",
+        1,
+    ),
     ("output inside a file", lambda i: ["android", "--model", i.tflite, "--out", image_folder("file", i.root) / "app"], "cannot create", 1),
-    ("existing folder without --force", lambda i: ["android", "--model", i.tflite, "--out", _unrelated(i)],
-     "already exists and is not empty: pass --force", 1),
-    ("--force on a folder it did not write", lambda i: ["android", "--model", i.tflite, "--out", _unrelated(i), "--force"],
-     "is not a demo written by shvit-demo", 1),
-    ("output that contains the model", lambda i: ["android", "--model", i.tflite, "--out", i.tflite.parent, "--force"], "contains the model", 1),
+    (
+        "existing folder without --force",
+        lambda i: ["android", "--model", i.tflite, "--out", _unrelated(i)],
+        "already exists and is not empty: pass --force",
+        1,
+    ),
+    (
+        "--force on a folder it did not write",
+        lambda i: ["android", "--model", i.tflite, "--out", _unrelated(i), "--force"],
+        "is not a demo written by shvit-demo",
+        1,
+    ),
+    (
+        "output that contains the model",
+        lambda i: ["android", "--model", i.tflite, "--out", i.tflite.parent, "--force"],
+        "contains the model",
+        1,
+    ),
 ]
 
-TABLE = [("shvit-check", *case) for case in CHECK_CASES] + [("shvit-bench", *case) for case in BENCH_CASES] + [
-    ("shvit-demo", *case) for case in DEMO_CASES
-]
+TABLE = (
+    [("shvit-check", *case) for case in CHECK_CASES]
+    + [("shvit-bench", *case) for case in BENCH_CASES]
+    + [("shvit-demo", *case) for case in DEMO_CASES]
+)
 
 
 @pytest.mark.parametrize(("prog", "name", "make_args", "message", "code"), TABLE, ids=[f"{t[0]}: {t[1]}" for t in TABLE])
 def test_bad_input_gets_one_clear_line_and_nothing_is_written(
-    prog: str, name: str, make_args: Callable[[Inputs], list[object]], message: str, code: int, inputs: Inputs,
+    prog: str,
+    name: str,
+    make_args: Callable[[Inputs], list[object]],
+    message: str,
+    code: int,
+    inputs: Inputs,
 ) -> None:
     args = make_args(inputs)
     before = files_under(inputs.root)
@@ -243,7 +383,7 @@ def test_debug_shows_the_traceback(prog: str, tmp_path: Path) -> None:
 def test_read_only_output_folders_are_refused_before_any_work(inputs: Inputs) -> None:
     with read_only_dir(inputs.root) as ro:
         cases = [
-            ("shvit-check", _check(inputs)[:-2] + ["--json", ro / "r.json"], f"cannot write --json {ro / 'r.json'}"),
+            ("shvit-check", [*_check(inputs)[:-2], "--json", ro / "r.json"], f"cannot write --json {ro / 'r.json'}"),
             ("shvit-bench", inputs.bench(out=ro / "bench"), f"output folder {ro / 'bench'} is not writable"),
             ("shvit-demo", ["android", "--model", inputs.tflite, "--out", ro / "app"], f"cannot create {ro / 'app'}"),
         ]
@@ -271,9 +411,16 @@ def test_unreadable_inputs_are_named(inputs: Inputs) -> None:
     locked_model = _file(inputs.root / "locked.tflite", inputs.tflite.read_bytes())
     out = inputs.out
     cases = [
-        ("shvit-convert", ["--variant", "auto", "--weights", locked_ckpt, "--target", "onnx", "--out", out], f"permission denied on {locked_ckpt}"),
-        ("shvit-convert", ["--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--calib", locked_folder, "--out", out],
-         "is not readable"),
+        (
+            "shvit-convert",
+            ["--variant", "auto", "--weights", locked_ckpt, "--target", "onnx", "--out", out],
+            f"permission denied on {locked_ckpt}",
+        ),
+        (
+            "shvit-convert",
+            ["--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--calib", locked_folder, "--out", out],
+            "is not readable",
+        ),
         ("shvit-check", [locked_model, "--variant", "auto", "--weights", inputs.ckpt, "--json", out / "r.json"], "is not readable"),
         ("shvit-bench", inputs.bench("--target", "tflite:int8", "--calib", locked_folder), "is not readable"),
         ("shvit-demo", ["android", "--model", locked_model, "--out", out], "is not readable"),
@@ -293,8 +440,9 @@ def test_an_unreadable_sub_folder_is_skipped_with_a_warning(inputs: Inputs) -> N
         folder.mkdir(exist_ok=True)
         (folder / source.name).write_bytes(source.read_bytes())
     with unreadable(images / "locked"):
-        result = _run_as_user("shvit-convert", "--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--images", images,
-                              "--out", inputs.out)
+        result = _run_as_user(
+            "shvit-convert", "--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--images", images, "--out", inputs.out
+        )
     assert result.returncode == 0, result.stderr
     assert f"warning: skipped folder {images / 'locked'}: " in result.stderr and "ermission denied" in result.stderr
     assert (inputs.out / "shvit_custom_8cls_fp32.onnx").is_file()
@@ -317,7 +465,9 @@ def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(target
         assert first.returncode == 0, first.stderr
         previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
         _fill(disk, leave_kib=64)
-        full = subprocess.run([sys.executable, "-m", "convert.cli", *map(str, args), "--force"], capture_output=True, text=True, timeout=300)
+        full = subprocess.run(
+            [sys.executable, "-m", "convert.cli", *map(str, args), "--force"], capture_output=True, text=True, timeout=300
+        )
         assert full.returncode == 1, full.stderr
         assert_one_error_line(full.stderr, prog="shvit-convert", message="no space left on the device")
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == previous
@@ -328,7 +478,7 @@ def test_check_bench_and_demo_on_a_full_disk_leave_nothing_half_written(inputs: 
     with small_disk(inputs.root, megabytes=2) as disk:
         _fill(disk, leave_kib=0)
         cases = [
-            ("shvit-check", _check(inputs)[:-2] + ["--json", disk / "report.json"]),
+            ("shvit-check", [*_check(inputs)[:-2], "--json", disk / "report.json"]),
             ("shvit-bench", inputs.bench("--target", "onnx", out=disk / "bench")),
             ("shvit-demo", ["android", "--model", inputs.tflite, "--out", disk / "app"]),
         ]

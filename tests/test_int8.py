@@ -5,6 +5,7 @@ with onnx2tf (its traced function then quantised several ways in seconds), one t
 :func:`export_tflite` in ``auto``, and image-dependent S1 once per target in ``auto``. Accuracy is
 judged on held-out images, never the calibration ones.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,7 +72,10 @@ def test_clipped_ranges_beat_min_max_on_heavy_tails() -> None:
     assert low <= mse[0] < 0 < mse[1] <= high and fake_quant_mse(values, *mse) < 0.8 * fake_quant_mse(values, low, high)
     observer = RangeObserver()
     observer("t", values[:1000])
-    assert set(METHODS) == {"minmax", "percentile", "mse"} and observer.ranges("minmax")["t"] == (float(values[:1000].min()), float(values[:1000].max()))
+    assert set(METHODS) == {"minmax", "percentile", "mse"} and observer.ranges("minmax")["t"] == (
+        float(values[:1000].min()),
+        float(values[:1000].max()),
+    )
 
 
 def test_greedy_selection_keeps_the_fewest_candidates_that_meet_the_target() -> None:
@@ -87,7 +91,9 @@ def test_greedy_selection_keeps_the_fewest_candidates_that_meet_the_target() -> 
     selection = select_float_ops(candidates, evaluate, target=target, baseline=evaluate([]), total_macs=30)
     assert selection.met and sorted(selection.keep_float) == ["b", "c"]
     budget = QualityTarget(min_cosine=0.98, top1=0.9, max_float_mac_share=0.34)
-    assert not select_float_ops([Candidate(n, [n], macs=10) for n in "abc"], evaluate, target=budget, baseline=evaluate([]), total_macs=30).met
+    assert not select_float_ops(
+        [Candidate(n, [n], macs=10) for n in "abc"], evaluate, target=budget, baseline=evaluate([]), total_macs=30
+    ).met
 
 
 def test_targets_are_the_issue_figures() -> None:
@@ -122,19 +128,31 @@ def tiny_function(tiny, tmp_path_factory: pytest.TempPathFactory) -> TinyFunctio
     cwd = os.getcwd()
     os.chdir(work)  # onnx2tf writes into its working directory
     try:
-        model = onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "saved_model"), tflite_backend="tf_converter",
-                                output_signaturedefs=True, disable_model_save=True, non_verbose=True)
+        model = onnx2tf.convert(
+            input_onnx_file_path=str(work / "model.onnx"),
+            output_folder_path=str(work / "saved_model"),
+            tflite_backend="tf_converter",
+            output_signaturedefs=True,
+            disable_model_save=True,
+            non_verbose=True,
+        )
     finally:
         os.chdir(cwd)
     images = _held_out(tiny)
-    return TinyFunction(quantize.concrete_function(model), calib_pixels, images, tiny.class_names,
-                        _accuracy(source.reference_logits(images.pixels), images, tiny.class_names))
+    return TinyFunction(
+        quantize.concrete_function(model),
+        calib_pixels,
+        images,
+        tiny.class_names,
+        _accuracy(source.reference_logits(images.pixels), images, tiny.class_names),
+    )
 
 
 def test_full_mode_with_min_max_reproduces_todays_int8_graph(tiny_function: TinyFunction) -> None:
     today = quantize.convert(tiny_function.function, "int8", calib_pixels=tiny_function.calib_pixels)
-    full, report = int8_mixed.convert_int8(tiny_function.function, tiny_function.calib_pixels,
-                                           options=int8_mixed.Int8Options(mode="full", calibration="minmax"))
+    full, report = int8_mixed.convert_int8(
+        tiny_function.function, tiny_function.calib_pixels, options=int8_mixed.Int8Options(mode="full", calibration="minmax")
+    )
     assert full == today
     assert report.mode == "full" and report.keep_float == [] and report.int8_mac_share == 1.0
 
@@ -154,10 +172,13 @@ def test_per_layer_report_lists_every_quantised_op_with_a_finite_error(tiny_func
 def test_keep_float_of_a_named_op_leaves_it_float_in_the_artifact(tiny_function: TinyFunction) -> None:
     calibrated = int8_mixed.calibrate(tiny_function.function, tiny_function.calib_pixels)
     conv = next(op for op in int8_mixed.quantised_ops(calibrated) if op.op_type == "CONV_2D" and op.pointwise)
-    model, report = int8_mixed.convert_int8(tiny_function.function, tiny_function.calib_pixels,
-                                            options=int8_mixed.Int8Options(mode="full", keep_float=(conv.name,)))
+    model, report = int8_mixed.convert_int8(
+        tiny_function.function, tiny_function.calib_pixels, options=int8_mixed.Int8Options(mode="full", keep_float=(conv.name,))
+    )
     assert conv.name in int8_mixed.float_op_names(model) and report.keep_float == [conv.name]
-    assert conv.name not in int8_mixed.float_op_names(quantize.convert(tiny_function.function, "int8", calib_pixels=tiny_function.calib_pixels))
+    assert conv.name not in int8_mixed.float_op_names(
+        quantize.convert(tiny_function.function, "int8", calib_pixels=tiny_function.calib_pixels)
+    )
     with pytest.raises(ValueError, match="no quantisable TFLite op named 'nope'"):
         int8_mixed.convert_int8(tiny_function.function, tiny_function.calib_pixels, options=int8_mixed.Int8Options(keep_float=("nope",)))
 
@@ -190,8 +211,16 @@ def test_per_layer_errors_of_an_artifact_grow_along_the_depth(tiny_function: Tin
 def tiny_auto(tiny, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("tiny-auto")
     source = _source(tiny, out)
-    written = export_tflite(source.pixel_model, {"int8": out / "tiny_int8.tflite"}, input_size=tiny.input_size, labels=source.labels,
-                            calib_pixels=_tiny_calibration(tiny), int8=int8_mixed.Int8Options(), progress=False, log=lambda _: None)
+    written = export_tflite(
+        source.pixel_model,
+        {"int8": out / "tiny_int8.tflite"},
+        input_size=tiny.input_size,
+        labels=source.labels,
+        calib_pixels=_tiny_calibration(tiny),
+        int8=int8_mixed.Int8Options(),
+        progress=False,
+        log=lambda _: None,
+    )
     return written["int8"].path, written["int8"].int8_report
 
 
@@ -250,8 +279,16 @@ def tiny_coreml(tiny, tmp_path_factory: pytest.TempPathFactory) -> TinyCoreML:
     out = tmp_path_factory.mktemp("tiny-coreml")
     source = _source(tiny, out)
     pixels = _tiny_calibration(tiny)
-    auto = export_coreml(source.deploy, out / "tiny_auto.mlpackage", input_size=tiny.input_size, labels=source.labels, precision="int8",
-                         min_ios="17", calib_pixels=pixels, int8=CoreMLInt8Options())
+    auto = export_coreml(
+        source.deploy,
+        out / "tiny_auto.mlpackage",
+        input_size=tiny.input_size,
+        labels=source.labels,
+        precision="int8",
+        min_ios="17",
+        calib_pixels=pixels,
+        int8=CoreMLInt8Options(),
+    )
     return TinyCoreML(source, pixels, auto, out)
 
 
@@ -271,15 +308,22 @@ def test_tiny_coreml_full_mode_is_todays_w8a8_and_keep_float_leaves_an_op_fp16(t
     from convert.coreml.export import export_coreml
     from convert.coreml.int8_mixed import CoreMLInt8Options
 
-    common = {"input_size": tiny.input_size, "labels": tiny_coreml.source.labels, "precision": "int8", "min_ios": "17",
-              "calib_pixels": tiny_coreml.calib_pixels}
+    common = {
+        "input_size": tiny.input_size,
+        "labels": tiny_coreml.source.labels,
+        "precision": "int8",
+        "min_ios": "17",
+        "calib_pixels": tiny_coreml.calib_pixels,
+    }
     today = export_coreml(tiny_coreml.source.deploy, tiny_coreml.out / "today.mlpackage", **common)
-    full = export_coreml(tiny_coreml.source.deploy, tiny_coreml.out / "full.mlpackage", **common,
-                         int8=CoreMLInt8Options(mode="full", calibration="minmax"))
+    full = export_coreml(
+        tiny_coreml.source.deploy, tiny_coreml.out / "full.mlpackage", **common, int8=CoreMLInt8Options(mode="full", calibration="minmax")
+    )
     assert full.op_counts == today.op_counts and _dequantized_inputs(full.path) == _dequantized_inputs(today.path)
     name = next(n for n, quantised in _dequantized_inputs(today.path).items() if quantised)
-    kept = export_coreml(tiny_coreml.source.deploy, tiny_coreml.out / "kept.mlpackage", **common,
-                         int8=CoreMLInt8Options(mode="full", keep_float=(name,)))
+    kept = export_coreml(
+        tiny_coreml.source.deploy, tiny_coreml.out / "kept.mlpackage", **common, int8=CoreMLInt8Options(mode="full", keep_float=(name,))
+    )
     assert _dequantized_inputs(kept.path)[name] is False and kept.int8_report["keep_float"] == [name]
 
 
@@ -306,15 +350,24 @@ def image_dependent(request: pytest.FixtureRequest) -> ImageDependent:
     return ImageDependent(request.param, shvit.reparameterize(model), calib.synthetic_images(CALIB_COUNT, 224, seed=1), held, reference)
 
 
-def test_image_dependent_tflite_auto_meets_the_cosine_target_and_matches_weight_only_top1(image_dependent: ImageDependent,
-                                                                                         tmp_path: Path) -> None:
+def test_image_dependent_tflite_auto_meets_the_cosine_target_and_matches_weight_only_top1(
+    image_dependent: ImageDependent, tmp_path: Path
+) -> None:
     """Held-out images. Top-1 agreement is held to the weight-only model's of the same export (within
     one image): on random-weight SHViT the logits' margins are so small that even weight-only int8
     lands anywhere in 81-94% over a few dozen images, depending on the weights drawn (see README)."""
     data = image_dependent
     paths = {"int8": tmp_path / "int8.tflite", "int8-weights": tmp_path / "int8_weights.tflite"}
-    written = export_tflite(shvit.PixelInput(data.deploy), paths, input_size=224, labels=[f"c{i}" for i in range(1000)],
-                            calib_pixels=data.calib_pixels, int8=int8_mixed.Int8Options(), progress=False, log=lambda _: None)
+    written = export_tflite(
+        shvit.PixelInput(data.deploy),
+        paths,
+        input_size=224,
+        labels=[f"c{i}" for i in range(1000)],
+        calib_pixels=data.calib_pixels,
+        int8=int8_mixed.Int8Options(),
+        progress=False,
+        log=lambda _: None,
+    )
     report = Int8Report.from_dict(written["int8"].int8_report)
     held = quality(data.reference, run_in_runtime(paths["int8"], data.held)[0])
     weight_only = quality(data.reference, run_in_runtime(paths["int8-weights"], data.held)[0])
@@ -335,8 +388,16 @@ def test_image_dependent_coreml_auto_meets_the_target_on_held_out_images(image_d
 
     data = image_dependent
     labels = [f"c{i}" for i in range(1000)]
-    result = export_coreml(data.deploy, tmp_path / "int8.mlpackage", input_size=224, labels=labels, precision="int8", min_ios="17",
-                           calib_pixels=data.calib_pixels, int8=CoreMLInt8Options())
+    result = export_coreml(
+        data.deploy,
+        tmp_path / "int8.mlpackage",
+        input_size=224,
+        labels=labels,
+        precision="int8",
+        min_ios="17",
+        calib_pixels=data.calib_pixels,
+        int8=CoreMLInt8Options(),
+    )
     report = Int8Report.from_dict(result.int8_report)
     held = quality(data.reference, MILExecutor(result.path).logits(data.held))
     assert COREML_INT8_TARGET.met_by(held), f"held-out {held}; calibration {report.final}; full int8 {report.full_int8}"

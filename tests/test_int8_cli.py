@@ -1,4 +1,5 @@
 """Accuracy-aware int8 through shvit-convert: the default auto mode, its report, and the options' one-line errors."""
+
 from __future__ import annotations
 
 import html
@@ -8,14 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from convert.cli import convert_command
 from test_check import run_cli
 
+from convert.cli import convert_command
 
-def _convert(tiny: Any, out: Path, *extra: object):  # noqa: ANN202
-    return run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
-                   "--labels", tiny.labels_file, "--target", "tflite", "--out", out, *extra)
+
+def _convert(tiny: Any, out: Path, *extra: object):
+    return run_cli(
+        convert_command,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--labels",
+        tiny.labels_file,
+        "--target",
+        "tflite",
+        "--out",
+        out,
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +61,9 @@ def test_default_int8_is_auto_and_reports_every_quantised_op(auto_int8: tuple[Pa
     assert log.strip().splitlines()[-1].startswith(f"✓ wrote {artifact}: {contents}")
 
 
-def test_an_unknown_keep_float_name_is_one_line_saying_where_the_names_are(tiny: Any, tmp_path: Path,
-                                                                         auto_int8: tuple[Path, dict[str, Any], str]) -> None:
+def test_an_unknown_keep_float_name_is_one_line_saying_where_the_names_are(
+    tiny: Any, tmp_path: Path, auto_int8: tuple[Path, dict[str, Any], str]
+) -> None:
     calib_dir = Path(auto_int8[1]["config"]["calib_dir"])
     run = _convert(tiny, tmp_path / "out", "--precision", "int8", "--calib", calib_dir, "--keep-float", "no_such_op")
     lines = run.stderr.strip().splitlines()
@@ -57,11 +73,14 @@ def test_an_unknown_keep_float_name_is_one_line_saying_where_the_names_are(tiny:
     assert not list((tmp_path / "out").glob("*.tflite"))
 
 
-@pytest.mark.parametrize(("extra", "text"), [
-    (("--int8-mode", "full"), "--int8-mode applies to --precision int8 only, not fp32"),
-    (("--precision", "int8", "--calib", "x", "--int8-min-cosine", "high"), "--int8-min-cosine high is not a number"),
-    (("--precision", "int8", "--calib", "x", "--int8-min-top1", "1.5"), "--int8-min-top1 1.5 must be a fraction"),
-])
+@pytest.mark.parametrize(
+    ("extra", "text"),
+    [
+        (("--int8-mode", "full"), "--int8-mode applies to --precision int8 only, not fp32"),
+        (("--precision", "int8", "--calib", "x", "--int8-min-cosine", "high"), "--int8-min-cosine high is not a number"),
+        (("--precision", "int8", "--calib", "x", "--int8-min-top1", "1.5"), "--int8-min-top1 1.5 must be a fraction"),
+    ],
+)
 def test_int8_options_are_checked_before_any_work(tiny: Any, tmp_path: Path, extra: tuple[str, ...], text: str) -> None:
     (tmp_path / "x").mkdir()
     run = _convert(tiny, tmp_path / "out", *[tmp_path / "x" if a == "x" else a for a in extra])
@@ -73,34 +92,82 @@ def test_int8_options_are_checked_before_any_work(tiny: Any, tmp_path: Path, ext
 # ------------------------------------------------------------------ shvit-check --per-layer
 
 
-def _check(tiny: Any, *artifacts: Path, tmp_path: Path, report: bool = True):  # noqa: ANN202
+def _check(tiny: Any, *artifacts: Path, tmp_path: Path, report: bool = True):
     from convert.validate.check import check_command
 
     json_path, html_path = tmp_path / "per_layer.json", tmp_path / "per_layer.html"
     extra = ("--json", json_path, "--html", html_path) if report else ()
-    return run_cli(check_command, *artifacts, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
-                   "--images", tiny.images_dir, "--count", 16, "--per-layer", *extra,
-                   json_path=json_path if report else None, html_path=html_path if report else None)
+    return run_cli(
+        check_command,
+        *artifacts,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--images",
+        tiny.images_dir,
+        "--count",
+        16,
+        "--per-layer",
+        *extra,
+        json_path=json_path if report else None,
+        html_path=html_path if report else None,
+    )
 
 
 @pytest.fixture(scope="module")
-def coreml_auto_int8(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def coreml_auto_int8(
+    tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
     """The tiny model's W8A8 Core ML package, auto mode, from the same calibration images."""
     calib_dir = Path(auto_int8[1]["config"]["calib_dir"])
-    run = run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
-                  "--labels", tiny.labels_file, "--target", "coreml", "--precision", "int8", "--calib", calib_dir,
-                  "--images", tiny.images_dir, "--out", tmp_path_factory.mktemp("coreml-int8"))
+    run = run_cli(
+        convert_command,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--labels",
+        tiny.labels_file,
+        "--target",
+        "coreml",
+        "--precision",
+        "int8",
+        "--calib",
+        calib_dir,
+        "--images",
+        tiny.images_dir,
+        "--out",
+        tmp_path_factory.mktemp("coreml-int8"),
+    )
     assert run.code == 0, run.stderr
     assert "Quality(" not in run.stderr and "alone int8 " not in run.stderr, "selection's debug lines leaked into the output"
     artifact = Path(run.stdout.strip())
     return artifact, json.loads(Path(f"{artifact}.json").read_text())
 
 
-def test_a_weight_only_fallback_says_so_in_its_last_line_and_sidecar(tiny: Any, auto_int8: tuple[Path, dict[str, Any], str],
-                                                                     tmp_path: Path) -> None:
+def test_a_weight_only_fallback_says_so_in_its_last_line_and_sidecar(
+    tiny: Any, auto_int8: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
     """An unreachable target ends weight-only: the file is named int8 as asked, and the output says what it holds."""
-    run = _convert(tiny, tmp_path / "out", "--precision", "int8", "--calib", auto_int8[1]["config"]["calib_dir"],
-                   "--images", tiny.images_dir, "--int8-min-cosine", "0.99999", "--int8-min-top1", "1.0")
+    run = _convert(
+        tiny,
+        tmp_path / "out",
+        "--precision",
+        "int8",
+        "--calib",
+        auto_int8[1]["config"]["calib_dir"],
+        "--images",
+        tiny.images_dir,
+        "--int8-min-cosine",
+        "0.99999",
+        "--int8-min-top1",
+        "1.0",
+    )
     assert run.code == 0, run.stderr
     artifact = Path(run.stdout.strip())
     sidecar = json.loads(Path(f"{artifact}.json").read_text())
@@ -159,8 +226,19 @@ def test_per_layer_check_of_a_coreml_w8a8_export(tiny: Any, coreml_auto_int8: tu
 
 
 def test_per_layer_refuses_a_float_artifact_in_one_line(tiny: Any, tmp_path: Path) -> None:
-    run = run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
-                  "--target", "onnx", "--out", tmp_path / "out")
+    run = run_cli(
+        convert_command,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--target",
+        "onnx",
+        "--out",
+        tmp_path / "out",
+    )
     assert run.code == 0, run.stderr
     check = _check(tiny, Path(run.stdout.strip()), tmp_path=tmp_path, report=False)
     lines = check.stderr.strip().splitlines()
@@ -172,14 +250,33 @@ def test_per_layer_from_python(tiny: Any, coreml_auto_int8: tuple[Path, dict[str
     import convert
     from convert.errors import UsageError
 
-    report = convert.check([coreml_auto_int8[0]], reference=str(tiny.checkpoint), weights=None, images=tiny.images_dir, count=8,
-                           input_size=tiny.input_size, per_layer=True)
+    report = convert.check(
+        [coreml_auto_int8[0]],
+        reference=str(tiny.checkpoint),
+        weights=None,
+        images=tiny.images_dir,
+        count=8,
+        input_size=tiny.input_size,
+        per_layer=True,
+    )
     (layers,) = report.per_layer
     assert layers.rows and layers.export_report and layers.worst() and layers.table()[0].startswith("per-layer: ")
-    onnx = run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size,
-                   "--target", "onnx", "--out", tmp_path / "out")
+    onnx = run_cli(
+        convert_command,
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--target",
+        "onnx",
+        "--out",
+        tmp_path / "out",
+    )
     with pytest.raises(UsageError) as caught:
-        convert.check([Path(onnx.stdout.strip())], reference=str(tiny.checkpoint), weights=None, count=4,
-                      input_size=tiny.input_size, per_layer=True)
+        convert.check(
+            [Path(onnx.stdout.strip())], reference=str(tiny.checkpoint), weights=None, count=4, input_size=tiny.input_size, per_layer=True
+        )
     assert caught.value.argument == "per_layer" and str(caught.value).startswith("per_layer compares int8 artifacts")
     assert "--" not in str(caught.value)

@@ -5,6 +5,7 @@ and the exit code is 130 with one line saying so.
 Ctrl-C is sent as a terminal sends it: SIGINT to the whole process group, children included.
 ``TMPDIR`` points at a folder of the test's own, so "no temporary file remains" is checked exactly.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,16 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from convert.io.sidecar import sha256_path
-from convert.io.staging import STAGING_PREFIX, sweep_stale
-from convert.cliutil import EXIT_INTERRUPTED, INTERRUPTED
-from convert.io.scratch import SCRATCH_PREFIX
 from test_check import tiny_exports
 
+from convert.cliutil import EXIT_INTERRUPTED, INTERRUPTED
+from convert.io.scratch import SCRATCH_PREFIX
+from convert.io.sidecar import sha256_path
+from convert.io.staging import STAGING_PREFIX, sweep_stale
+
 ARGS = ["--variant", "s1", "--target", "onnx", "--random-init"]
-MODULES = {"shvit-convert": "convert.cli", "shvit-check": "convert.validate.check", "shvit-bench": "convert.bench.cli",
-           "shvit-demo": "mobile_demo.cli"}
+MODULES = {
+    "shvit-convert": "convert.cli",
+    "shvit-check": "convert.validate.check",
+    "shvit-bench": "convert.bench.cli",
+    "shvit-demo": "mobile_demo.cli",
+}
 
 
 def ours(tmpdir: Path) -> list[Path]:
@@ -46,8 +51,13 @@ def _start(prog: str, args: list[object], *, tmpdir: Path) -> tuple[subprocess.P
     """``prog`` in its own session (as from a terminal), its output collected line by line as it comes."""
     tmpdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", MODULES[prog], *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, TMPDIR=str(tmpdir)), start_new_session=True, preexec_fn=_as_from_a_terminal,
+        [sys.executable, "-m", MODULES[prog], *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+        start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
     lines: list[str] = []
 
@@ -60,8 +70,14 @@ def _start(prog: str, args: list[object], *, tmpdir: Path) -> tuple[subprocess.P
 
 
 def _interrupt(
-    prog: str, args: list[object], *, tmpdir: Path, when: Callable[[str], bool], sig: signal.Signals = signal.SIGINT,
-    group: bool = True, delay_s: float = 0.0,
+    prog: str,
+    args: list[object],
+    *,
+    tmpdir: Path,
+    when: Callable[[str], bool],
+    sig: signal.Signals = signal.SIGINT,
+    group: bool = True,
+    delay_s: float = 0.0,
 ) -> tuple[int, str]:
     """Run ``prog`` until ``when(output so far)``, then signal it (and its children, if ``group``)."""
     proc, lines = _start(prog, args, tmpdir=tmpdir)
@@ -143,8 +159,9 @@ def _staging_in(out: Path) -> Callable[[str], bool]:
 def test_interrupt_exits_130_keeps_the_previous_artifact_and_leaves_nothing(previous, sig: signal.Signals, tmp_path: Path) -> None:
     artifact, content = previous
     out = artifact.parent
-    code, output = _interrupt("shvit-convert", [*ARGS, "--out", out, "--force"], tmpdir=tmp_path / "tmp", when=_staging_in(out),
-                              sig=sig, group=False, delay_s=0.5)
+    code, output = _interrupt(
+        "shvit-convert", [*ARGS, "--out", out, "--force"], tmpdir=tmp_path / "tmp", when=_staging_in(out), sig=sig, group=False, delay_s=0.5
+    )
     _assert_interrupted("shvit-convert", code, output)
     assert artifact.read_bytes() == content
     assert not list(out.glob(f"{STAGING_PREFIX}*"))
@@ -154,8 +171,15 @@ def test_interrupt_exits_130_keeps_the_previous_artifact_and_leaves_nothing(prev
 def test_a_killed_export_keeps_the_previous_artifact_and_its_leftovers_are_swept(previous, tmp_path: Path) -> None:
     artifact, content = previous
     out = artifact.parent
-    code, _ = _interrupt("shvit-convert", [*ARGS, "--out", out, "--force"], tmpdir=tmp_path / "tmp", when=_staging_in(out),
-                         sig=signal.SIGKILL, group=False, delay_s=0.5)
+    code, _ = _interrupt(
+        "shvit-convert",
+        [*ARGS, "--out", out, "--force"],
+        tmpdir=tmp_path / "tmp",
+        when=_staging_in(out),
+        sig=signal.SIGKILL,
+        group=False,
+        delay_s=0.5,
+    )
     assert code == -signal.SIGKILL
     assert artifact.read_bytes() == content
     leftovers = list(out.glob(f"{STAGING_PREFIX}*"))
@@ -178,19 +202,37 @@ CONVERTING = {"coreml": "converting to a Core ML", "tflite": "converting with on
 
 
 def _tiny_args(tiny: Any, target: str, out: Path) -> list[object]:
-    return ["--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size, "--labels", tiny.labels_file,
-            "--target", target, "--out", out]
+    return [
+        "--variant",
+        "auto",
+        "--weights",
+        tiny.checkpoint,
+        "--input-size",
+        tiny.input_size,
+        "--labels",
+        tiny.labels_file,
+        "--target",
+        target,
+        "--out",
+        out,
+    ]
 
 
 @pytest.mark.parametrize("target", ["coreml", "tflite", "coreai"])
 def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_files(tiny: Any, target: str, tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
-    first = subprocess.run([sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, target, out))], capture_output=True,
-                           text=True, timeout=600)
+    first = subprocess.run(
+        [sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, target, out))], capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == 0, first.stderr
     before = _listing(out)
-    code, output = _interrupt("shvit-convert", [*_tiny_args(tiny, target, out), "--force"], tmpdir=tmpdir,
-                              when=lambda text: CONVERTING[target] in text, delay_s=1.0)
+    code, output = _interrupt(
+        "shvit-convert",
+        [*_tiny_args(tiny, target, out), "--force"],
+        tmpdir=tmpdir,
+        when=lambda text: CONVERTING[target] in text,
+        delay_s=1.0,
+    )
     _assert_interrupted("shvit-convert", code, output)
     assert _listing(out) == before, "the previous export and its sidecar must be untouched, with no staging left"
     assert ours(tmpdir) == [], "no temporary file of the run may remain"
@@ -199,8 +241,15 @@ def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_file
 def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_files(tiny: Any, tmp_path: Path) -> None:
     """``kill -9`` on the CLI alone: its onnx2tf child notices and exits; the next run removes what they left."""
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
-    code, output = _interrupt("shvit-convert", _tiny_args(tiny, "tflite", out), tmpdir=tmpdir,
-                              when=lambda text: CONVERTING["tflite"] in text, sig=signal.SIGKILL, group=False, delay_s=1.0)
+    code, output = _interrupt(
+        "shvit-convert",
+        _tiny_args(tiny, "tflite", out),
+        tmpdir=tmpdir,
+        when=lambda text: CONVERTING["tflite"] in text,
+        sig=signal.SIGKILL,
+        group=False,
+        delay_s=1.0,
+    )
     assert code == -signal.SIGKILL, output
     scratch = list(tmpdir.glob(f"{SCRATCH_PREFIX}*"))
     assert len(scratch) == 1 and list(out.glob(f"{STAGING_PREFIX}*")), "SIGKILL leaves its files for the next run to sweep"
@@ -208,11 +257,18 @@ def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_fil
     while not _no_process_works_in(scratch[0]):
         assert time.monotonic() < deadline, "the onnx2tf child outlived the killed CLI"
         time.sleep(0.2)
-    again = subprocess.run([sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, "onnx", out))], capture_output=True,
-                           text=True, timeout=600, env=dict(os.environ, TMPDIR=str(tmpdir)))
+    again = subprocess.run(
+        [sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, "onnx", out))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+    )
     assert again.returncode == 0, again.stderr
     assert ours(tmpdir) == []
-    assert sorted(p.name for p in out.iterdir()) == ["shvit_custom_96px_8cls_fp32.onnx", "shvit_custom_96px_8cls_fp32.onnx.json"], "staging swept"
+    assert sorted(p.name for p in out.iterdir()) == ["shvit_custom_96px_8cls_fp32.onnx", "shvit_custom_96px_8cls_fp32.onnx.json"], (
+        "staging swept"
+    )
 
 
 # ------------------------------------------------------------------ shvit-check, shvit-bench, shvit-demo
@@ -222,9 +278,24 @@ def test_ctrl_c_in_shvit_check_writes_no_report(tiny: Any, tmp_path_factory: pyt
     made = tiny_exports(tiny, tmp_path_factory)
     reports = tmp_path / "reports"
     code, output = _interrupt(
-        "shvit-check", ["--variant", "auto", "--weights", tiny.checkpoint, "--images", tiny.images_dir, made["tflite_int8"], made["onnx"],
-                        "--json", reports / "report.json", "--html", reports / "report.html"],
-        tmpdir=tmp_path / "tmp", when=lambda text: "[1/2]" in text, delay_s=0.3,
+        "shvit-check",
+        [
+            "--variant",
+            "auto",
+            "--weights",
+            tiny.checkpoint,
+            "--images",
+            tiny.images_dir,
+            made["tflite_int8"],
+            made["onnx"],
+            "--json",
+            reports / "report.json",
+            "--html",
+            reports / "report.html",
+        ],
+        tmpdir=tmp_path / "tmp",
+        when=lambda text: "[1/2]" in text,
+        delay_s=0.3,
     )
     _assert_interrupted("shvit-check", code, output)
     assert not reports.exists()
@@ -234,9 +305,27 @@ def test_ctrl_c_in_shvit_check_writes_no_report(tiny: Any, tmp_path_factory: pyt
 def test_ctrl_c_in_shvit_bench_writes_no_results_and_keeps_finished_exports_whole(tiny: Any, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     code, output = _interrupt(
-        "shvit-bench", ["--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size, "--target", "onnx",
-                        "--runs", 10**6, "--warmup", 0, "--no-baselines", "--out", out],
-        tmpdir=tmp_path / "tmp", when=lambda text: "→ timing" in text, delay_s=1.0,
+        "shvit-bench",
+        [
+            "--variant",
+            "auto",
+            "--weights",
+            tiny.checkpoint,
+            "--input-size",
+            tiny.input_size,
+            "--target",
+            "onnx",
+            "--runs",
+            10**6,
+            "--warmup",
+            0,
+            "--no-baselines",
+            "--out",
+            out,
+        ],
+        tmpdir=tmp_path / "tmp",
+        when=lambda text: "→ timing" in text,
+        delay_s=1.0,
     )
     _assert_interrupted("shvit-bench", code, output)
     assert sorted(p.name for p in out.iterdir()) == ["exports"], "no bench.csv/json/png from an interrupted run"
@@ -263,15 +352,22 @@ main(sys.argv[1:])
 
 def test_ctrl_c_in_shvit_demo_leaves_no_project(tiny: Any, tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "export", tmp_path / "tmp"
-    made = subprocess.run([sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, "coreml", out))], capture_output=True,
-                          text=True, timeout=600)
+    made = subprocess.run(
+        [sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, "coreml", out))], capture_output=True, text=True, timeout=600
+    )
     assert made.returncode == 0, made.stderr
     model = next(out.glob("*.mlpackage"))
     apps = tmp_path / "apps"
     apps.mkdir()
     tmpdir.mkdir()
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_COPYING_THE_MODEL, "ios", "--model", str(model), "--out", str(apps / "demo")],
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, TMPDIR=str(tmpdir)), start_new_session=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_COPYING_THE_MODEL, "ios", "--model", str(model), "--out", str(apps / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+        start_new_session=True,
+    )
     _assert_interrupted("shvit-demo", proc.returncode, proc.stdout + proc.stderr)
     assert list(apps.iterdir()) == [], "neither the project nor its staging folder may remain"
     assert ours(tmpdir) == []

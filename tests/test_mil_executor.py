@@ -3,6 +3,7 @@
 Programs are written with coremltools' own MIL builder and saved as real ``.mlpackage``s, so each
 test goes through the same spec + weight.bin reading the parity checker relies on.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_close, recompute_bn_stats
 
 import shvit
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.mil_executor import MILExecutor, UnsupportedProgram
 from convert.errors import ConvertError
-from helpers import assert_close, recompute_bn_stats
 from shvit.config import SHViTConfig
 
 ct = import_coremltools()
@@ -43,8 +44,13 @@ GAMMA8, BETA8, MEAN8, VAR8 = _w(8) + 1.0, _w(8), _w(8), np.abs(_w(8)) + 0.5
 
 def _save(tmp: Path, program, target, name: str) -> Path:
     with quiet():
-        model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target,
-                           compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY)
+        model = ct.convert(
+            program,
+            convert_to="mlprogram",
+            minimum_deployment_target=target,
+            compute_precision=ct.precision.FLOAT32,
+            pass_pipeline=ct.PassPipeline.EMPTY,
+        )
     path = tmp / f"{name}.mlpackage"
     model.save(str(path))
     return path
@@ -71,18 +77,22 @@ CASES: dict[str, Case] = {
     ),
     "matmul": (lambda x, y, v, w, n: mb.matmul(x=v, y=w, name=n), lambda x, y, v, w: v @ w),
     "matmul_transpose_x": (
-        lambda x, y, v, w, n: mb.matmul(x=v, y=v, transpose_x=True, name=n), lambda x, y, v, w: v.transpose(1, 2) @ v,
+        lambda x, y, v, w, n: mb.matmul(x=v, y=v, transpose_x=True, name=n),
+        lambda x, y, v, w: v.transpose(1, 2) @ v,
     ),
     "matmul_transpose_y": (
-        lambda x, y, v, w, n: mb.matmul(x=v, y=v, transpose_y=True, name=n), lambda x, y, v, w: v @ v.transpose(1, 2),
+        lambda x, y, v, w, n: mb.matmul(x=v, y=v, transpose_y=True, name=n),
+        lambda x, y, v, w: v @ v.transpose(1, 2),
     ),
     "softmax_last": (lambda x, y, v, w, n: mb.softmax(x=x, axis=-1, name=n), lambda x, y, v, w: x.softmax(-1)),
     "softmax_channels": (lambda x, y, v, w, n: mb.softmax(x=x, axis=1, name=n), lambda x, y, v, w: x.softmax(1)),
     "reduce_mean_spatial_keep": (
-        lambda x, y, v, w, n: mb.reduce_mean(x=x, axes=[2, 3], keep_dims=True, name=n), lambda x, y, v, w: x.mean((2, 3), keepdim=True),
+        lambda x, y, v, w, n: mb.reduce_mean(x=x, axes=[2, 3], keep_dims=True, name=n),
+        lambda x, y, v, w: x.mean((2, 3), keepdim=True),
     ),
     "reduce_mean_channels": (
-        lambda x, y, v, w, n: mb.reduce_mean(x=x, axes=[1], keep_dims=False, name=n), lambda x, y, v, w: x.mean(1),
+        lambda x, y, v, w, n: mb.reduce_mean(x=x, axes=[1], keep_dims=False, name=n),
+        lambda x, y, v, w: x.mean(1),
     ),
     "reduce_sum": (lambda x, y, v, w, n: mb.reduce_sum(x=x, axes=[-1], name=n), lambda x, y, v, w: x.sum(-1)),
     "reduce_max": (lambda x, y, v, w, n: mb.reduce_max(x=x, axes=[2], name=n), lambda x, y, v, w: x.amax(2)),
@@ -100,7 +110,9 @@ CASES: dict[str, Case] = {
     ),
     "batch_norm": (
         lambda x, y, v, w, n: mb.batch_norm(x=x, mean=MEAN8, variance=VAR8, gamma=GAMMA8, beta=BETA8, epsilon=1e-5, name=n),
-        lambda x, y, v, w: F.batch_norm(x, torch.from_numpy(MEAN8), torch.from_numpy(VAR8), torch.from_numpy(GAMMA8), torch.from_numpy(BETA8), eps=1e-5),
+        lambda x, y, v, w: F.batch_norm(
+            x, torch.from_numpy(MEAN8), torch.from_numpy(VAR8), torch.from_numpy(GAMMA8), torch.from_numpy(BETA8), eps=1e-5
+        ),
     ),
     "relu": (lambda x, y, v, w, n: mb.relu(x=x, name=n), lambda x, y, v, w: torch.relu(x)),
     "relu6": (lambda x, y, v, w, n: mb.relu6(x=mb.mul(x=x, y=5.0), name=n), lambda x, y, v, w: torch.clamp(x * 5, 0, 6)),
@@ -121,10 +133,12 @@ CASES: dict[str, Case] = {
     "reshape_infer": (lambda x, y, v, w, n: mb.reshape(x=x, shape=[1, -1, 12], name=n), lambda x, y, v, w: x.reshape(len(x), -1, 12)),
     "transpose": (lambda x, y, v, w, n: mb.transpose(x=x, perm=[0, 2, 3, 1], name=n), lambda x, y, v, w: x.permute(0, 2, 3, 1)),
     "split_sizes_first": (
-        lambda x, y, v, w, n: mb.split(x=x, split_sizes=[3, 5], axis=1, name=n)[0], lambda x, y, v, w: x[:, :3],
+        lambda x, y, v, w, n: mb.split(x=x, split_sizes=[3, 5], axis=1, name=n)[0],
+        lambda x, y, v, w: x[:, :3],
     ),
     "split_sizes_second": (
-        lambda x, y, v, w, n: mb.split(x=x, split_sizes=[3, 5], axis=1, name=n)[1], lambda x, y, v, w: x[:, 3:],
+        lambda x, y, v, w, n: mb.split(x=x, split_sizes=[3, 5], axis=1, name=n)[1],
+        lambda x, y, v, w: x[:, 3:],
     ),
     "split_even": (lambda x, y, v, w, n: mb.split(x=x, num_splits=2, axis=3, name=n)[1], lambda x, y, v, w: x[..., 6:]),
     "concat": (lambda x, y, v, w, n: mb.concat(values=[x, y], axis=1, name=n), lambda x, y, v, w: torch.cat([x, y], 1)),
@@ -134,8 +148,15 @@ CASES: dict[str, Case] = {
     ),
     "expand_dims": (lambda x, y, v, w, n: mb.expand_dims(x=v, axes=[1], name=n), lambda x, y, v, w: v[:, None]),
     "slice_by_index": (
-        lambda x, y, v, w, n: mb.slice_by_index(x=x, begin=[0, 2, 0, 1], end=[1, 7, 10, 12], stride=[1, 2, 1, 3],
-                                                begin_mask=[True, False, True, False], end_mask=[True, False, True, True], name=n),
+        lambda x, y, v, w, n: mb.slice_by_index(
+            x=x,
+            begin=[0, 2, 0, 1],
+            end=[1, 7, 10, 12],
+            stride=[1, 2, 1, 3],
+            begin_mask=[True, False, True, False],
+            end_mask=[True, False, True, True],
+            name=n,
+        ),
         lambda x, y, v, w: x[:, 2:7:2, :, 1::3],
     ),
     "cast_fp16_round_trip": (
@@ -175,9 +196,30 @@ def test_op_matches_pytorch_on_random_inputs(op_program, case: str) -> None:
 def test_every_case_ran_as_the_op_it_names(op_program) -> None:
     executor, _, _ = op_program
     ran = set(executor.op_types())
-    for op in ("conv", "linear", "matmul", "softmax", "reduce_mean", "layer_norm", "instance_norm", "batch_norm",
-               "relu", "sigmoid", "add", "sub", "mul", "real_div", "reshape", "transpose", "split", "concat", "cast",
-               "slice_by_index", "squeeze", "expand_dims"):
+    for op in (
+        "conv",
+        "linear",
+        "matmul",
+        "softmax",
+        "reduce_mean",
+        "layer_norm",
+        "instance_norm",
+        "batch_norm",
+        "relu",
+        "sigmoid",
+        "add",
+        "sub",
+        "mul",
+        "real_div",
+        "reshape",
+        "transpose",
+        "split",
+        "concat",
+        "cast",
+        "slice_by_index",
+        "squeeze",
+        "expand_dims",
+    ):
         assert op in ran, f"no {op} op in the test program: the case was folded away"
 
 
@@ -279,7 +321,7 @@ def test_wrong_input_shape_and_non_package_are_one_line_errors(fp16_program: Pat
     executor = MILExecutor(fp16_program)
     with pytest.raises(ConvertError, match="wrong variant or input size"):
         executor.run({executor.inputs[0].name: np.zeros((1, 8, 9, 12), np.float32)})
-    with pytest.raises(ConvertError, match="not an .mlpackage"):
+    with pytest.raises(ConvertError, match=r"not an \.mlpackage"):
         MILExecutor(tmp_path)
 
 
@@ -289,8 +331,13 @@ def test_runs_a_plain_coremltools_conversion_of_shvit_like_pytorch(tmp_path: Pat
     deploy = shvit.reparameterize(recompute_bn_stats(shvit.SHViT(config), size=64, images=8))
     with quiet():
         traced = torch.jit.trace(deploy, torch.zeros(1, 3, 64, 64))
-        model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, 64, 64))], convert_to="mlprogram",
-                           minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32)
+        model = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name="x", shape=(1, 3, 64, 64))],
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS16,
+            compute_precision=ct.precision.FLOAT32,
+        )
     path = tmp_path / "plain.mlpackage"
     model.save(str(path))
     executor = MILExecutor(path)

@@ -6,6 +6,7 @@ reads the model's interface). The model facts they compare against come from cor
 LiteRT's interpreter, not from mobile_demo's own readers. Small hand-made models cover what S1
 exports do not have: quantised input, a softmax output, labels packed in the model, refusals.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,8 +102,11 @@ def tiny_tflites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             converter.inference_output_type = tf.uint8
         return converter.convert()
 
-    paths = {"quantized": root / "quant" / "tiny_u8.tflite", "unlabelled": root / "plain" / "tiny_f32.tflite",
-             "segmenter": root / "seg" / "tiny_seg.tflite"}
+    paths = {
+        "quantized": root / "quant" / "tiny_u8.tflite",
+        "unlabelled": root / "plain" / "tiny_f32.tflite",
+        "segmenter": root / "seg" / "tiny_seg.tflite",
+    }
     for path in paths.values():
         path.parent.mkdir()
     paths["quantized"].write_bytes(convert(tf.keras.Model(inp, tf.keras.layers.Softmax()(logits)), quantize=True))
@@ -122,12 +126,15 @@ def tiny_mlpackages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
     ct = import_coremltools()
     root = tmp_path_factory.mktemp("tiny-coreml")
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    ).eval()
     example = torch.zeros(1, 3, 32, 32)
     traced = torch.jit.trace(net, example)
     common = {"convert_to": "mlprogram", "minimum_deployment_target": ct.target.iOS16}
-    tensor_in = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=example.shape)],
-                           classifier_config=ct.ClassifierConfig(["a", "b", "c"]), **common)
+    tensor_in = ct.convert(
+        traced, inputs=[ct.TensorType(name="x", shape=example.shape)], classifier_config=ct.ClassifierConfig(["a", "b", "c"]), **common
+    )
     image_in = ct.convert(traced, inputs=[ct.ImageType(name="image", shape=example.shape)], **common)
     paths = {"tensor_input": root / "tensor_input.mlpackage", "no_classifier": root / "no_classifier.mlpackage"}
     tensor_in.save(str(paths["tensor_input"]))
@@ -145,7 +152,9 @@ def _syntax_problems(parser: Parser, path: Path) -> list[str]:
 
     def walk(node: Node) -> None:
         if node.is_error or node.is_missing:
-            found.append(f"{path.name}:{node.start_point[0] + 1}:{node.start_point[1] + 1} {'MISSING' if node.is_missing else 'ERROR'} {node.type}")
+            found.append(
+                f"{path.name}:{node.start_point[0] + 1}:{node.start_point[1] + 1} {'MISSING' if node.is_missing else 'ERROR'} {node.type}"
+            )
         for child in node.children:
             walk(child)
 
@@ -180,7 +189,11 @@ def swift_constants(path: Path) -> dict[str, str | int | float | bool]:
     constants: dict[str, str | int | float | bool] = {}
     for decl in _nodes(SWIFT.parse(source).root_node, "property_declaration"):
         name, value = decl.child_by_field_name("name"), decl.child_by_field_name("value")
-        if name is not None and value is not None and value.type in ("line_string_literal", "integer_literal", "real_literal", "boolean_literal"):
+        if (
+            name is not None
+            and value is not None
+            and value.type in ("line_string_literal", "integer_literal", "real_literal", "boolean_literal")
+        ):
             constants[name.text.decode()] = _decode_literal(value.text.decode())
     return constants
 
@@ -234,11 +247,11 @@ def test_ios_model_info_matches_the_package_spec(ios_project: Path, s1_coreml: P
     image_input = spec.description.input[0]
     info = swift_constants(ios_project / "SHViTDemo" / "ModelInfo.swift")
     assert info["inputName"] == image_input.name
-    assert info["inputWidth"] == image_input.type.imageType.width == _exported(s1_coreml)['input_size'] == 224
+    assert info["inputWidth"] == image_input.type.imageType.width == _exported(s1_coreml)["input_size"] == 224
     assert info["inputHeight"] == image_input.type.imageType.height == 224
     assert info["classLabelOutputName"] == spec.description.predictedFeatureName
     assert info["probabilitiesOutputName"] == spec.description.predictedProbabilitiesName
-    assert info["classCount"] == _exported(s1_coreml)['num_classes'] == 1000
+    assert info["classCount"] == _exported(s1_coreml)["num_classes"] == 1000
     assert info["sourceModel"] == s1_coreml.name
     import calib
 
@@ -308,8 +321,16 @@ def test_ios_sources_use_the_apis_the_issue_names(ios_project: Path) -> None:
 
 def test_ios_readme_gives_the_commands_and_profiling_steps(ios_project: Path) -> None:
     readme = (ios_project / "README.md").read_text()
-    for needle in ("xcodegen generate", "open SHViTDemo.xcodeproj", "Without XcodeGen", "Performance", "Instruments",
-                   "Points of Interest", "Time Profiler", "Core ML"):
+    for needle in (
+        "xcodegen generate",
+        "open SHViTDemo.xcodeproj",
+        "Without XcodeGen",
+        "Performance",
+        "Instruments",
+        "Points of Interest",
+        "Time Profiler",
+        "Core ML",
+    ):
         assert needle in readme
 
 
@@ -336,7 +357,9 @@ def _check_model_spec(project: Path, model: Path) -> dict[str, str | int | float
     inp, out = _interpreter_details(model)
     layout_nhwc = list(inp["shape"][1:]) == [spec["INPUT_HEIGHT"], spec["INPUT_WIDTH"], 3]
     assert layout_nhwc == (spec["INPUT_LAYOUT"] == "NHWC")
-    assert list(inp["shape"]) == ([1, spec["INPUT_HEIGHT"], spec["INPUT_WIDTH"], 3] if layout_nhwc else [1, 3, spec["INPUT_HEIGHT"], spec["INPUT_WIDTH"]])
+    assert list(inp["shape"]) == (
+        [1, spec["INPUT_HEIGHT"], spec["INPUT_WIDTH"], 3] if layout_nhwc else [1, 3, spec["INPUT_HEIGHT"], spec["INPUT_WIDTH"]]
+    )
     assert spec["INPUT_TYPE"] == np.dtype(inp["dtype"]).name.upper()
     assert spec["OUTPUT_TYPE"] == np.dtype(out["dtype"]).name.upper()
     assert spec["INPUT_NAME"] == inp["name"] and spec["OUTPUT_NAME"] == out["name"]
@@ -356,8 +379,8 @@ def _check_model_spec(project: Path, model: Path) -> dict[str, str | int | float
 
 def test_android_model_spec_matches_the_model(android_project: Path, s1_tflite: Path) -> None:
     spec = _check_model_spec(android_project, s1_tflite)
-    assert spec["INPUT_HEIGHT"] == spec["INPUT_WIDTH"] == _exported(s1_tflite)['input_size'] == 224
-    assert spec["NUM_CLASSES"] == _exported(s1_tflite)['num_classes'] == 1000
+    assert spec["INPUT_HEIGHT"] == spec["INPUT_WIDTH"] == _exported(s1_tflite)["input_size"] == 224
+    assert spec["NUM_CLASSES"] == _exported(s1_tflite)["num_classes"] == 1000
     assert spec["SOURCE_MODEL"] == s1_tflite.name
 
 
@@ -370,9 +393,16 @@ def test_android_manifest_and_gradle_files_hold_the_required_keys(android_projec
     assert {e.get(f"{android}name") for e in activity.iter("action")} == {"android.intent.action.MAIN"}
     assert manifest.find("application/profileable") is not None
     app_gradle = (android_project / "app/build.gradle.kts").read_text()
-    for needle in ('"com.google.ai.edge.litert:litert:$litertVersion"', '"com.google.ai.edge.litert:litert-gpu:$litertVersion"',
-                   "androidx.camera:camera-camera2", "androidx.camera:camera-lifecycle", "androidx.compose.material3:material3",
-                   'noCompress += "tflite"', "compose = true", 'id("org.jetbrains.kotlin.plugin.compose")'):
+    for needle in (
+        '"com.google.ai.edge.litert:litert:$litertVersion"',
+        '"com.google.ai.edge.litert:litert-gpu:$litertVersion"',
+        "androidx.camera:camera-camera2",
+        "androidx.camera:camera-lifecycle",
+        "androidx.compose.material3:material3",
+        'noCompress += "tflite"',
+        "compose = true",
+        'id("org.jetbrains.kotlin.plugin.compose")',
+    ):
         assert needle in app_gradle
     assert 'include(":app")' in (android_project / "settings.gradle.kts").read_text()
     wrapper = (android_project / "gradle/wrapper/gradle-wrapper.properties").read_text()
@@ -429,15 +459,23 @@ def test_android_float_model_reads_labels_beside_it_and_applies_softmax(tiny_tfl
 # --- refusals: one line, non-zero exit, nothing written ------------------------------------------------
 
 
-@pytest.mark.parametrize(("platform", "key", "message"), [
-    ("android", "segmenter", "not one score per class"),
-    ("android", "unlabelled", "has no labels"),
-    ("ios", "tensor_input", "not an image"),
-    ("ios", "no_classifier", "is not a classifier"),
-])
+@pytest.mark.parametrize(
+    ("platform", "key", "message"),
+    [
+        ("android", "segmenter", "not one score per class"),
+        ("android", "unlabelled", "has no labels"),
+        ("ios", "tensor_input", "not an image"),
+        ("ios", "no_classifier", "is not a classifier"),
+    ],
+)
 def test_cli_refuses_models_the_demo_cannot_run(
-    platform: str, key: str, message: str, tiny_tflites: dict[str, Path], tiny_mlpackages: dict[str, Path],
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    platform: str,
+    key: str,
+    message: str,
+    tiny_tflites: dict[str, Path],
+    tiny_mlpackages: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = (tiny_tflites | tiny_mlpackages)[key]
     code, out, err = _run_cli([platform, "--model", str(model), "--out", str(tmp_path / "app")], capsys)
@@ -477,7 +515,9 @@ def test_cli_usage_error_for_missing_options(capsys: pytest.CaptureFixture[str])
 
 
 def test_existing_output_is_refused_without_force_and_only_demos_are_replaced(
-    tiny_tflites: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tiny_tflites: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = tiny_tflites["quantized"]
     unrelated = tmp_path / "mine"
@@ -511,7 +551,10 @@ def test_output_that_contains_the_model_is_refused(tiny_tflites: dict[str, Path]
 
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
 def test_a_failure_while_writing_leaves_nothing(
-    failure: BaseException, tiny_tflites: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+    tiny_tflites: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import mobile_demo.android as android
@@ -567,12 +610,14 @@ def test_compute_plan_summary_is_none_off_macos_and_aggregates_costs(tmp_path: P
     if sys.platform != "darwin":
         assert "macOS" in (compute_plan_unavailable_reason() or "")
         assert compute_plan_summary(tmp_path / "any.mlpackage") is None
-    summary = summarize_ops([
-        OpPlacement("const", "w", "unknown", None),
-        OpPlacement("conv", "c1", "neural_engine", 0.6),
-        OpPlacement("layer_norm", "n1", "gpu", 0.3),
-        OpPlacement("softmax", "s1", "cpu", 0.1),
-    ])
+    summary = summarize_ops(
+        [
+            OpPlacement("const", "w", "unknown", None),
+            OpPlacement("conv", "c1", "neural_engine", 0.6),
+            OpPlacement("layer_norm", "n1", "gpu", 0.3),
+            OpPlacement("softmax", "s1", "cpu", 0.1),
+        ]
+    )
     assert summary["ops"] == 3 and summary["ops_by_device"]["neural_engine"] == 1
     assert summary["neural_engine_cost_share"] == pytest.approx(0.6)
     assert summary["neural_engine_op_share"] == pytest.approx(1 / 3)
@@ -584,10 +629,24 @@ def test_convert_demo_shortcut_writes_the_artifact_and_its_app(tiny, tmp_path: P
 
     out, demo = tmp_path / "exports", tmp_path / "demo-ios"
     with pytest.raises(SystemExit) as info:
-        convert_main([
-            "--variant", "auto", "--weights", str(tiny.checkpoint), "--input-size", str(tiny.input_size),
-            "--labels", str(tiny.labels_file), "--target", "coreml", "--out", str(out), "--demo", str(demo),
-        ])
+        convert_main(
+            [
+                "--variant",
+                "auto",
+                "--weights",
+                str(tiny.checkpoint),
+                "--input-size",
+                str(tiny.input_size),
+                "--labels",
+                str(tiny.labels_file),
+                "--target",
+                "coreml",
+                "--out",
+                str(out),
+                "--demo",
+                str(demo),
+            ]
+        )
     assert info.value.code == 0, capsys.readouterr().err
     assert (out / "shvit_custom_96px_8cls_fp16.mlpackage").is_dir() and (demo / "project.yml").is_file()
     info_swift = next(demo.rglob("ModelInfo.swift")).read_text()

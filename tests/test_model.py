@@ -1,4 +1,5 @@
 """The SHViT architecture against the published facts, and deploy-mode fusion numerically."""
+
 from __future__ import annotations
 
 import copy
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, randomize_bn
 from torch import nn
 
 import shvit
-from helpers import assert_close, randomize_bn
 from shvit.config import SHViTConfig
 
 DATA = Path(__file__).parent / "data"

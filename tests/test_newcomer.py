@@ -1,5 +1,6 @@
 """What a new user trips over (issue 20): try-outs that can be checked, honest provenance, named outputs,
 no silently rewritten input, a quiet and quick command line."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from test_check import run_cli
 
 import calib
 import convert
@@ -18,12 +20,11 @@ from convert.cli import convert_command
 from convert.validate.check import check_command
 from mobile_demo.cli import demo_group
 from shvit.provenance import weights_digest
-from test_check import run_cli
 
 BIN = Path(sys.executable).parent
 
 
-def _tiny_convert(tiny: Any, out: Path, *extra: object):  # noqa: ANN202
+def _tiny_convert(tiny: Any, out: Path, *extra: object):
     return run_cli(convert_command, "--variant", "auto", "--weights", tiny.checkpoint, "--target", "onnx", "--out", out, *extra)
 
 
@@ -70,7 +71,8 @@ def test_outputs_are_named_and_an_out_that_looks_like_a_file_is_refused(tiny: An
     assert refused.code == 2 and not (tmp_path / "my_model.onnx").exists()
     assert refused.stderr.strip().splitlines() == [
         f"shvit-convert: error: --out {tmp_path / 'my_model.onnx'} looks like a file name, but it is the folder to write into: "
-        "pass --out DIR and name the file with --name my_model (see shvit-convert --help)"]
+        "pass --out DIR and name the file with --name my_model (see shvit-convert --help)"
+    ]
     named = _tiny_convert(tiny, tmp_path / "out", "--name", "my_model.onnx")
     assert named.code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my_model.onnx", "my_model.onnx.json"]
     wrong = _tiny_convert(tiny, tmp_path / "out", "--name", "my_model.tflite", "--force")
@@ -110,8 +112,10 @@ def test_every_command_has_a_version_and_parses_arguments_without_pytorch() -> N
     for command in ("shvit-convert", "shvit-check", "shvit-bench", "shvit-demo"):
         run = subprocess.run([str(BIN / command), "--version"], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0 and run.stdout.strip() == f"{command} {shvit.__version__}", run.stderr
-    probe = ("import sys, convert.cli, convert.validate.check, convert.bench.cli, mobile_demo.cli; "
-             "print(sorted(m for m in ('torch', 'tensorflow', 'coremltools') if m in sys.modules))")
+    probe = (
+        "import sys, convert.cli, convert.validate.check, convert.bench.cli, mobile_demo.cli; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'coremltools') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env={**os.environ})
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
 
@@ -124,8 +128,20 @@ def test_check_table_gives_both_errors_relative_to_the_logit_scale(tiny: Any, tm
 
 
 def test_a_demo_of_a_random_weights_model_warns_and_records_no_local_path(tmp_path: Path) -> None:
-    made = run_cli(convert_command, "--variant", "s1", "--target", "tflite", "--precision", "int8-weights", "--random-init",
-                   "--out", tmp_path / "exports", "--input-size", 64)
+    made = run_cli(
+        convert_command,
+        "--variant",
+        "s1",
+        "--target",
+        "tflite",
+        "--precision",
+        "int8-weights",
+        "--random-init",
+        "--out",
+        tmp_path / "exports",
+        "--input-size",
+        64,
+    )
     assert made.code == 0, made.stderr
     demo = run_cli(demo_group, "android", "--model", made.stdout.strip(), "--out", tmp_path / "demo")
     assert demo.code == 0, demo.stderr
@@ -141,10 +157,29 @@ def test_a_newcomer_walk_through_readme_on_the_tiny_model(tiny: Any, tmp_path: P
     steps = [
         ["shvit-convert", *weights, "--target", "coreml", "--out", "exports/"],
         ["shvit-convert", *weights, "--target", "tflite", "--out", "exports/"],
-        ["shvit-check", "exports/shvit_custom_96px_8cls_fp16.mlpackage", "exports/shvit_custom_96px_8cls_fp32.tflite", *weights,
-         "--images", str(tiny.images_dir), "--count", "8"],
-        ["shvit-bench", "exports/shvit_custom_96px_8cls_fp16.mlpackage", "exports/shvit_custom_96px_8cls_fp32.tflite",
-         "--runs", "4", "--warmup", "1", "--rounds", "2", "--out", "bench/"],
+        [
+            "shvit-check",
+            "exports/shvit_custom_96px_8cls_fp16.mlpackage",
+            "exports/shvit_custom_96px_8cls_fp32.tflite",
+            *weights,
+            "--images",
+            str(tiny.images_dir),
+            "--count",
+            "8",
+        ],
+        [
+            "shvit-bench",
+            "exports/shvit_custom_96px_8cls_fp16.mlpackage",
+            "exports/shvit_custom_96px_8cls_fp32.tflite",
+            "--runs",
+            "4",
+            "--warmup",
+            "1",
+            "--rounds",
+            "2",
+            "--out",
+            "bench/",
+        ],
         ["shvit-demo", "ios", "--model", "exports/shvit_custom_96px_8cls_fp16.mlpackage", "--out", "demo-ios"],
         ["shvit-demo", "android", "--model", "exports/shvit_custom_96px_8cls_fp32.tflite", "--out", "demo-android"],
     ]
@@ -152,8 +187,11 @@ def test_a_newcomer_walk_through_readme_on_the_tiny_model(tiny: Any, tmp_path: P
         run = subprocess.run([str(BIN / command), *args], cwd=tmp_path, capture_output=True, text=True, timeout=900)
         assert run.returncode == 0 and "Traceback" not in run.stderr, f"{command} {' '.join(args)}\n{run.stderr[-3000:]}"
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == [
-        "shvit_custom_96px_8cls_fp16.mlpackage", "shvit_custom_96px_8cls_fp16.mlpackage.json",
-        "shvit_custom_96px_8cls_fp32.labels.txt", "shvit_custom_96px_8cls_fp32.tflite", "shvit_custom_96px_8cls_fp32.tflite.json",
+        "shvit_custom_96px_8cls_fp16.mlpackage",
+        "shvit_custom_96px_8cls_fp16.mlpackage.json",
+        "shvit_custom_96px_8cls_fp32.labels.txt",
+        "shvit_custom_96px_8cls_fp32.tflite",
+        "shvit_custom_96px_8cls_fp32.tflite.json",
     ], "shvit-bench on existing files exports nothing"
     rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
     assert [row["kind"] for row in rows] == ["reference", "ours", "ours"] and rows[0]["name"] == "pytorch (reference)"
@@ -183,5 +221,6 @@ def test_demo_with_a_target_that_has_none_names_the_apps_in_words(tmp_path: Path
 def test_a_seed_without_random_init_is_a_usage_error(tmp_path: Path) -> None:
     run = run_cli(convert_command, "--variant", "s1", "--target", "onnx", "--seed", 3, "--out", tmp_path / "out")
     assert run.code == 2 and run.stderr.strip().splitlines() == [
-        "shvit-convert: error: --seed picks a random draw: it goes with --random-init (see shvit-convert --help)"]
+        "shvit-convert: error: --seed picks a random draw: it goes with --random-init (see shvit-convert --help)"
+    ]
     assert not (tmp_path / "out").exists()

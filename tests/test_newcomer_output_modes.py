@@ -1,4 +1,5 @@
 """Outputs get the user's normal file mode: a Core ML package is as readable as the sidecar beside it."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,7 @@ def _modes(root: Path) -> dict[str, int]:
 
 
 def test_every_file_and_folder_of_a_coreml_package_is_readable_by_others(tiny, tmp_path: Path, umask_022: None) -> None:
-    result = convert.export(tiny.checkpoint, target="coreml", out_dir=tmp_path / "out", input_size=tiny.input_size,
-                            labels=tiny.labels_file)
+    result = convert.export(tiny.checkpoint, target="coreml", out_dir=tmp_path / "out", input_size=tiny.input_size, labels=tiny.labels_file)
     package = result.path
     assert package.is_dir() and package.suffix == ".mlpackage"
     modes = _modes(package)

@@ -1,4 +1,5 @@
 """``shvit-check --per-layer --html``: a chart that shows the real dB range, and "exact" instead of a 999 dB stand-in."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,18 @@ def _report(*, exact_at: tuple[int, ...] = (0, 1, 20), own_exact_at: tuple[int, 
     for i in range(OPS):
         sqnr = math.inf if i in exact_at else 60.0 - 1.1 * i + (3.0 if i % 2 else -3.0)
         own = EXACT_DB if i in own_exact_at else (25.0 + (i % 5) if i % 3 == 0 else None)
-        rows.append(LayerRow(i, f"blocks.{i}/conv", "CONV_2D", "int8" if i % 4 else "float32", sqnr, own,
-                             0.9995 if own is not None else None, False if own is not None else None))
+        rows.append(
+            LayerRow(
+                i,
+                f"blocks.{i}/conv",
+                "CONV_2D",
+                "int8" if i % 4 else "float32",
+                sqnr,
+                own,
+                0.9995 if own is not None else None,
+                False if own is not None else None,
+            )
+        )
     return PerLayerReport("m_int8.tflite", "tflite", "fp32 TFLite", 8, rows, export_report=True)
 
 
@@ -90,7 +101,7 @@ def test_the_table_and_html_say_exact_not_999() -> None:
     report = _report()
     table = "\n".join(report.table())
     section = report.html_section()
-    table_part = section[section.index("<table"):]
+    table_part = section[section.index("<table") :]
     for text in (table, table_part):
         assert "exact" in text and "999" not in text and "inf" not in text
     assert table_part.count("<td>exact</td>") == len({0, 1, 20}) + len({6, 12})

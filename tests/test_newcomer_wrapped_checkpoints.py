@@ -3,6 +3,7 @@
 Each file is written the way its stack writes it (the wrapper modules' own ``state_dict()``), from a
 small SHViT, and must load to exactly the logits of the unwrapped weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import randomize_bn
 from safetensors.torch import save_file
+from tiny_model import TINY_CONFIG
 from torch import nn
 
 import shvit
-from helpers import randomize_bn
 from shvit.errors import WeightsError
 from shvit.weights import official_to_timm
-from tiny_model import TINY_CONFIG
 
 X = torch.randn(2, 3, TINY_CONFIG.img_size, TINY_CONFIG.img_size, generator=torch.Generator().manual_seed(1))
 
@@ -83,8 +84,18 @@ def _lightning(model: nn.Module, path: Path) -> None:
     module = _Lightning(model)
     snapshot = {k: v.clone() for k, v in module.state_dict().items()}  # before the optimizer step moves the weights
     optimizer = _optimizer_state(module, module.model)
-    torch.save({"epoch": 3, "global_step": 30, "pytorch-lightning_version": "2.4.0", "state_dict": snapshot,
-                "optimizer_states": [optimizer], "lr_schedulers": [], "callbacks": {}}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "global_step": 30,
+            "pytorch-lightning_version": "2.4.0",
+            "state_dict": snapshot,
+            "optimizer_states": [optimizer],
+            "lr_schedulers": [],
+            "callbacks": {},
+        },
+        path,
+    )
 
 
 def _huggingface(model: nn.Module, path: Path) -> None:
@@ -124,8 +135,9 @@ def test_a_wrapped_checkpoint_loads_to_the_same_logits(tmp_path: Path, stack: st
 def test_the_training_weights_are_preferred_to_an_ema_copy_and_the_log_says_so(tmp_path: Path, caplog) -> None:
     model, ema = _model(seed=4), _model(seed=5)
     path = tmp_path / "train.pth"
-    torch.save({"model_ema": ema.state_dict(), "model": model.state_dict(), "optimizer": _optimizer_state(_model(seed=6)),
-                "epoch": 299}, path)
+    torch.save(
+        {"model_ema": ema.state_dict(), "model": model.state_dict(), "optimizer": _optimizer_state(_model(seed=6)), "epoch": 299}, path
+    )
     with caplog.at_level(logging.INFO, logger="shvit"):
         loaded = _load(path)
     assert torch.equal(_logits(loaded), _logits(model))
@@ -135,7 +147,10 @@ def test_the_training_weights_are_preferred_to_an_ema_copy_and_the_log_says_so(t
 
 def test_a_lightning_checkpoint_with_ema_weights_uses_the_model(tmp_path: Path) -> None:
     model, ema = _model(seed=4), _model(seed=5)
-    state = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **{f"model_ema.module.{k}": v for k, v in ema.state_dict().items()}}
+    state = {
+        **{f"model.{k}": v for k, v in model.state_dict().items()},
+        **{f"model_ema.module.{k}": v for k, v in ema.state_dict().items()},
+    }
     torch.save({"state_dict": state, "epoch": 1}, tmp_path / "w.ckpt")
     assert torch.equal(_logits(_load(tmp_path / "w.ckpt")), _logits(model))
 

@@ -1,4 +1,5 @@
 """ONNX export: the artifact a user gets from `shvit-convert --target onnx`, checked in ONNX Runtime."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import assert_close, recompute_bn_stats
 
 import calib
 import shvit
 from convert.cli import main as convert_main
-from helpers import assert_close, recompute_bn_stats
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,9 @@ def exported(s1_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     out = tmp_path_factory.mktemp("onnx-out")
     proc = subprocess.run(
         [sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "onnx", "--weights", str(s1_checkpoint), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     return out, proc.stderr
@@ -102,11 +105,18 @@ def _meta(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
-def _tiny_export(tiny, out: Path, precision: str):  # noqa: ANN001, ANN202
+def _tiny_export(tiny, out: Path, precision: str):
     import convert
 
-    return convert.export(tiny.checkpoint, target="onnx", precision=precision, out_dir=out, input_size=tiny.input_size,
-                          labels=tiny.labels_file, images=tiny.images_dir)
+    return convert.export(
+        tiny.checkpoint,
+        target="onnx",
+        precision=precision,
+        out_dir=out,
+        input_size=tiny.input_size,
+        labels=tiny.labels_file,
+        images=tiny.images_dir,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +148,8 @@ def test_fp16_export_passes_parity_in_onnx_runtime_at_half_the_size(tiny, tiny_o
     assert cosine.min() >= 0.9995 and (actual.argmax(1) == expected.argmax(1)).mean() >= 0.9
     assert_close(actual, expected, rel=0.02, what="fp16 ONNX Runtime vs PyTorch")
     as_fp32 = ort.InferenceSession(str(fp32.path), providers=["CPUExecutionProvider"]).run(
-        None, {"pixels": pixels.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+        None, {"pixels": pixels.transpose(0, 3, 1, 2).astype(np.float32)}
+    )[0]
     assert not np.array_equal(actual, as_fp32), "the fp16 file must compute in fp16, not be the fp32 graph"
 
 

@@ -3,6 +3,7 @@
 The record is written by ``python scripts/resolve_platforms.py`` (uv and the package index); these tests
 only read it, offline.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,18 +34,21 @@ RECORD: dict[str, Any] = json.loads(rp.RESULT.read_text())
 def _statuses(record: dict[str, Any]) -> dict[str, dict[str, dict[str, str]]]:
     """{install set: {platform label: {python: status}}}, the shape README's matrix parses to."""
     labels = {p: record["platforms"][p]["label"] for p in record["platforms"]}
-    return {s: {labels[p]: {py: c["status"] for py, c in by_py.items()} for p, by_py in row.items()}
-            for s, row in record["cells"].items()}
+    return {s: {labels[p]: {py: c["status"] for py, c in by_py.items()} for p, by_py in row.items()} for s, row in record["cells"].items()}
 
 
 def test_record_was_resolved_from_this_pyproject() -> None:
     assert RECORD["pyproject_sha256"] == rp.pyproject_fingerprint(), (
-        f"pyproject.toml's dependencies changed since platforms/resolution.json was recorded: {RERUN}")
+        f"pyproject.toml's dependencies changed since platforms/resolution.json was recorded: {RERUN}"
+    )
 
 
 def test_record_covers_every_cell() -> None:
     assert (list(RECORD["cells"]), list(RECORD["platforms"]), RECORD["pythons"]) == (
-        list(rp.INSTALL_SETS), list(rp.PLATFORMS), list(rp.PYTHONS)), f"a partial or outdated record: {RERUN}"
+        list(rp.INSTALL_SETS),
+        list(rp.PLATFORMS),
+        list(rp.PYTHONS),
+    ), f"a partial or outdated record: {RERUN}"
     for s, row in RECORD["cells"].items():
         for p, by_py in row.items():
             for py, cell in by_py.items():
@@ -53,13 +57,15 @@ def test_record_covers_every_cell() -> None:
                 assert resolved.get("pins", {}).get("torch") or cell["status"] == rp.FAIL, (s, p, py)
 
 
-@pytest.mark.parametrize(("install_set", "platform", "python", "installer"), rp.claimed_cells(),
-                         ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("install_set", "platform", "python", "installer"), rp.claimed_cells(), ids=lambda v: v if isinstance(v, str) else None
+)
 def test_claimed_cell_resolves(install_set: str, platform: str, python: str, installer: str) -> None:
     cell = RECORD["cells"][install_set][platform][python]
     assert rp.claim_holds(cell["status"], installer), (
         f"[{install_set}] on {rp.PLATFORMS[platform].label} / Python {python} is promised with {installer} "
-        f"but recorded {cell['status']}: {cell['reason']}")
+        f"but recorded {cell['status']}: {cell['reason']}"
+    )
 
 
 def test_readme_block_round_trips() -> None:
@@ -70,12 +76,20 @@ def test_readme_block_round_trips() -> None:
 def test_readme_platform_matrix_matches_the_record() -> None:
     readme = (ROOT / "README.md").read_text()
     if rp.START not in readme:
-        pytest.fail(f"README.md has no {rp.START} block: run python scripts/resolve_platforms.py --from-json --write-readme after adding the markers", pytrace=False)
+        pytest.fail(
+            f"README.md has no {rp.START} block: run python scripts/resolve_platforms.py --from-json --write-readme after adding the markers",
+            pytrace=False,
+        )
     claimed, recorded = rp.parse_readme_matrix(readme), _statuses(RECORD)
-    wrong = [f"[{s}] {label} {py}: README {claimed.get(s, {}).get(label, {}).get(py)}, recorded {status}"
-             for s, row in recorded.items() for label, by_py in row.items() for py, status in by_py.items()
-             if claimed.get(s, {}).get(label, {}).get(py) != status]
+    wrong = [
+        f"[{s}] {label} {py}: README {claimed.get(s, {}).get(label, {}).get(py)}, recorded {status}"
+        for s, row in recorded.items()
+        for label, by_py in row.items()
+        for py, status in by_py.items()
+        if claimed.get(s, {}).get(label, {}).get(py) != status
+    ]
     extra = sorted(set(claimed) - set(recorded))
     assert not wrong and not extra, (
         f"README's platform matrix disagrees with platforms/resolution.json ({'; '.join(wrong[:3]) or extra}): "
-        "run `python scripts/resolve_platforms.py --from-json --write-readme`")
+        "run `python scripts/resolve_platforms.py --from-json --write-readme`"
+    )

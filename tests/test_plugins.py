@@ -4,6 +4,7 @@ The toy target (``tests/toy_target.py``) stores the fused weights in an ``.npz``
 NumPy; nothing in the toolkit names it. Its parity runs in the same subprocess runner as the
 built-in targets, which imports the plugin module by name.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import recompute_bn_stats
+from test_check import run_cli
 
 import calib
 import convert
 import shvit
 from convert import targets
 from convert.errors import ArgumentError
-from helpers import recompute_bn_stats
-from test_check import run_cli
 
 SIZE = 64
 CONFIG = shvit.SHViTConfig((32, 48, 64), (1, 2, 1), (8, 12, 16), num_classes=10, img_size=SIZE)
@@ -27,7 +28,7 @@ LABELS = [f"kind {i}" for i in range(10)]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def toy_target():  # noqa: ANN201 - the plugin module, registered for this module's tests only
+def toy_target():
     """Registered while these tests run, and unregistered after, so other tests see only the built-in targets."""
     import toy_target as module
 
@@ -89,8 +90,24 @@ def test_shvit_convert_and_shvit_check_take_the_plugin(checkpoint: Path, tmp_pat
 def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
     from convert.bench.cli import bench_command
 
-    run = run_cli(bench_command, "--variant", "auto", "--weights", checkpoint, "--target", "npz", "--no-baselines", "--runs", 2,
-                  "--warmup", 1, "--count", 4, "--out", tmp_path)
+    run = run_cli(
+        bench_command,
+        "--variant",
+        "auto",
+        "--weights",
+        checkpoint,
+        "--target",
+        "npz",
+        "--no-baselines",
+        "--runs",
+        2,
+        "--warmup",
+        1,
+        "--count",
+        4,
+        "--out",
+        tmp_path,
+    )
     assert run.code == 0, run.stderr
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     (npz,) = [r for r in rows if r["target"] == "npz"]
@@ -103,7 +120,7 @@ def test_options_of_other_targets_are_refused_with_the_argument_named(model: tor
     assert caught.value.argument == "min_ios" and not list(tmp_path.iterdir())
 
 
-def test_numpy_program_matches_pytorch(model: torch.nn.Module, toy_target) -> None:  # noqa: ANN001
+def test_numpy_program_matches_pytorch(model: torch.nn.Module, toy_target) -> None:
     """The toy runtime is a faithful forward pass, so its parity row means something."""
     arrays, program = toy_target.trace_program(shvit.PixelInput(shvit.reparameterize(model)).eval())
     pixels = calib.synthetic_images(3, SIZE, seed=1)

@@ -1,4 +1,5 @@
 """Preprocessing as data on the variant, one normalisation, one pooled head, one reader per artifact part."""
+
 from __future__ import annotations
 
 import zipfile
@@ -8,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import randomize_bn
 
 import calib
 import shvit
 from convert.tflite import metadata
 from convert.tflite.graph import SHViTChannelsLastPool
-from helpers import randomize_bn
 from shvit.config import Preprocessing, SHViTConfig
 
 TINY = SHViTConfig(embed_dim=(32, 48, 64), depth=(1, 1, 1), partial_dim=(8, 12, 16), num_classes=5, img_size=64)
@@ -109,8 +110,16 @@ def _bare_tflite() -> bytes:
 
 
 def _info() -> metadata.ModelInfo:
-    return metadata.ModelInfo(name="SHViT", description="test", version="fp32", labels=LABELS, labels_file="m.labels.txt",
-                              input_size=8, input_description="pixels", output_description="logits")
+    return metadata.ModelInfo(
+        name="SHViT",
+        description="test",
+        version="fp32",
+        labels=LABELS,
+        labels_file="m.labels.txt",
+        input_size=8,
+        input_description="pixels",
+        output_description="logits",
+    )
 
 
 def test_tflite_readers_return_the_labels_written(tmp_path: Path) -> None:
@@ -142,10 +151,16 @@ def test_coreml_reader_returns_the_labels_written(tmp_path: Path) -> None:
     from mobile_demo.coreml_spec import facts_from_spec
 
     ct = import_coremltools()
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                              torch.nn.Linear(4, len(LABELS))).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, len(LABELS))
+    ).eval()
     traced = torch.jit.trace(net, torch.zeros(1, 3, 32, 32))
-    mlmodel = ct.convert(traced, inputs=[ct.ImageType(name="image", shape=(1, 3, 32, 32))], convert_to="mlprogram",
-                         classifier_config=ct.ClassifierConfig(LABELS), minimum_deployment_target=ct.target.iOS16)
+    mlmodel = ct.convert(
+        traced,
+        inputs=[ct.ImageType(name="image", shape=(1, 3, 32, 32))],
+        convert_to="mlprogram",
+        classifier_config=ct.ClassifierConfig(LABELS),
+        minimum_deployment_target=ct.target.iOS16,
+    )
     facts = facts_from_spec(mlmodel.get_spec(), tmp_path / "m.mlpackage")
     assert list(facts.class_labels) == LABELS and facts.crop_fraction == calib.CROP_PCT

@@ -1,4 +1,5 @@
 """Long steps draw a progress bar on a terminal, and only there: a log or CI output gets plain lines."""
+
 from __future__ import annotations
 
 import fcntl
@@ -18,16 +19,34 @@ def _convert_args(tiny: Any, tmp_path: Path) -> list[str]:
     images = tmp_path / "calib"
     pixels, labels, names = calib.make_class_dataset(3, tiny.input_size, seed=3, num_classes=len(tiny.class_names))
     calib.write_dataset(images, pixels, labels, names)
-    return [sys.executable, "-m", "convert.cli", "--variant", "auto", "--weights", str(tiny.checkpoint), "--input-size",
-            str(tiny.input_size), "--target", "tflite", "--precision", "int8", "--calib", str(images), "--out", str(tmp_path / "out")]
+    return [
+        sys.executable,
+        "-m",
+        "convert.cli",
+        "--variant",
+        "auto",
+        "--weights",
+        str(tiny.checkpoint),
+        "--input-size",
+        str(tiny.input_size),
+        "--target",
+        "tflite",
+        "--precision",
+        "int8",
+        "--calib",
+        str(images),
+        "--out",
+        str(tmp_path / "out"),
+    ]
 
 
 def _run_on_a_terminal(command: list[str]) -> tuple[int, str]:
     """``command`` with a pseudo-terminal as stdin, stdout and stderr; everything it drew."""
     controller, terminal = os.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a real terminal has a size
-    proc = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
-                            env=dict(os.environ, TERM="xterm"))
+    proc = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True, env=dict(os.environ, TERM="xterm")
+    )
     os.close(terminal)
     chunks = []
     deadline = time.monotonic() + 600

@@ -1,4 +1,5 @@
 """The project's promises about itself: CI runs README's test command, README lists every CLI flag."""
+
 from __future__ import annotations
 
 import re
@@ -56,7 +57,7 @@ def test_every_benchmark_readme_cites_exists() -> None:
 def test_readme_int8_prose_quotes_only_measured_tables() -> None:
     """Every percentage in README's int8 prose appears in a table a benchmark prints (no hand-measured figures)."""
     start = README.index("On these models static int8 activations")
-    section = README[start:README.index("## Platforms", start)]
+    section = README[start : README.index("## Platforms", start)]
     prose = "\n".join(line for line in section.splitlines() if not line.startswith("|"))
     tables = "\n".join(line for line in README.splitlines() if line.startswith("|"))
     unbacked = sorted(f for f in re.findall(r"\d+\.\d+%", prose) if f not in tables)

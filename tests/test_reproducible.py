@@ -1,4 +1,5 @@
 """Re-running the same export gives the same bytes: byte-identical TFLite files, an identical Core ML weight file."""
+
 from __future__ import annotations
 
 from pathlib import Path

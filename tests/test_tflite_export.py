@@ -4,6 +4,7 @@ Expensive conversions happen once per module: S1 in all four precisions from a s
 (BN statistics recomputed on images, so its outputs depend on the image), and the tiny trained
 model through the pipeline in full int8 (where top-1 agreement means something).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,25 +23,42 @@ import torch
 from helpers import recompute_bn_stats, run_in_runtime
 
 import calib
-import shvit
 import convert
-from convert.errors import RuntimeCrash
+import shvit
 from convert.api.pipeline import ExportResult
+from convert.errors import RuntimeCrash
+from convert.parity import compare
 from convert.tflite import graphinfo, metadata, onnx2tf_runner
 from convert.tflite.export import export_tflite
-from convert.tflite.target import labels_file_name
 from convert.tflite.graph import SHSATokens, tflite_friendly
-from convert.parity import compare
-from convert.tflite.target import TFLITE_FP16, TFLITE_FP32, TFLITE_INT8, TFLITE_INT8_WEIGHTS
+from convert.tflite.target import TFLITE_FP16, TFLITE_FP32, TFLITE_INT8, TFLITE_INT8_WEIGHTS, labels_file_name
 
 S1_PRECISIONS = ("fp32", "fp16", "int8-weights", "int8")
 CHECK_IMAGES = 16
 CALIB_IMAGES = 16
 S1_INT8_FLOOR = 0.8
-XNNPACK_OPS = frozenset({
-    "ADD", "SUB", "MUL", "MEAN", "RSQRT", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX",
-    "RELU", "LOGISTIC", "CONCATENATION", "STRIDED_SLICE", "RESHAPE", "PAD", "QUANTIZE", "DEQUANTIZE",
-})
+XNNPACK_OPS = frozenset(
+    {
+        "ADD",
+        "SUB",
+        "MUL",
+        "MEAN",
+        "RSQRT",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "BATCH_MATMUL",
+        "SOFTMAX",
+        "RELU",
+        "LOGISTIC",
+        "CONCATENATION",
+        "STRIDED_SLICE",
+        "RESHAPE",
+        "PAD",
+        "QUANTIZE",
+        "DEQUANTIZE",
+    }
+)
 """Every op type the exported graphs may hold: all delegated by XNNPACK in float32."""
 
 
@@ -63,8 +81,14 @@ def s1(tmp_path_factory: pytest.TempPathFactory) -> S1Models:
     out = tmp_path_factory.mktemp("s1-tflite")
     paths = {p: out / f"s1_{p}.tflite" for p in S1_PRECISIONS}
     export_tflite(
-        shvit.PixelInput(deploy), paths, input_size=224, labels=[f"class_{i}" for i in range(1000)], name="SHViT-S1",
-        calib_pixels=calib.synthetic_images(CALIB_IMAGES, 224, seed=1), progress=False, log=lambda _: None,
+        shvit.PixelInput(deploy),
+        paths,
+        input_size=224,
+        labels=[f"class_{i}" for i in range(1000)],
+        name="SHViT-S1",
+        calib_pixels=calib.synthetic_images(CALIB_IMAGES, 224, seed=1),
+        progress=False,
+        log=lambda _: None,
     )
     pixels = calib.synthetic_images(CHECK_IMAGES, 224, seed=7)
     with torch.no_grad():
@@ -90,6 +114,7 @@ def tiny_int8(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyIn
         def blocked(*args, **kwargs):
             attempts.append(f"{what} {args[1:2] or args[:1]}")
             raise OSError("network access during a TFLite export")
+
         return blocked
 
     out_dir = tmp_path_factory.mktemp("tiny-int8") / "out"
@@ -98,8 +123,16 @@ def tiny_int8(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyIn
         mp.setattr(socket.socket, "connect", refuse("connect"))
         mp.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
         mp.setattr(socket, "create_connection", refuse("create_connection"))
-        outcome = convert.export(tiny.checkpoint, target="tflite", precision="int8", out_dir=out_dir, input_size=tiny.input_size,
-                                 labels=tiny.labels_file, calib=tiny.images_dir, images=tiny.images_dir)
+        outcome = convert.export(
+            tiny.checkpoint,
+            target="tflite",
+            precision="int8",
+            out_dir=out_dir,
+            input_size=tiny.input_size,
+            labels=tiny.labels_file,
+            calib=tiny.images_dir,
+            images=tiny.images_dir,
+        )
         yield TinyInt8(outcome, out_dir, attempts, sorted(os.listdir(cwd)))
 
 
@@ -237,8 +270,16 @@ def test_tiny_int8_files_and_sidecar(tiny, tiny_int8: TinyInt8) -> None:
     record = json.loads((out / (artifact.name + ".json")).read_text())
     export = record["export"]
     assert export["xnnpack_partitions"] <= 3 and export["calibration_images"] > 0
-    assert export["input"] == {"name": "pixels", "shape": [1, 96, 96, 3], "dtype": "uint8", "scale": 1.0, "zero_point": 0,
-                               "layout": "NHWC", "range": "RGB 0-255", "normalization": "baked into the model (ImageNet mean/std)"}
+    assert export["input"] == {
+        "name": "pixels",
+        "shape": [1, 96, 96, 3],
+        "dtype": "uint8",
+        "scale": 1.0,
+        "zero_point": 0,
+        "layout": "NHWC",
+        "range": "RGB 0-255",
+        "normalization": "baked into the model (ImageNet mean/std)",
+    }
     assert record["parity"]["passed"] and record["parity"]["top1"] >= TFLITE_INT8.top1
     assert metadata.read(artifact)["files"][labels_file_name(artifact.stem)].splitlines() == tiny.class_names
 
@@ -280,9 +321,28 @@ def test_cli_by_absolute_path_from_a_non_activated_venv(tiny, tmp_path: Path) ->
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     proc = subprocess.run(
-        [str(script), "--variant", "auto", "--weights", str(tiny.checkpoint), "--input-size", str(tiny.input_size),
-         "--labels", str(tiny.labels_file), "--target", "tflite", "--precision", "fp16", "--out", str(tmp_path / "out")],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        [
+            str(script),
+            "--variant",
+            "auto",
+            "--weights",
+            str(tiny.checkpoint),
+            "--input-size",
+            str(tiny.input_size),
+            "--labels",
+            str(tiny.labels_file),
+            "--target",
+            "tflite",
+            "--precision",
+            "fp16",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "✓ cosine" in proc.stderr and "Traceback" not in proc.stderr

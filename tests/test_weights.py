@@ -1,4 +1,5 @@
 """Loading released checkpoints: formats, layouts, variant inference, refusals, download and cache."""
+
 from __future__ import annotations
 
 import http.server
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import randomize_bn
 from safetensors.torch import save_file
 
 import shvit
-from helpers import randomize_bn
 from shvit.errors import WeightsError
 from shvit.weights import official_to_timm, timm_to_official
 
@@ -93,7 +94,7 @@ def test_checkpoint_of_another_variant_names_it(tmp_path: Path) -> None:
 
 def test_checkpoint_of_another_architecture(tmp_path: Path) -> None:
     torch.save({"model": {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1000, 2048)}}, tmp_path / "resnet.pth")
-    with pytest.raises(WeightsError, match="it looks like not an SHViT checkpoint; .* missing keys .* unexpected keys"):
+    with pytest.raises(WeightsError, match=r"it looks like not an SHViT checkpoint; .* missing keys .* unexpected keys"):
         shvit.create_model("s3", weights=tmp_path / "resnet.pth")
 
 
@@ -114,12 +115,13 @@ def test_truncated_safetensors(tmp_path: Path, s1_state) -> None:
         shvit.create_model("s1", weights=full)
 
 
-@pytest.mark.parametrize("content", [os.urandom(4096), bytes(range(256)) * 16, b"", b"hello, I am a text file\n"],
-                         ids=["random", "all-bytes", "empty", "text"])
+@pytest.mark.parametrize(
+    "content", [os.urandom(4096), bytes(range(256)) * 16, b"", b"hello, I am a text file\n"], ids=["random", "all-bytes", "empty", "text"]
+)
 def test_random_bytes_empty_and_text_files(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "junk.pth"
     path.write_bytes(content)
-    with pytest.raises(WeightsError, match="junk.pth (is empty|is not a PyTorch or safetensors checkpoint)"):
+    with pytest.raises(WeightsError, match=r"junk\.pth (is empty|is not a PyTorch or safetensors checkpoint)"):
         shvit.create_model("s1", weights=path)
 
 
@@ -236,7 +238,7 @@ def test_imagenet_without_network_fails_fast_with_a_hint(monkeypatch, tmp_path: 
     monkeypatch.delenv("SHVIT_WEIGHTS_URL", raising=False)
     monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     started = time.monotonic()
-    with pytest.raises(WeightsError, match="cannot download https://github.com/.*shvit_s3.pth .*pass weights=PATH"):
+    with pytest.raises(WeightsError, match=r"cannot download https://github\.com/.*shvit_s3\.pth .*pass weights=PATH"):
         shvit.create_model("s3", weights="imagenet")
     assert time.monotonic() - started < 15
 

@@ -3,6 +3,7 @@
 Random weights make SHViT's logits nearly image-independent (the head bias dominates), which hides
 quantisation damage. This model is trained in well under a minute on 2 CPU cores and cached.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,12 @@ import shvit
 from shvit.config import SHViTConfig
 
 TINY_CONFIG = SHViTConfig(
-    embed_dim=(32, 48, 64), depth=(1, 2, 2), partial_dim=(8, 12, 16), types=("i", "s", "s"),
-    num_classes=8, img_size=96,
+    embed_dim=(32, 48, 64),
+    depth=(1, 2, 2),
+    partial_dim=(8, 12, 16),
+    types=("i", "s", "s"),
+    num_classes=8,
+    img_size=96,
 )
 TRAIN_PER_CLASS = 96
 EVAL_PER_CLASS = 12
@@ -40,8 +45,15 @@ class TinyModel:
 
 
 def _recipe_key() -> str:
-    recipe = {"config": TINY_CONFIG.to_dict(), "steps": STEPS, "batch": BATCH, "seed": SEED,
-              "per_class": TRAIN_PER_CLASS, "version": RECIPE_VERSION, "preprocess": getattr(calib, "PREPROCESS_VERSION", 0)}
+    recipe = {
+        "config": TINY_CONFIG.to_dict(),
+        "steps": STEPS,
+        "batch": BATCH,
+        "seed": SEED,
+        "per_class": TRAIN_PER_CLASS,
+        "version": RECIPE_VERSION,
+        "preprocess": getattr(calib, "PREPROCESS_VERSION", 0),
+    }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -4,6 +4,7 @@ It exists to show that a target is one module plus one registry call: export, ch
 the Python API take it with no edit anywhere else. The "runtime" is a NumPy forward pass of the
 tiny SHViT configuration the tests use (stem, blocks, attention and head written out in NumPy).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,7 +78,7 @@ class NumpyProgram:
 
     def _shsa(self, v: dict, op: dict) -> np.ndarray:
         x = v[op["in"]]
-        b, c, h, w = x.shape
+        b, _c, h, w = x.shape
         p, qk = op["pdim"], op["qk"]
         x1, x2 = x[:, :p], x[:, p:]
         mean = x1.mean((1, 2, 3), keepdims=True)
@@ -119,9 +120,14 @@ def trace_program(pixel_model: Any) -> tuple[dict[str, np.ndarray], list[dict[st
         from shvit.layers import Residual
 
         if isinstance(module, nn.Conv2d):
-            return emit("conv", source, weight=keep(prefix + ".w", module.weight),
-                        bias=keep(prefix + ".b", module.bias) if module.bias is not None else None,
-                        stride=module.stride[0], groups=module.groups)
+            return emit(
+                "conv",
+                source,
+                weight=keep(prefix + ".w", module.weight),
+                bias=keep(prefix + ".b", module.bias) if module.bias is not None else None,
+                stride=module.stride[0],
+                groups=module.groups,
+            )
         if isinstance(module, nn.ReLU):
             return emit("relu", source)
         if isinstance(module, nn.Identity):
@@ -133,12 +139,26 @@ def trace_program(pixel_model: Any) -> tuple[dict[str, np.ndarray], list[dict[st
             return out
         if isinstance(module, SHSADeploy):
             conv, proj = module.qkv, module.proj[-1]
-            return emit("shsa", source, pdim=module.pdim, qk=module.qk_dim, eps=module.eps,
-                        qkv_w=keep(prefix + ".qkv.w", conv.weight), qkv_b=keep(prefix + ".qkv.b", conv.bias),
-                        proj_w=keep(prefix + ".proj.w", proj.weight), proj_b=keep(prefix + ".proj.b", proj.bias))
+            return emit(
+                "shsa",
+                source,
+                pdim=module.pdim,
+                qk=module.qk_dim,
+                eps=module.eps,
+                qkv_w=keep(prefix + ".qkv.w", conv.weight),
+                qkv_b=keep(prefix + ".qkv.b", conv.bias),
+                proj_w=keep(prefix + ".proj.w", proj.weight),
+                proj_b=keep(prefix + ".proj.b", proj.bias),
+            )
         if type(module).__name__ == "SqueezeExcite":
-            return emit("se", source, w1=keep(prefix + ".w1", module.fc1.weight), b1=keep(prefix + ".b1", module.fc1.bias),
-                        w2=keep(prefix + ".w2", module.fc2.weight), b2=keep(prefix + ".b2", module.fc2.bias))
+            return emit(
+                "se",
+                source,
+                w1=keep(prefix + ".w1", module.fc1.weight),
+                b1=keep(prefix + ".b1", module.fc1.bias),
+                w2=keep(prefix + ".w2", module.fc2.weight),
+                b2=keep(prefix + ".b2", module.fc2.bias),
+            )
         if type(module).__name__ == "PatchMerging":  # one ReLU module used twice: the order is forward()'s
             for name in ("conv1", "act", "conv2", "act", "se", "conv3"):
                 source = walk(getattr(module, name), f"{prefix}.{name}", source)
@@ -200,8 +220,7 @@ class NpzTarget:
 
     def inspect(self, path: Path) -> ArtifactFacts:
         _, meta = self._load(path)
-        return ArtifactFacts(input_size=meta["input_size"], num_classes=len(meta["classes"]), precision="fp32",
-                             ops=len(meta["program"]))
+        return ArtifactFacts(input_size=meta["input_size"], num_classes=len(meta["classes"]), precision="fp32", ops=len(meta["program"]))
 
     def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Any, str]:
         program, _ = self._load(path)

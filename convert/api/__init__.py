@@ -4,6 +4,7 @@
 - :mod:`.pipeline`  one export: load → export → validate → commit
 - :mod:`.checking`  exported models against the reference
 """
+
 from convert.api.checking import check
 from convert.api.pipeline import ExportResult, export
 

@@ -1,4 +1,5 @@
 """``convert.check``: exported models against the PyTorch reference, as ``shvit-check`` does."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,12 +11,12 @@ from pathlib import Path
 from torch import nn
 
 from convert.api.model import Labels, load_model, model_spec
-from convert.errors import UsageError
-from convert.validate.images import check_image_folders, check_image_options, load_images
-from convert.io.scratch import Scratch
 from convert.config import ModelSpec
+from convert.errors import UsageError
+from convert.io.scratch import Scratch
 from convert.validate.artifact_info import ArtifactInfo, inspect
 from convert.validate.checker import DEFAULT_COUNT, artifact_paths, check_artifacts, resolve_input_size, sidecar_labels
+from convert.validate.images import check_image_folders, check_image_options, load_images
 from convert.validate.per_layer import PER_LAYER_IMAGES, check_per_layer
 from convert.validate.per_layer import per_layer as per_layer_report
 from convert.validate.report import CheckReport
@@ -79,9 +80,14 @@ def check(
             source.labels_file, source.labels = named
             _logger.info(f"→ class names from {named[0]} (named in the artifacts' sidecars)")
         images_found = load_images(
-            images_dir, size=size, count=count, class_names=source.labels, labels_from_folders=labels_from_folders,
+            images_dir,
+            size=size,
+            count=count,
+            class_names=source.labels,
+            labels_from_folders=labels_from_folders,
             labels_file=Path(labels_file) if labels_file is not None else None,
-            sorted_order=labels is None and named is None and source.num_classes == 1000, progress=progress,
+            sorted_order=labels is None and named is None and source.num_classes == 1000,
+            progress=progress,
         )
         _logger.info(Message(f"→ images: {images_found.note.template}") if images_found.note else f"→ images: {images_found.description}")
         report = check_artifacts(infos, source=source, images=images_found, scratch=scratch, threads=threads, progress=progress)
@@ -97,8 +103,11 @@ def recorded_seed(infos: Sequence[ArtifactInfo]) -> int | None:
     """The random draw the artifacts' sidecars record, when they agree on one (else the default draw)."""
     seeds = {(info.sidecar or {}).get("weights", {}).get("seed") for info in infos} - {None}
     if len(seeds) > 1:
-        raise UsageError(f"the artifacts were exported from different random draws (seeds {', '.join(map(str, sorted(seeds)))}): "
-                         "check them one at a time", argument="artifacts")
+        raise UsageError(
+            f"the artifacts were exported from different random draws (seeds {', '.join(map(str, sorted(seeds)))}): "
+            "check them one at a time",
+            argument="artifacts",
+        )
     return seeds.pop() if seeds else None
 
 

@@ -1,4 +1,5 @@
 """The ``model`` argument of the API: an ``nn.Module``, a checkpoint path or a variant name."""
+
 from __future__ import annotations
 
 import logging
@@ -17,26 +18,34 @@ Labels = str | os.PathLike[str] | Sequence[str] | None
 _logger = logging.getLogger(__name__)
 
 
-def model_spec(model: nn.Module | str | os.PathLike[str], *, weights: str | os.PathLike[str] | None, num_classes: int,
-               labels: Labels, input_size: int | None, seed: int | None = None) -> ModelSpec | None:
+def model_spec(
+    model: nn.Module | str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None,
+    num_classes: int,
+    labels: Labels,
+    input_size: int | None,
+    seed: int | None = None,
+) -> ModelSpec | None:
     """What to load for ``model`` (None for a model object, which needs no loading); a bad type is an ArgumentError."""
     if input_size is not None:
         check_input_size(input_size)
     if isinstance(model, nn.Module):
         return None
     if not isinstance(model, (str, os.PathLike)):
-        raise ArgumentError(f"model must be an nn.Module, a checkpoint path or a variant name, not {type(model).__name__}",
-                            argument="model")
+        raise ArgumentError(
+            f"model must be an nn.Module, a checkpoint path or a variant name, not {type(model).__name__}", argument="model"
+        )
     if seed is not None and (weights is not None or not is_variant(str(model))):
         raise ArgumentError("{seed} picks a random draw: it goes with a variant name and {weights=None}", argument="seed")
     if is_variant(str(model)):
-        return ModelSpec(variant=str(model).lower(), weights=weights, num_classes=num_classes, labels=as_labels(labels),
-                         input_size=input_size, seed=seed)
+        return ModelSpec(
+            variant=str(model).lower(), weights=weights, num_classes=num_classes, labels=as_labels(labels), input_size=input_size, seed=seed
+        )
     return ModelSpec(variant="auto", weights=Path(model), num_classes=num_classes, labels=as_labels(labels), input_size=input_size)
 
 
-def load_model(model: nn.Module | str | os.PathLike[str], spec: ModelSpec | None, *, labels: Labels,
-               input_size: int | None) -> ModelSource:
+def load_model(model: nn.Module | str | os.PathLike[str], spec: ModelSpec | None, *, labels: Labels, input_size: int | None) -> ModelSource:
     if spec is None:
         _logger.info("→ fusing BatchNorms of the given model")
         return source_from_module(model, labels=as_labels(labels), input_size=input_size)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@
 :func:`run_export` is the same pipeline for callers that already hold a loaded model and a scratch
 folder (the benchmark). Nothing here knows a format: the target registry does.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,16 +19,16 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from convert.api.model import load_model, model_spec
 from convert.config import DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, OutputSpec, plan
 from convert.errors import ArgumentError, ToleranceError
-from convert.validate.images import check_image_folders, load_images
 from convert.io.scratch import Scratch
 from convert.io.sidecar import sidecar_path, sidecar_record, write_sidecar
 from convert.io.staging import check_output_dir, refuse_existing, staged_output
 from convert.parity import ParityReport, Tolerance, compare
-from convert.api.model import load_model, model_spec
 from convert.source import ModelSource
 from convert.targets import ExportContext
+from convert.validate.images import check_image_folders, load_images
 from convert.validate.runner import run_artifact
 from shvit.errors import Message, WeightsError
 
@@ -99,8 +100,7 @@ def export(
     A failed parity returns ``passed=False`` with the artifact written and marked failed in its
     sidecar; ``strict=True`` raises :class:`ToleranceError` instead, its ``result`` holding this result.
     """
-    options = ExportOptions(target=target, precision=precision, calib=_path(calib), calib_count=calib_count,
-                            target_options=target_options)
+    options = ExportOptions(target=target, precision=precision, calib=_path(calib), calib_count=calib_count, target_options=target_options)
     output = OutputSpec(out_dir=Path(out_dir), force=force, progress=progress)
     export_plan = plan(options, output, name=name)
     images_dir = _path(images)
@@ -121,7 +121,11 @@ def export(
 
 
 def run_export(
-    export_plan: ExportPlan, source: ModelSource, *, images: Path | None, scratch: Scratch,
+    export_plan: ExportPlan,
+    source: ModelSource,
+    *,
+    images: Path | None,
+    scratch: Scratch,
 ) -> ExportResult:
     """Export, check and commit one artifact for a loaded ``source``; a failed parity is a result, not an error.
 
@@ -134,12 +138,26 @@ def run_export(
     started = time.perf_counter()
     calib_pixels, calib_description = _calibration(export_plan, size=source.input_size)
     folder = images or export_plan.calib
-    check = load_images(folder, size=source.input_size, count=DEFAULT_CHECK_COUNT, class_names=source.labels,
-                        progress=output.progress, quiet=images is None and export_plan.calibrated, hint=CHECK_HINT)
+    check = load_images(
+        folder,
+        size=source.input_size,
+        count=DEFAULT_CHECK_COUNT,
+        class_names=source.labels,
+        progress=output.progress,
+        quiet=images is None and export_plan.calibrated,
+        hint=CHECK_HINT,
+    )
     with staged_output(output.out_dir, names, force=output.force) as staging:
         context = ExportContext(
-            source=source, precision=export_plan.precision, options=export_plan.options, stem=export_plan.stem(source.naming),
-            scratch=scratch, calib_pixels=calib_pixels, calib_description=calib_description, progress=output.progress, log=log,
+            source=source,
+            precision=export_plan.precision,
+            options=export_plan.options,
+            stem=export_plan.stem(source.naming),
+            scratch=scratch,
+            calib_pixels=calib_pixels,
+            calib_description=calib_description,
+            progress=output.progress,
+            log=log,
         )
         metadata = target.export(context, staging)
         staged = staging.path(names[0])
@@ -159,19 +177,38 @@ def run_export(
         for line in checklist:
             log(line)
         parity = {"passed": passed, "runtime": runtime, "images": check.description, **report.as_dict()}
-        record = sidecar_record(artifact=staged, config={**source.record(), **export_plan.record()}, weights=source.weights_info,
-                                extra={"parity": parity, "export": metadata})
+        record = sidecar_record(
+            artifact=staged,
+            config={**source.record(), **export_plan.record()},
+            weights=source.weights_info,
+            extra={"parity": parity, "export": metadata},
+        )
         write_sidecar(staging.path(names[1]), record)
         files = staging.commit()
     seconds = time.perf_counter() - started
     contents = f": {metadata['contents']}" if metadata.get("contents") else ""
-    log(f"✓ wrote {artifact}{contents} in {seconds:.1f} s" if passed else f"✗ wrote {artifact}{contents} (parity FAILED, marked in its .json)")
-    return ExportResult(path=artifact, files=files, target=target.name, precision=export_plan.precision, passed=passed,
-                        parity=report, tolerance=tolerance, runtime=runtime, sidecar=record, checklist=checklist)
+    log(
+        f"✓ wrote {artifact}{contents} in {seconds:.1f} s"
+        if passed
+        else f"✗ wrote {artifact}{contents} (parity FAILED, marked in its .json)"
+    )
+    return ExportResult(
+        path=artifact,
+        files=files,
+        target=target.name,
+        precision=export_plan.precision,
+        passed=passed,
+        parity=report,
+        tolerance=tolerance,
+        runtime=runtime,
+        sidecar=record,
+        checklist=checklist,
+    )
 
 
-def preflight(export_plan: ExportPlan, *, images: Path | None, weights: str | Path | None,
-              labels: str | os.PathLike[str] | Sequence[str] | None) -> None:
+def preflight(
+    export_plan: ExportPlan, *, images: Path | None, weights: str | Path | None, labels: str | os.PathLike[str] | Sequence[str] | None
+) -> None:
     """Every check that needs no work, before any work: a bad argument costs the user nothing."""
     if weights is not None and str(weights) != "imagenet":
         path = Path(weights)
@@ -181,8 +218,9 @@ def preflight(export_plan: ExportPlan, *, images: Path | None, weights: str | Pa
             raise WeightsError(f"weights path {path} is a directory: pass the checkpoint file inside it")
     check_image_folders({"calib": export_plan.calib, "images": images})
     if isinstance(labels, (str, os.PathLike)) and not Path(labels).is_file():
-        raise ArgumentError(f"labels file {labels} does not exist or is not a file: pass a text file with one label per line",
-                            argument="labels")
+        raise ArgumentError(
+            f"labels file {labels} does not exist or is not a file: pass a text file with one label per line", argument="labels"
+        )
     check_output_dir(export_plan.output.out_dir)
 
 
@@ -199,4 +237,3 @@ def _calibration(export_plan: ExportPlan, *, size: int) -> tuple[np.ndarray | No
 
 def _path(value: str | os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
-

@@ -4,6 +4,7 @@ Each target owns what its "plain" conversion is (:class:`convert.targets.PlainBa
 ``export_plain``); this module only asks the registry and writes the result beside the benchmark's
 exports, so one run shows ours and the baselines side by side.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ The child protocol is line-based: the parent writes ``time N`` (or ``quit``) to 
 child answers each with one JSON line on its stdout (the first, unasked, names its runtime once the
 model is loaded). Everything else a runtime prints goes to a log file the parent reads on failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,16 @@ class Latency:
         """Figures of the milliseconds measured in each round."""
         times = np.asarray([t for chunk in rounds for t in chunk], dtype=np.float64)
         return cls(
-            median_ms=float(np.median(times)), p90_ms=float(np.percentile(times, 90)), mean_ms=float(times.mean()),
-            min_ms=float(times.min()), max_ms=float(times.max()), runs=int(times.size), warmup=warmup, threads=threads,
-            runtime=runtime, round_medians_ms=tuple(float(np.median(chunk)) for chunk in rounds),
+            median_ms=float(np.median(times)),
+            p90_ms=float(np.percentile(times, 90)),
+            mean_ms=float(times.mean()),
+            min_ms=float(times.min()),
+            max_ms=float(times.max()),
+            runs=int(times.size),
+            warmup=warmup,
+            threads=threads,
+            runtime=runtime,
+            round_medians_ms=tuple(float(np.median(chunk)) for chunk in rounds),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -201,12 +209,26 @@ class _RuntimeChild:
         if model.kind != PYTORCH:
             target = targets.get(model.kind)
             where = [type(target).__module__, target.name]
-        spec = {"where": where, "artifact": str(model.artifact) if model.artifact else None, "variant": model.variant,
-                "weights": model.weights, "seed": model.seed, "num_classes": model.num_classes, "input_size": input_size,
-                "threads": threads}
-        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 -- closed in close()
-        self.proc = subprocess.Popen([sys.executable, "-m", "convert.bench.latency", json.dumps(spec)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._log, env=env, text=True, bufsize=1)
+        spec = {
+            "where": where,
+            "artifact": str(model.artifact) if model.artifact else None,
+            "variant": model.variant,
+            "weights": model.weights,
+            "seed": model.seed,
+            "num_classes": model.num_classes,
+            "input_size": input_size,
+            "threads": threads,
+        }
+        self._log: IO[bytes] = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "convert.bench.latency", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
         self._replies: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, name=f"bench-{model.kind}", daemon=True).start()
 
@@ -271,12 +293,18 @@ class _RuntimeChild:
 def _child_env(threads: int, scratch: Scratch) -> dict[str, str]:
     """As :func:`convert.io.child.run_child` gives its children (plugin targets importable), one thread pool size."""
     search_path = os.pathsep.join(p for p in sys.path if p)
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": search_path, "OMP_NUM_THREADS": str(threads),
-            **scratch.child_env()}
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": search_path, "OMP_NUM_THREADS": str(threads), **scratch.child_env()}
 
 
 def measure_all(
-    models: Sequence[Model], *, input_size: int, runs: int, warmup: int, rounds: int, threads: int, scratch: Scratch,
+    models: Sequence[Model],
+    *,
+    input_size: int,
+    runs: int,
+    warmup: int,
+    rounds: int,
+    threads: int,
+    scratch: Scratch,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[Measurement]:
     """Every model timed in interleaved rounds, each in its own runtime's child process; one Measurement each, in order.
@@ -295,8 +323,9 @@ def measure_all(
                 if reason:
                     results[index] = Measurement(note=reason)
                     continue
-                children[index] = _RuntimeChild(model, input_size=input_size, threads=threads, log_path=tmp / f"child-{index}.log",
-                                                env=env, timeout_s=timeout_s)
+                children[index] = _RuntimeChild(
+                    model, input_size=input_size, threads=threads, log_path=tmp / f"child-{index}.log", env=env, timeout_s=timeout_s
+                )
             for index, child in list(children.items()):
                 try:
                     child.ready()
@@ -312,8 +341,9 @@ def measure_all(
                 if got.failure:
                     results[index] = Measurement(note=got.failure)
                 else:
-                    results[index] = Measurement(Latency.of_rounds(got.rounds, warmup=warmup, threads=threads,
-                                                                   runtime=children[index].runtime))
+                    results[index] = Measurement(
+                        Latency.of_rounds(got.rounds, warmup=warmup, threads=threads, runtime=children[index].runtime)
+                    )
         except BaseException:  # Ctrl-C or a bug: no child may outlive the command, none gets time to linger
             for child in children.values():
                 child.kill()
@@ -325,13 +355,30 @@ def measure_all(
 
 
 def measure(
-    kind: str, *, input_size: int, runs: int, warmup: int, threads: int, scratch: Scratch, artifact: Path | None = None,
-    variant: str | None = None, weights: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+    kind: str,
+    *,
+    input_size: int,
+    runs: int,
+    warmup: int,
+    threads: int,
+    scratch: Scratch,
+    artifact: Path | None = None,
+    variant: str | None = None,
+    weights: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Latency:
     """Latency of one model alone (one round): ``kind`` is ``pytorch`` (the reference, from ``variant`` and
     ``weights``) or a target's name (``artifact``); raises LatencyUnavailable with a one-line reason."""
-    (result,) = measure_all([Model(kind, artifact=artifact, variant=variant, weights=weights)], input_size=input_size, runs=runs,
-                            warmup=warmup, rounds=1, threads=threads, scratch=scratch, timeout_s=timeout_s)
+    (result,) = measure_all(
+        [Model(kind, artifact=artifact, variant=variant, weights=weights)],
+        input_size=input_size,
+        runs=runs,
+        warmup=warmup,
+        rounds=1,
+        threads=threads,
+        scratch=scratch,
+        timeout_s=timeout_s,
+    )
     if result.latency is None:
         raise LatencyUnavailable(result.note)
     return result.latency
@@ -365,8 +412,9 @@ def _pytorch(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
 
     torch.set_num_threads(spec["threads"])
     weights = spec["weights"]
-    model = shvit.create_model(spec["variant"], weights=weights, num_classes=spec.get("num_classes", 1000),
-                               seed=spec.get("seed") if weights is None else None)
+    model = shvit.create_model(
+        spec["variant"], weights=weights, num_classes=spec.get("num_classes", 1000), seed=spec.get("seed") if weights is None else None
+    )
     x = torch.from_numpy(shvit.normalize(_pixels(spec["input_size"])))
 
     def step() -> object:

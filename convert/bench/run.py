@@ -8,6 +8,7 @@ find their reference as ``shvit-check`` does (sidecar, or ``--variant``/``--weig
 it: one reference per group, each group timed on its own. Which targets, precisions and baselines
 exist comes from the target registry.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,16 +24,23 @@ from convert import targets
 from convert.bench.baselines import Baseline, baselines_for, export_baseline
 from convert.bench.latency import DEFAULT_ROUNDS, PYTORCH, Latency, Model, effective_rounds, host_description, measure_all, speedup
 from convert.config import (
-    DEFAULT_CALIB_COUNT, ExportOptions, ExportPlan, ModelSpec, OutputSpec, check_input_size, default_input_size, plan,
+    DEFAULT_CALIB_COUNT,
+    ExportOptions,
+    ExportPlan,
+    ModelSpec,
+    OutputSpec,
+    check_input_size,
+    default_input_size,
+    plan,
 )
 from convert.errors import ArgumentError, ConvertError, NotBuiltYet, UsageError
-from convert.validate.images import EvalImages, check_image_folders, check_image_options, load_images
 from convert.io.scratch import Scratch
 from convert.io.sidecar import read_sidecar
 from convert.io.staging import check_output_dir
 from convert.validate.accuracy import Accuracy
 from convert.validate.artifact_info import ArtifactInfo, inspect
 from convert.validate.checker import artifact_paths, check_artifacts, display_names, reference_runtime, sidecar_labels
+from convert.validate.images import EvalImages, check_image_folders, check_image_options, load_images
 from convert.validate.report import CRASH, ERROR, MISMATCH, ArtifactResult
 from shvit.errors import Message
 from shvit.provenance import is_random
@@ -66,8 +74,10 @@ def parse_target(text: str) -> TargetSpec:
     """``tflite`` or ``tflite:int8`` → a validated target/precision pair."""
     name, _, precision = text.strip().lower().partition(":")
     if name not in targets.names():
-        raise ArgumentError(f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} "
-                            "(optionally :precision)", argument="target")
+        raise ArgumentError(
+            f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} (optionally :precision)",
+            argument="target",
+        )
     target = targets.get(name)
     spec = TargetSpec(name, targets.resolve_precision(target, precision or None))
     targets.require_toolchain(target)
@@ -171,11 +181,14 @@ def reusable(export: ExportPlan, source: ModelSource) -> bool:
     wanted = json.loads(json.dumps({**source.record(), **export.record()}, default=str))  # as the sidecar holds it (tuples as lists)
     if not export.calibrated:
         wanted = {k: v for k, v in wanted.items() if k not in ("calib_dir", "calib_count")}
-    return all(recorded.get(k) == v for k, v in wanted.items()) and sidecar.get("weights", {}).get("sha256") == source.weights_info["sha256"]
+    return (
+        all(recorded.get(k) == v for k, v in wanted.items()) and sidecar.get("weights", {}).get("sha256") == source.weights_info["sha256"]
+    )
 
 
-def export_ours(export: ExportPlan, source: ModelSource, *, images_dir: Path | None, settings: BenchSettings, scratch: Scratch,
-                log: Log) -> tuple[str, str]:
+def export_ours(
+    export: ExportPlan, source: ModelSource, *, images_dir: Path | None, settings: BenchSettings, scratch: Scratch, log: Log
+) -> tuple[str, str]:
     """(status, detail) of one export through the pipeline; a failed parity keeps the artifact (the check reports it)."""
     path = export.output.out_dir / export.artifact_name(source.naming)
     if not settings.reexport and reusable(export, source):
@@ -215,8 +228,15 @@ def reference_row(variant: str, source: ModelSource) -> BenchRow:
 
 
 def bench_variant(
-    variant: str, specs: list[TargetSpec], *, source: ModelSource, images: EvalImages, images_dir: Path | None,
-    settings: BenchSettings, scratch: Scratch, log: Log,
+    variant: str,
+    specs: list[TargetSpec],
+    *,
+    source: ModelSource,
+    images: EvalImages,
+    images_dir: Path | None,
+    settings: BenchSettings,
+    scratch: Scratch,
+    log: Log,
 ) -> list[BenchRow]:
     """Every row for one variant: the PyTorch reference, our exports, then the plain baselines."""
     reference = reference_row(variant, source)
@@ -230,24 +250,41 @@ def bench_variant(
         folder = settings.out_dir / "exports" / variant
         for baseline in baselines_for(s.target for s in specs):
             status, detail, path = export_plain(baseline, source, folder, scratch=scratch, log=log)
-            row = BenchRow(variant, baseline.label, baseline.target.name, baseline.precision, BASELINE, status, detail, path,
-                           macs=reference.macs, not_comparable=baseline.not_comparable if path else "")
+            row = BenchRow(
+                variant,
+                baseline.label,
+                baseline.target.name,
+                baseline.precision,
+                BASELINE,
+                status,
+                detail,
+                path,
+                macs=reference.macs,
+                not_comparable=baseline.not_comparable if path else "",
+            )
             planned.append((row, path))
     inspected = [(row, inspect(path, scratch=scratch, read_graph=True) if path is not None else None) for row, path in planned]
     return check_and_time(reference, inspected, source=source, images=images, settings=settings, scratch=scratch, log=log)
 
 
 def check_and_time(
-    reference: BenchRow, planned: Sequence[tuple[BenchRow, ArtifactInfo | None]], *, source: ModelSource, images: EvalImages,
-    settings: BenchSettings, scratch: Scratch, log: Log,
+    reference: BenchRow,
+    planned: Sequence[tuple[BenchRow, ArtifactInfo | None]],
+    *,
+    source: ModelSource,
+    images: EvalImages,
+    settings: BenchSettings,
+    scratch: Scratch,
+    log: Log,
 ) -> list[BenchRow]:
     """The reference row and ``planned`` (a row and its artifact, None where there is none), checked and timed together."""
     for row, info in planned:
         if info is not None:
             row.size_bytes, row.ops = info.size_bytes, info.ops
     comparable = [info for row, info in planned if info is not None and not row.not_comparable]
-    report = check_artifacts(comparable, source=source, images=images, scratch=scratch, threads=settings.threads,
-                             progress=settings.progress)
+    report = check_artifacts(
+        comparable, source=source, images=images, scratch=scratch, threads=settings.threads, progress=settings.progress
+    )
     results = {r.path: r for r in report.artifacts}
     reference.accuracy = reference.reference_accuracy = report.reference_accuracy
     rows = [reference]
@@ -267,8 +304,18 @@ def time_rows(rows: Sequence[BenchRow], *, source: ModelSource, settings: BenchS
     timed: list[tuple[BenchRow, Model]] = []
     for row in rows:
         if row.kind == REFERENCE:
-            timed.append((row, Model(PYTORCH, variant=source.variant, weights=_text(source.weights_info.get("path")),
-                                     seed=_seed(source.weights_info.get("seed")), num_classes=source.num_classes)))
+            timed.append(
+                (
+                    row,
+                    Model(
+                        PYTORCH,
+                        variant=source.variant,
+                        weights=_text(source.weights_info.get("path")),
+                        seed=_seed(source.weights_info.get("seed")),
+                        num_classes=source.num_classes,
+                    ),
+                )
+            )
         elif row.artifact is None:
             continue
         elif row.check is not None and row.check.status in (CRASH, MISMATCH, ERROR):
@@ -278,10 +325,19 @@ def time_rows(rows: Sequence[BenchRow], *, source: ModelSource, settings: BenchS
         else:
             timed.append((row, Model(row.target, artifact=row.artifact)))
     rounds = effective_rounds(settings.rounds, settings.runs)
-    log(f"→ timing {len(timed)} models in {rounds} interleaved round{'s' if rounds != 1 else ''} "
-        f"({settings.warmup} warm-up + {settings.runs} runs each, {settings.threads} thread(s))")
-    measured = measure_all([model for _, model in timed], input_size=source.input_size, runs=settings.runs, warmup=settings.warmup,
-                           rounds=rounds, threads=settings.threads, scratch=scratch)
+    log(
+        f"→ timing {len(timed)} models in {rounds} interleaved round{'s' if rounds != 1 else ''} "
+        f"({settings.warmup} warm-up + {settings.runs} runs each, {settings.threads} thread(s))"
+    )
+    measured = measure_all(
+        [model for _, model in timed],
+        input_size=source.input_size,
+        runs=settings.runs,
+        warmup=settings.warmup,
+        rounds=rounds,
+        threads=settings.threads,
+        scratch=scratch,
+    )
     for (row, _), result in zip(timed, measured):
         row.latency, row.latency_note = result.latency, result.note
     base = rows[0].latency
@@ -304,24 +360,44 @@ def _seed(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def check_settings(settings: BenchSettings, *, count: int, images_dir: Path | None, labels_from_folders: bool,
-                   labels_file: Path | None) -> None:
+def check_settings(
+    settings: BenchSettings, *, count: int, images_dir: Path | None, labels_from_folders: bool, labels_file: Path | None
+) -> None:
     """What both kinds of bench validate before any slow work."""
     check_image_options(images=images_dir, labels_from_folders=labels_from_folders, labels_file=labels_file)
-    for argument, value, low in (("runs", settings.runs, 1), ("warmup", settings.warmup, 0), ("rounds", settings.rounds, 1),
-                                 ("threads", settings.threads, 1), ("count", count, 0)):
+    for argument, value, low in (
+        ("runs", settings.runs, 1),
+        ("warmup", settings.warmup, 0),
+        ("rounds", settings.rounds, 1),
+        ("threads", settings.threads, 1),
+        ("count", count, 0),
+    ):
         if value < low:
             raise UsageError(f"{{{argument}}} must be at least {low}, not {value}", argument=argument)
 
 
 def _record(settings: BenchSettings, *, count: int, images_dir: Path | None, labelled: bool) -> dict[str, Any]:
-    return {"images": str(images_dir) if images_dir else "generated", "count": count, "runs": settings.runs, "warmup": settings.warmup,
-            "rounds": effective_rounds(settings.rounds, settings.runs), "threads": settings.threads, "labelled": labelled}
+    return {
+        "images": str(images_dir) if images_dir else "generated",
+        "count": count,
+        "runs": settings.runs,
+        "warmup": settings.warmup,
+        "rounds": effective_rounds(settings.rounds, settings.runs),
+        "threads": settings.threads,
+        "labelled": labelled,
+    }
 
 
 def run_bench(
-    variants: Sequence[str], target_specs: Sequence[str], *, settings: BenchSettings, random_init: bool = False,
-    images_dir: Path | None = None, labels_from_folders: bool = False, labels_file: Path | None = None, count: int = DEFAULT_COUNT,
+    variants: Sequence[str],
+    target_specs: Sequence[str],
+    *,
+    settings: BenchSettings,
+    random_init: bool = False,
+    images_dir: Path | None = None,
+    labels_from_folders: bool = False,
+    labels_file: Path | None = None,
+    count: int = DEFAULT_COUNT,
 ) -> BenchResult:
     """Every variant × ``TARGET[:PRECISION]``, checked and timed; every argument is validated before any slow work."""
     log = _logger.info
@@ -329,16 +405,20 @@ def run_bench(
         if name not in VARIANT_NAMES:
             raise UsageError(f"unknown variant {name!r}: choose from {', '.join(VARIANT_NAMES)}", argument="variant")
     if not variants:
-        raise UsageError("nothing to benchmark: pass {variant} (what to export and time) or the paths of exported artifacts",
-                         argument="variant")
+        raise UsageError(
+            "nothing to benchmark: pass {variant} (what to export and time) or the paths of exported artifacts", argument="variant"
+        )
     specs = list(dict.fromkeys(parse_target(t) for t in target_specs))
     check_settings(settings, count=count, images_dir=images_dir, labels_from_folders=labels_from_folders, labels_file=labels_file)
     if random_init and "auto" in variants:
-        raise UsageError("{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}",
-                         argument="variant")
+        raise UsageError(
+            "{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}", argument="variant"
+        )
     if not random_init and settings.weights != "imagenet" and len(variants) > 1:
-        raise UsageError(f"{{weights={settings.weights}}} is one checkpoint: benchmark one variant with it, or use {{weights=imagenet}}",
-                         argument="weights")
+        raise UsageError(
+            f"{{weights={settings.weights}}} is one checkpoint: benchmark one variant with it, or use {{weights=imagenet}}",
+            argument="weights",
+        )
     calibrated = [spec for spec in specs if spec.precision in targets.get(spec.target).calibrated]
     check_image_folders({"calib": settings.calib_dir if calibrated else None, "images": images_dir})
     check_output_dir(settings.out_dir)
@@ -358,19 +438,32 @@ def run_bench(
     with Scratch.open() as scratch:
         for name in variants:
             log(f"━━ SHViT-{name.upper()} ━━")
-            spec = ModelSpec(variant=name, weights=None if random_init else settings.weights, labels=settings.labels,
-                             input_size=sizes[name])
+            spec = ModelSpec(
+                variant=name, weights=None if random_init else settings.weights, labels=settings.labels, input_size=sizes[name]
+            )
             source = load_source(spec)
-            images = load_images(images_dir, size=sizes[name], count=count, class_names=source.labels,
-                                 labels_from_folders=labels_from_folders, labels_file=labels_file,
-                                 sorted_order=settings.labels is None and source.num_classes == 1000, progress=settings.progress)
+            images = load_images(
+                images_dir,
+                size=sizes[name],
+                count=count,
+                class_names=source.labels,
+                labels_from_folders=labels_from_folders,
+                labels_file=labels_file,
+                sorted_order=settings.labels is None and source.num_classes == 1000,
+                progress=settings.progress,
+            )
             labelled = images.truth is not None
             _log_images(images)
-            rows += bench_variant(name, specs, source=source, images=images, images_dir=images_dir, settings=settings,
-                                  scratch=scratch, log=log)
-    record = {"variants": list(variants), "targets": [s.label for s in specs],
-              "weights": settings.weights if not random_init else "random init", "baselines": settings.baselines,
-              **_record(settings, count=count, images_dir=images_dir, labelled=labelled)}
+            rows += bench_variant(
+                name, specs, source=source, images=images, images_dir=images_dir, settings=settings, scratch=scratch, log=log
+            )
+    record = {
+        "variants": list(variants),
+        "targets": [s.label for s in specs],
+        "weights": settings.weights if not random_init else "random init",
+        "baselines": settings.baselines,
+        **_record(settings, count=count, images_dir=images_dir, labelled=labelled),
+    }
     return BenchResult(rows, labelled, host_description(), record)
 
 
@@ -401,8 +494,9 @@ def artifact_reference(path: Path, *, variant: str | None, weights: str | None, 
     sidecar, note = read_sidecar(path)
     if sidecar is None and variant is None:
         why = note or f"it has no sidecar ({path.name}.json)"
-        raise UsageError(f"cannot tell what {path} was exported from: {why}; pass {{variant}} and {{weights}} (or {{random_init}})",
-                         argument="variant")
+        raise UsageError(
+            f"cannot tell what {path} was exported from: {why}; pass {{variant}} and {{weights}} (or {{random_init}})", argument="variant"
+        )
     recorded = sidecar.get("weights", {}) if sidecar is not None else {}
     recorded = recorded if isinstance(recorded, dict) else {}
     seed = _seed(recorded.get("seed"))
@@ -421,17 +515,29 @@ def artifact_reference(path: Path, *, variant: str | None, weights: str | None, 
         return Reference(name, "imagenet")
     checkpoint = recorded.get("path")
     if not checkpoint:
-        raise ArgumentError(f"{path.name} was exported from {recorded.get('source', 'unrecorded weights')}, which its sidecar cannot "
-                            "point back to: pass {weights=PATH} (the checkpoint it was exported from)", argument="weights")
+        raise ArgumentError(
+            f"{path.name} was exported from {recorded.get('source', 'unrecorded weights')}, which its sidecar cannot "
+            "point back to: pass {weights=PATH} (the checkpoint it was exported from)",
+            argument="weights",
+        )
     if not Path(checkpoint).is_file():
-        raise ArgumentError(f"{path.name} was exported from {checkpoint}, which is not there any more: pass {{weights=PATH}} "
-                            "(the same checkpoint)", argument="weights")
+        raise ArgumentError(
+            f"{path.name} was exported from {checkpoint}, which is not there any more: pass {{weights=PATH}} (the same checkpoint)",
+            argument="weights",
+        )
     return Reference(name, str(checkpoint))
 
 
 def bench_artifacts(
-    paths: Sequence[Path], *, settings: BenchSettings, variant: str | None = None, random_init: bool = False,
-    images_dir: Path | None = None, labels_from_folders: bool = False, labels_file: Path | None = None, count: int = DEFAULT_COUNT,
+    paths: Sequence[Path],
+    *,
+    settings: BenchSettings,
+    variant: str | None = None,
+    random_init: bool = False,
+    images_dir: Path | None = None,
+    labels_from_folders: bool = False,
+    labels_file: Path | None = None,
+    count: int = DEFAULT_COUNT,
 ) -> BenchResult:
     """Given artifacts, checked and timed as they are (nothing exported): grouped by the reference each was
     exported from (variant, weights, input size), one PyTorch reference row per group; every argument and
@@ -440,8 +546,9 @@ def bench_artifacts(
     if variant is not None and variant not in VARIANT_NAMES:
         raise UsageError(f"unknown variant {variant!r}: choose from {', '.join(VARIANT_NAMES)}", argument="variant")
     if random_init and variant == "auto":
-        raise UsageError("{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}",
-                         argument="variant")
+        raise UsageError(
+            "{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}", argument="variant"
+        )
     check_settings(settings, count=count, images_dir=images_dir, labels_from_folders=labels_from_folders, labels_file=labels_file)
     if not paths:
         raise UsageError("no artifacts to benchmark: pass exported model files", argument="artifacts")
@@ -465,16 +572,37 @@ def bench_artifacts(
         names = _group_names(list(groups))
         for (reference, members), name in zip(groups.items(), names):
             log(f"━━ {name}: {reference.description}, {len(members)} artifact{'s' if len(members) != 1 else ''} ━━")
-            group = _bench_group(reference, members, name=name, settings=settings, images_dir=images_dir,
-                                 labels_from_folders=labels_from_folders, labels_file=labels_file, count=count, scratch=scratch, log=log)
+            group = _bench_group(
+                reference,
+                members,
+                name=name,
+                settings=settings,
+                images_dir=images_dir,
+                labels_from_folders=labels_from_folders,
+                labels_file=labels_file,
+                count=count,
+                scratch=scratch,
+                log=log,
+            )
             labelled = labelled or group[0].reference_accuracy is not None
             rows += group
-    record = {"variants": names, "targets": sorted({f"{r.target} {r.precision}" for r in rows if r.kind == OURS}),
-              "artifacts": [str(p) for p in paths],
-              "references": [{"variant": r.variant, "weights": r.weights if r.weights is not None else "random init", "seed": r.seed,
-                              "input_size": r.input_size, "artifacts": [str(i.path) for i in m]} for r, m in groups.items()],
-              "weights": settings.weights if settings.weights and not random_init else ("random init" if random_init else "from sidecars"),
-              **_record(settings, count=count, images_dir=images_dir, labelled=labelled)}
+    record = {
+        "variants": names,
+        "targets": sorted({f"{r.target} {r.precision}" for r in rows if r.kind == OURS}),
+        "artifacts": [str(p) for p in paths],
+        "references": [
+            {
+                "variant": r.variant,
+                "weights": r.weights if r.weights is not None else "random init",
+                "seed": r.seed,
+                "input_size": r.input_size,
+                "artifacts": [str(i.path) for i in m],
+            }
+            for r, m in groups.items()
+        ],
+        "weights": settings.weights if settings.weights and not random_init else ("random init" if random_init else "from sidecars"),
+        **_record(settings, count=count, images_dir=images_dir, labelled=labelled),
+    }
     return BenchResult(rows, labelled, host_description(), record)
 
 
@@ -488,22 +616,44 @@ def _group_names(references: Sequence[Reference]) -> list[str]:
 
 
 def _bench_group(
-    reference: Reference, members: list[ArtifactInfo], *, name: str, settings: BenchSettings, images_dir: Path | None,
-    labels_from_folders: bool, labels_file: Path | None, count: int, scratch: Scratch, log: Log,
+    reference: Reference,
+    members: list[ArtifactInfo],
+    *,
+    name: str,
+    settings: BenchSettings,
+    images_dir: Path | None,
+    labels_from_folders: bool,
+    labels_file: Path | None,
+    count: int,
+    scratch: Scratch,
+    log: Log,
 ) -> list[BenchRow]:
     """One group's reference loaded as shvit-check loads it (labels from the sidecars), its artifacts checked and timed."""
     from convert.api.model import load_model, model_spec
 
-    spec = model_spec(reference.variant, weights=reference.weights, num_classes=1000, labels=settings.labels,
-                      input_size=reference.input_size, seed=reference.seed)
+    spec = model_spec(
+        reference.variant,
+        weights=reference.weights,
+        num_classes=1000,
+        labels=settings.labels,
+        input_size=reference.input_size,
+        seed=reference.seed,
+    )
     source = load_model(reference.variant, spec, labels=settings.labels, input_size=reference.input_size)
     named = sidecar_labels(members, num_classes=source.num_classes) if settings.labels is None else None
     if named is not None:
         source.labels_file, source.labels = named
         log(f"→ class names from {named[0]} (named in the artifacts' sidecars)")
-    images = load_images(images_dir, size=source.input_size, count=count, class_names=source.labels,
-                         labels_from_folders=labels_from_folders, labels_file=labels_file,
-                         sorted_order=settings.labels is None and named is None and source.num_classes == 1000, progress=settings.progress)
+    images = load_images(
+        images_dir,
+        size=source.input_size,
+        count=count,
+        class_names=source.labels,
+        labels_from_folders=labels_from_folders,
+        labels_file=labels_file,
+        sorted_order=settings.labels is None and named is None and source.num_classes == 1000,
+        progress=settings.progress,
+    )
     _log_images(images)
     head = reference_row(name, source)
     precisions = [info.precision[0] or targets.get(info.target).default_precision for info in members]  # as check_artifact assumes

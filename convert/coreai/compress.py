@@ -14,6 +14,7 @@ one table per tensor 0.964 (0.257×), with per-channel scales 0.978 (0.260×), o
 output channels 0.986 (0.302×) after ~100 s of k-means on 2 cores; and its k-means needs
 scikit-learn, which the ``coreai`` extra does not install.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,9 +59,15 @@ class WeightCompression:
 
     def record(self) -> dict[str, Any]:
         """What the sidecar and the asset metadata say about it."""
-        return {"weights": self.dtype, "granularity": "per-block" if self.block else "per-channel", "block_size": self.block,
-                "scheme": "symmetric" if self.symmetric else "asymmetric", "activations": "fp16",
-                "min_weight_elements": MIN_WEIGHT_ELEMENTS, "tool": f"coreai-opt {_opt_version()}"}
+        return {
+            "weights": self.dtype,
+            "granularity": "per-block" if self.block else "per-channel",
+            "block_size": self.block,
+            "scheme": "symmetric" if self.symmetric else "asymmetric",
+            "activations": "fp16",
+            "min_weight_elements": MIN_WEIGHT_ELEMENTS,
+            "tool": f"coreai-opt {_opt_version()}",
+        }
 
 
 COMPRESSIONS: dict[str, WeightCompression] = {
@@ -77,9 +84,12 @@ def compress_weights(program: Any, compression: WeightCompression) -> tuple[Any,
     granularity = utils.CompressionGranularity.PER_BLOCK if compression.block else utils.CompressionGranularity.PER_CHANNEL
     with _captured(OPT_LOGGER) as lines:
         compressed = utils.quantize_weights(
-            program, utils.DType(compression.dtype),
+            program,
+            utils.DType(compression.dtype),
             qscheme=utils.QScheme.SYMMETRIC if compression.symmetric else utils.QScheme.ASYMMETRIC,
-            granularity=granularity, block_size=compression.block or 32, weight_num_threshold=MIN_WEIGHT_ELEMENTS,
+            granularity=granularity,
+            block_size=compression.block or 32,
+            weight_num_threshold=MIN_WEIGHT_ELEMENTS,
         )
     return compressed, lines
 

@@ -1,4 +1,5 @@
 """Import coreai-torch / coreai-core / coreai-opt once, quietly, or fail with one line saying how to install them."""
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ folds and cleans as it is built (constant folding, CSE). A program carries no me
 with its weights compressed by coreai-opt (:mod:`convert.coreai.compress`); int8 activations
 (W8A8) are refused with a line naming what is offered.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,8 @@ from convert.coreai.compress import COMPRESSIONS, W8A8_REFUSED, compress_weights
 from convert.coreai.deps import require
 from convert.coreai.graph import CoreAIClassifierGraph
 from convert.coreml.metadata import AUTHOR, LICENSE
-from convert.io.sidecar import toolkit_version
 from convert.errors import ConvertError
+from convert.io.sidecar import toolkit_version
 from shvit.config import IMAGENET_MEAN, IMAGENET_STD
 
 INPUT_NAME = "image"
@@ -85,7 +86,10 @@ def to_aimodel(
     float_precision = "fp16" if precision in COMPRESSIONS else precision
     graph = CoreAIClassifierGraph(deploy, input_size=input_size, fp16=float_precision == "fp16").eval()
     model = CoreAIModel(
-        program=_convert(graph, input_size), precision=float_precision, input_size=input_size, labels=list(labels),
+        program=_convert(graph, input_size),
+        precision=float_precision,
+        input_size=input_size,
+        labels=list(labels),
         metadata=asset_metadata(labels=labels, precision=float_precision, input_size=input_size, extra=metadata),
         extra=dict(metadata),
     )
@@ -179,7 +183,11 @@ def _convert(module: nn.Module, size: int) -> Any:
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     with _quiet(), torch.no_grad():
         program = converter.add_pytorch_module(
-            module, export_fn=export_fn, input_names=[INPUT_NAME], output_names=[LOGITS_NAME], entrypoint_name=ENTRYPOINT,
+            module,
+            export_fn=export_fn,
+            input_names=[INPUT_NAME],
+            output_names=[LOGITS_NAME],
+            entrypoint_name=ENTRYPOINT,
         ).to_coreai()
     return program
 

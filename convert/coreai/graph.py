@@ -20,6 +20,7 @@ before its split). What differs for Core AI, each measured on the asset's op sta
 Core AI has no classifier convention (no labels or ``classify`` op in the IR: labels live in the
 asset metadata), so the graph returns the logits only.
 """
+
 from __future__ import annotations
 
 import torch
@@ -104,7 +105,8 @@ def _pooled_areas(model: nn.Module, input_size: int) -> dict[str, int]:
     areas: dict[str, int] = {}
     hooks = [
         module.register_forward_pre_hook(lambda _m, args, name=name: areas.__setitem__(name, args[0].shape[2] * args[0].shape[3]))
-        for name, module in model.named_modules() if isinstance(module, SqueezeExcite)
+        for name, module in model.named_modules()
+        if isinstance(module, SqueezeExcite)
     ]
     try:
         with torch.no_grad():

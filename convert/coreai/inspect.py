@@ -9,6 +9,7 @@ Two op views, both of the stored program:
 - ``graph_ops``: the ops written in the ``main`` graph itself (constants excluded), for structural
   checks such as how many ``transpose`` or ``reshape`` ops the graph really holds.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,7 @@ def facts(path: Path) -> dict[str, Any]:
     _, output_shape = _parse_array(outputs.get(LOGITS_NAME, ""))
     meta = asset.metadata
     custom = dict(meta.creator_defined_metadata)
-    shvit_meta = {k[len(META_PREFIX):]: v for k, v in custom.items() if k.startswith(META_PREFIX)}
+    shvit_meta = {k[len(META_PREFIX) :]: v for k, v in custom.items() if k.startswith(META_PREFIX)}
     labels = shvit_meta.pop("labels", None)
     storage = dict(summary.storage_types)
     return {
@@ -61,13 +62,13 @@ def facts(path: Path) -> dict[str, Any]:
         "graph_ops": graph_op_counts(asset),
         "storage_types": storage,
         "size_bytes": asset_bytes(path),
-        "minimum_os": summary._compatibility_version,  # noqa: SLF001 - the only reader of the asset's OS version
+        "minimum_os": summary._compatibility_version,
         "labels": list(labels) if labels is not None else None,
         "metadata": shvit_meta,
         "author": meta.author,
         "license": meta.license,
         "description": meta.model_description,
-        "producer": meta._producer,  # noqa: SLF001 - coreai stamps it; no public getter
+        "producer": meta._producer,
     }
 
 
@@ -111,8 +112,14 @@ def asset_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-_STORED_AS = {"Int8": "int8-weights", "UInt8": "int8-weights", "Int4": "int4-weights", "UInt4": "int4-weights",
-              "Float16": "fp16", "Float32": "fp32"}
+_STORED_AS = {
+    "Int8": "int8-weights",
+    "UInt8": "int8-weights",
+    "Int4": "int4-weights",
+    "UInt4": "int4-weights",
+    "Float16": "fp16",
+    "Float32": "fp32",
+}
 
 
 def _graph_precision(storage: dict[str, int]) -> str:

@@ -6,6 +6,7 @@ coreai-core's bundled reference runtime (CPU, no Neural Engine or GPU), which is
 runtime has no thread setting and no image (CVPixelBuffer) inputs on Linux, so pixels go in as an
 NCHW float32 ``NDArray``. Its latency is a CPU reference figure, never a device one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,7 @@ from convert.errors import ConvertError
 def runtime_description() -> str:
     """Which Core AI runtime executes assets in this process, said plainly."""
     version = require("coreai._version").__version__
-    if sys.platform == "darwin" and require("coreai.runtime")._use_os_coreai:  # noqa: SLF001 - no public flag
+    if sys.platform == "darwin" and require("coreai.runtime")._use_os_coreai:
         return f"Core AI framework of macOS {platform.mac_ver()[0]} (coreai-core {version})"
     return f"Core AI Linux reference runtime (coreai-core {version}, CPU; not the Core AI framework, not a device figure)"
 

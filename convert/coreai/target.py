@@ -4,6 +4,7 @@ Unlike Core ML packages, Core AI assets run on Linux in ``coreai-core``'s refere
 parity is Apple's code against PyTorch, not an emulator's, for every precision (compressed weights
 included). Its timings are a CPU reference path, not a device figure, and the benchmark says so.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,18 +36,22 @@ class CoreAITarget:
     name = "coreai"
     suffix = ".aimodel"
     bundle = True
-    summary = (".aimodel for iOS/macOS 27 (Core AI; int8-weights = int8 per channel, int4-weights = int4 per block of 32: "
-               "weights only, activations fp16)")
+    summary = (
+        ".aimodel for iOS/macOS 27 (Core AI; int8-weights = int8 per channel, int4-weights = int4 per block of 32: "
+        "weights only, activations fp16)"
+    )
     precisions = ("fp16", "fp32", "int8-weights", "int4-weights")
     default_precision = "fp16"
     calibrated: frozenset[str] = frozenset()
     unavailable = {"int8": W8A8_REFUSED}
-    tolerances = {"fp32": COREAI_FP32, "fp16": COREAI_FP16, "int8-weights": COREAI_INT8_WEIGHTS,
-                  "int4-weights": COREAI_INT4_WEIGHTS}
+    tolerances = {"fp32": COREAI_FP32, "fp16": COREAI_FP16, "int8-weights": COREAI_INT8_WEIGHTS, "int4-weights": COREAI_INT4_WEIGHTS}
     options: tuple[TargetOption, ...] = ()
     demo_platform = "ios-coreai"
-    baseline = PlainBaseline("fp32", "coreai-torch defaults on the unfused model (torch.export, decompositions, to_coreai)",
-                             not_comparable="a plain tensor-input program without the pixel front end: not checked against PyTorch here")
+    baseline = PlainBaseline(
+        "fp32",
+        "coreai-torch defaults on the unfused model (torch.export, decompositions, to_coreai)",
+        not_comparable="a plain tensor-input program without the pixel front end: not checked against PyTorch here",
+    )
 
     def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -62,24 +67,35 @@ class CoreAITarget:
         source = context.source
         weights = source.weights_info
         compression = COMPRESSIONS.get(context.precision)
-        metadata = {"variant": source.variant, "weights_source": weights.get("source", "unknown"),
-                    "weights_sha256": weights_digest(weights)}
-        context.log(f"→ converting with coreai-torch (torch.export, {'fp16' if compression else context.precision}, "
-                    f"minimum OS {MINIMUM_OS})")
+        metadata = {
+            "variant": source.variant,
+            "weights_source": weights.get("source", "unknown"),
+            "weights_sha256": weights_digest(weights),
+        }
+        context.log(
+            f"→ converting with coreai-torch (torch.export, {'fp16' if compression else context.precision}, minimum OS {MINIMUM_OS})"
+        )
         if compression is not None:
             context.log(f"→ compressing weights with coreai-opt: {compression.describe()}")
         with context.scratch.hosting():
-            model = to_aimodel(source.deploy, input_size=context.input_size, labels=source.labels, precision=context.precision,
-                               metadata=metadata)
+            model = to_aimodel(
+                source.deploy, input_size=context.input_size, labels=source.labels, precision=context.precision, metadata=metadata
+            )
             path = save_aimodel(model, staging.path(context.stem + self.suffix))
         read = facts(path)
-        context.log(f"  {read['ops']} ops ({sum(read['graph_ops'].values())} in the main graph), minimum OS {read['minimum_os']}, "
-                    f"{read['size_bytes'] / 1e6:.1f} MB")
+        context.log(
+            f"  {read['ops']} ops ({sum(read['graph_ops'].values())} in the main graph), minimum OS {read['minimum_os']}, "
+            f"{read['size_bytes'] / 1e6:.1f} MB"
+        )
         record: dict[str, Any] = {
             "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
             "output": {"name": LOGITS_NAME, "classes": source.num_classes},
-            "ops": read["ops"], "op_counts": read["op_histogram"], "graph_ops": read["graph_ops"],
-            "minimum_os": read["minimum_os"], "labels": "creator metadata 'shvit.labels'", "size_bytes": read["size_bytes"],
+            "ops": read["ops"],
+            "op_counts": read["op_histogram"],
+            "graph_ops": read["graph_ops"],
+            "minimum_os": read["minimum_os"],
+            "labels": "creator metadata 'shvit.labels'",
+            "size_bytes": read["size_bytes"],
             "storage_types": read["storage_types"],
         }
         if compression is not None:
@@ -87,11 +103,17 @@ class CoreAITarget:
             stored = read["storage_types"]
             compressed = sum(n for kind, n in stored.items() if kind.lstrip("U") == f"Int{compression.bits}")
             share = compressed / max(1, sum(stored.values()))
-            context.log(f"  {read['decompression_ops']} weights stored {compression.dtype} ({share:.1%} of stored elements)"
-                        + (f"; {skipped}" if skipped else ""))
-            record["weight_compression"] = {**compression.record(), "description": compression.describe(),
-                                            "compressed_weights": read["decompression_ops"],
-                                            "compressed_share": round(share, 4), "left_fp16": skipped or None}
+            context.log(
+                f"  {read['decompression_ops']} weights stored {compression.dtype} ({share:.1%} of stored elements)"
+                + (f"; {skipped}" if skipped else "")
+            )
+            record["weight_compression"] = {
+                **compression.record(),
+                "description": compression.describe(),
+                "compressed_weights": read["decompression_ops"],
+                "compressed_share": round(share, 4),
+                "left_fp16": skipped or None,
+            }
         return record
 
     def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
@@ -103,8 +125,13 @@ class CoreAITarget:
         from convert.coreai.inspect import facts
 
         read = facts(path)
-        return ArtifactFacts(input_size=read["input_size"], num_classes=read["num_classes"], precision=read["precision"],
-                             ops=read["ops"], extra={"minimum_os": read["minimum_os"], "labels": read["labels"]})
+        return ArtifactFacts(
+            input_size=read["input_size"],
+            num_classes=read["num_classes"],
+            precision=read["precision"],
+            ops=read["ops"],
+            extra={"minimum_os": read["minimum_os"], "labels": read["labels"]},
+        )
 
     def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
         from convert.coreai.runtime import timing_step

@@ -1,4 +1,5 @@
 """Core ML target (:mod:`.target`): classifier ``.mlpackage`` export and a reference MIL executor to check it on Linux."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ uses): that costs 3-8 s in every export and every parity subprocess and prints a
 warnings. Blocking the import while coremltools loads makes it skip that converter; the block is
 lifted right after, so TensorFlow stays importable for everything else in the process.
 """
+
 from __future__ import annotations
 
 import contextlib

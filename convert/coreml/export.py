@@ -7,6 +7,7 @@ adds the labels and the ``classify`` op, so Vision returns ``VNClassificationObs
 logits feeding the softmax are kept as an extra ``logits`` output, which is what parity compares
 on macOS (the reference executor reads the same variable on Linux).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -113,8 +114,14 @@ def export_coreml(deploy: nn.Module, path: Path, **options: Any) -> CoreMLExport
     spec = import_coremltools().utils.load_spec(str(path))
     counts = op_counts(spec)
     return CoreMLExport(
-        path=path, precision=precision, min_ios=min_ios, spec_version=int(spec.specificationVersion),
-        op_counts=counts, non_const_ops=non_const_op_count(counts), size_bytes=package_size(path), int8_report=int8_report,
+        path=path,
+        precision=precision,
+        min_ios=min_ios,
+        spec_version=int(spec.specificationVersion),
+        op_counts=counts,
+        non_const_ops=non_const_op_count(counts),
+        size_bytes=package_size(path),
+        int8_report=int8_report,
     )
 
 
@@ -126,9 +133,13 @@ def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: CoreMLInt8Op
         scratch = Path(folder)
         float_path = scratch / "float.mlpackage"
         mlmodel.save(str(float_path))
-        say(f"→ int8 ({options.mode}, {options.calibration} ranges): analysing every quantised op on {len(pixels)} images (reference MIL executor)")
+        say(
+            f"→ int8 ({options.mode}, {options.calibration} ranges): analysing every quantised op on {len(pixels)} images (reference MIL executor)"
+        )
         model, report = convert_w8a8(float_path, pixels, options=options, scratch=scratch)
-        say(f"  {len(report.keep_float)} ops kept fp16; min cosine {report.final.min_cosine:.4f}, top-1 {report.final.top1:.0%} on calibration images")
+        say(
+            f"  {len(report.keep_float)} ops kept fp16; min cosine {report.final.min_cosine:.4f}, top-1 {report.final.top1:.0%} on calibration images"
+        )
         return model, report.as_dict()
 
 
@@ -160,15 +171,22 @@ def convert_classifier(deploy: nn.Module, *, input_size: int, labels: list[str],
     with quiet(), torch.no_grad():
         traced = torch.jit.trace(graph, example)
         program = ct.convert(
-            traced, inputs=[image], outputs=[ct.TensorType(name=PROBS_NAME), ct.TensorType(name=LOGITS_NAME)],
-            minimum_deployment_target=target, convert_to="milinternal", compute_precision=precision,
+            traced,
+            inputs=[image],
+            outputs=[ct.TensorType(name=PROBS_NAME), ct.TensorType(name=LOGITS_NAME)],
+            minimum_deployment_target=target,
+            convert_to="milinternal",
+            compute_precision=precision,
         )
         # The classify op replaces the probabilities output, so the per-output types given above no
         # longer line up; the program is already optimised, hence the empty pass pipeline.
         program.functions["main"].set_output_types(None)
         return ct.convert(
-            program, classifier_config=ct.ClassifierConfig(list(labels), predicted_probabilities_output=PROBS_NAME),
-            minimum_deployment_target=target, convert_to="mlprogram", compute_precision=precision,
+            program,
+            classifier_config=ct.ClassifierConfig(list(labels), predicted_probabilities_output=PROBS_NAME),
+            minimum_deployment_target=target,
+            convert_to="mlprogram",
+            compute_precision=precision,
             pass_pipeline=ct.PassPipeline.EMPTY,
         )
 
@@ -179,8 +197,12 @@ def plain_conversion(module: nn.Module, size: int) -> Any:
     ct = import_coremltools()
     with quiet(), torch.no_grad():
         traced = torch.jit.trace(module.eval(), torch.zeros(1, 3, size, size))
-        return ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, size, size))],
-                          minimum_deployment_target=ct.target.iOS16, convert_to="mlprogram")
+        return ct.convert(
+            traced,
+            inputs=[ct.TensorType(name="x", shape=(1, 3, size, size))],
+            minimum_deployment_target=ct.target.iOS16,
+            convert_to="mlprogram",
+        )
 
 
 def op_counts(spec: Any) -> dict[str, int]:

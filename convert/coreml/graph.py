@@ -12,6 +12,7 @@ Every rewrite is numerically the deploy model's function (up to float rounding):
   go into the stem's bias because that conv zero-pads;
 - the head returns softmax probabilities for the classifier and the logits feeding them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,7 +38,7 @@ class CoreMLSHSA(SHSADeploy):
     """:class:`SHSADeploy` with a Core ML-friendly forward (same parameters, same function)."""
 
     @classmethod
-    def from_deploy(cls, block: SHSADeploy) -> "CoreMLSHSA":
+    def from_deploy(cls, block: SHSADeploy) -> CoreMLSHSA:
         return cls(block.dim, block.qk_dim, block.pdim, eps=block.eps, qkv=block.qkv, proj=block.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,4 +77,3 @@ def _replace_attention(module: nn.Module) -> None:
             setattr(module, name, CoreMLSHSA.from_deploy(child))
         else:
             _replace_attention(child)
-

@@ -9,6 +9,7 @@ both activation passes (``insert_prefix/suffix_quantize_dequantize_pair``) read 
 ``config._get_op_config(op)``. Weights stay int8 (weight-only, :func:`quantize_weights`) in the
 fp16 ops too, so the package stays about half the fp16 size whatever the choice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,11 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from convert.errors import ArgumentError
-
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import ActivationStats, quantize_activations, quantize_weights, share_concat_ranges
+from convert.errors import ArgumentError
 from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver, fake_quant, fake_quant_mse
 from convert.int8.report import (
     ALONE_IMAGES,
@@ -99,7 +99,9 @@ def program_ops(package: Path, shapes: dict[str, tuple[int, ...]] | None = None)
         if op.type not in QUANTISED_TYPES:
             continue
         name = op.attributes["name"].immediateValue.tensor.strings.values[0] if "name" in op.attributes else op.outputs[0].name
-        inputs = tuple(arg.name for key in ("x", "y") if key in op.inputs for arg in op.inputs[key].arguments if arg.name and arg.name not in consts)
+        inputs = tuple(
+            arg.name for key in ("x", "y") if key in op.inputs for arg in op.inputs[key].arguments if arg.name and arg.name not in consts
+        )
         macs = 0
         if op.type == "conv" and shapes is not None and op.outputs[0].name in shapes:
             weight = consts.get(op.inputs["weight"].arguments[0].name)
@@ -144,9 +146,12 @@ def per_layer_errors(quantised: Path, float_package: Path, pixels: np.ndarray) -
     for start in range(len(pixels)):
         image = pixels[start : start + 1]
         reference: dict[str, Any] = {}
-        float_run.run(float_run.image_feeds(image), observe=lambda name, value: reference.__setitem__(name, value) if name in wanted else None)
+        float_run.run(
+            float_run.image_feeds(image),
+            observe=lambda name, value, seen=reference: seen.__setitem__(name, value) if name in wanted else None,
+        )
 
-        def compare(name: str, value: Any) -> None:
+        def compare(name: str, value: Any, reference: dict[str, Any] = reference) -> None:
             if name in reference and tuple(reference[name].shape) == tuple(value.shape):
                 sums.setdefault(name, SqnrSum()).add(reference[name].numpy(), value.numpy() / factors.get(name, 1.0))
 
@@ -196,8 +201,15 @@ def quantize(float_package: Path, stats: ActivationStats, *, keep_float: Sequenc
         return quantize_weights(model) if weights else model
 
 
-def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[MILOp], float_package: Path, stats: ActivationStats,
-                       pixels: np.ndarray, *, forced: Sequence[str] = ()) -> None:
+def measure_alone_int8(
+    sensitivities: Sequence[OpSensitivity],
+    ops: Sequence[MILOp],
+    float_package: Path,
+    stats: ActivationStats,
+    pixels: np.ndarray,
+    *,
+    forced: Sequence[str] = (),
+) -> None:
     """Set ``alone_int8`` of the most sensitive ops: the float package with only that op's inputs and output rounded to int8.
 
     One executor run per op, the rounding done in the executor (no coremltools pass, which costs
@@ -247,8 +259,11 @@ def convert_w8a8(
     unknown = [n for n in options.keep_float if n not in {op.name for op in ops}]
     if unknown:
         sample = ", ".join(op.name for op in ops[:3])
-        raise ArgumentError(f"no quantisable Core ML op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
-                            "listed in any int8 export's .json sidecar under export.int8.ops", argument="keep_float")
+        raise ArgumentError(
+            f"no quantisable Core ML op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
+            "listed in any int8 export's .json sidecar under export.int8.ops",
+            argument="keep_float",
+        )
     chosen_pixels = pixels[:SELECTION_IMAGES]
     reference = MILExecutor(float_package).logits(chosen_pixels)
     counter = [0]
@@ -274,22 +289,40 @@ def convert_w8a8(
     total = sum(op.macs for op in ops) or 1
     sensitivities = [OpSensitivity(op.name, op.op_type, op.macs, errors[op.name], kept_float=op.name in forced) for op in ops]
     report = Int8Report(
-        target="coreml", mode=options.mode, calibration=options.calibration, quality_target=options.target, full_int8=full,
-        final=full, keep_float=list(forced), int8_mac_share=1 - sum(op.macs for op in ops if op.name in forced) / total,
-        outcome="int8", ops=sensitivities, calibration_methods=methods, evaluations=counter[0],
+        target="coreml",
+        mode=options.mode,
+        calibration=options.calibration,
+        quality_target=options.target,
+        full_int8=full,
+        final=full,
+        keep_float=list(forced),
+        int8_mac_share=1 - sum(op.macs for op in ops if op.name in forced) / total,
+        outcome="int8",
+        ops=sensitivities,
+        calibration_methods=methods,
+        evaluations=counter[0],
     )
     if options.mode == "full":
         return model, report
     measure_alone_int8(sensitivities, ops, float_package, stats, pixels[:ALONE_IMAGES], forced=forced)
     free = [op for op in ops if op.name not in forced]
     candidates = [
-        Candidate(label=f"{chunk[0].name} … {chunk[-1].name}", members=[op.name for op in chunk], macs=sum(op.macs for op in chunk),
-                  prior=sum(10 ** (-errors[op.name] / 10) for op in chunk if math.isfinite(errors[op.name])))
+        Candidate(
+            label=f"{chunk[0].name} … {chunk[-1].name}",
+            members=[op.name for op in chunk],
+            macs=sum(op.macs for op in chunk),
+            prior=sum(10 ** (-errors[op.name] / 10) for op in chunk if math.isfinite(errors[op.name])),
+        )
         for chunk in (free[i : i + REGION_OPS] for i in range(0, len(free), REGION_OPS))
     ]
     selection = select_float_ops(
-        candidates, lambda names: run(quantize(float_package, stats, keep_float=[*forced, *names], weights=False)),
-        target=options.target, aim_for=aim(options.target), baseline=full, total_macs=total, measure_alone=options.measure_alone,
+        candidates,
+        lambda names: run(quantize(float_package, stats, keep_float=[*forced, *names], weights=False)),
+        target=options.target,
+        aim_for=aim(options.target),
+        baseline=full,
+        total_macs=total,
+        measure_alone=options.measure_alone,
     )
     kept = [*forced, *selection.keep_float]
     if not selection.met:
@@ -300,8 +333,16 @@ def convert_w8a8(
     for sensitivity in sensitivities:
         sensitivity.kept_float = sensitivity.name in kept
         sensitivity.region = region_of.get(sensitivity.name, "")
-    report.regions = [{"label": c.label, "ops": len(c.members), "macs": c.macs, "kept_float": c.chosen,
-                       "alone_float": None if c.alone_float is None else c.alone_float.as_dict()} for c in candidates]
+    report.regions = [
+        {
+            "label": c.label,
+            "ops": len(c.members),
+            "macs": c.macs,
+            "kept_float": c.chosen,
+            "alone_float": None if c.alone_float is None else c.alone_float.as_dict(),
+        }
+        for c in candidates
+    ]
     report.final = run(model)
     report.keep_float = kept
     report.int8_mac_share = 1 - sum(op.macs for op in ops if op.name in kept) / total

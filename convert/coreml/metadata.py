@@ -1,4 +1,5 @@
 """What Xcode's model page and an app can read from the package: descriptions and provenance."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -7,6 +7,7 @@ is fp16 has its output rounded to fp16, which emulates an fp16 program's storage
 the exact accumulation order of the GPU or Neural Engine). A program using an op this executor
 does not implement is refused up front, naming the op, rather than approximated.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,34 @@ Observer = Callable[[str, torch.Tensor], None]
 Rewrite = Callable[[str, torch.Tensor], torch.Tensor]
 
 _NUMPY_DTYPES: dict[str, Any] = {
-    "FLOAT16": np.float16, "FLOAT32": np.float32, "FLOAT64": np.float64, "BOOL": np.bool_,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "FLOAT16": np.float16,
+    "FLOAT32": np.float32,
+    "FLOAT64": np.float64,
+    "BOOL": np.bool_,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
 }
 _BLOB_READERS: dict[str, str] = {
-    "FLOAT16": "read_fp16_data", "FLOAT32": "read_float_data", "INT8": "read_int8_data",
-    "UINT8": "read_uint8_data", "INT16": "read_int16_data", "UINT16": "read_uint16_data",
-    "INT32": "read_int32_data", "UINT32": "read_uint32_data", "INT4": "read_int4_data",
-    "UINT4": "read_uint4_data", "UINT2": "read_uint2_data", "UINT1": "read_uint1_data",
-    "UINT3": "read_uint3_data", "UINT6": "read_uint6_data",
+    "FLOAT16": "read_fp16_data",
+    "FLOAT32": "read_float_data",
+    "INT8": "read_int8_data",
+    "UINT8": "read_uint8_data",
+    "INT16": "read_int16_data",
+    "UINT16": "read_uint16_data",
+    "INT32": "read_int32_data",
+    "UINT32": "read_uint32_data",
+    "INT4": "read_int4_data",
+    "UINT4": "read_uint4_data",
+    "UINT2": "read_uint2_data",
+    "UINT1": "read_uint1_data",
+    "UINT3": "read_uint3_data",
+    "UINT6": "read_uint6_data",
 }
 _FLOAT_TYPES = frozenset({"FLOAT16", "FLOAT32", "FLOAT64"})
 
@@ -234,20 +253,21 @@ class MILExecutor:
                 results[name].append(value)
         return {name: _join(parts) for name, parts in results.items()}
 
-    def _run_chunk(self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None,
-                   rewrite: Rewrite | None) -> dict[str, Any]:
+    def _run_chunk(
+        self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None, rewrite: Rewrite | None
+    ) -> dict[str, Any]:
         size = next(iter(feeds.values())).shape[0]
         if size > 1 and self._batchable:
             try:
                 return self._execute(feeds, wanted, observe, rewrite, batched=True)
             except NotBatchable:
                 self._batchable = False
-        singles = [self._execute({k: v[i : i + 1] for k, v in feeds.items()}, wanted, observe, rewrite, batched=False)
-                   for i in range(size)]
+        singles = [self._execute({k: v[i : i + 1] for k, v in feeds.items()}, wanted, observe, rewrite, batched=False) for i in range(size)]
         return {name: _join([s[name] for s in singles]) for name in wanted}
 
-    def _execute(self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None, rewrite: Rewrite | None,
-                 *, batched: bool) -> dict[str, Any]:
+    def _execute(
+        self, feeds: dict[str, torch.Tensor], wanted: list[str], observe: Observer | None, rewrite: Rewrite | None, *, batched: bool
+    ) -> dict[str, Any]:
         env: dict[str, Any] = dict(feeds)
         if observe is not None:
             for name, value in feeds.items():

@@ -6,6 +6,7 @@ emulation) is the executor's job. Ops run on a batch of images at once: when an 
 touch axis 0 (the batch axis the program declares as 1), it raises :class:`NotBatchable` and the
 executor runs that program image by image instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,13 @@ def _scalar(value: Any) -> Any:
 
 
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "real_div": torch.div,
-    "maximum": torch.maximum, "minimum": torch.minimum, "pow": torch.pow,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "real_div": torch.div,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "pow": torch.pow,
 }
 
 

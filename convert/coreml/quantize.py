@@ -7,6 +7,7 @@ passes coremltools' ``linear_quantize_activations`` runs. Two deliberate differe
 collector: ranges are a true running min/max over all images (coremltools 9.0 keeps only the last
 image's), and model outputs get ranges too (the pass needs one for every tensor it wraps).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -122,7 +123,8 @@ def quantize_activations(mlmodel: Any, stats: ActivationStats, *, keep_float: Se
     # The classifier head (the one linear) stays fp16: its output is also the package's ``logits``
     # output, which the suffix pass cannot rewrite, and a float head costs nothing measurable.
     config = OptimizationConfig(
-        global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"), op_type_configs={"linear": None},
+        global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"),
+        op_type_configs={"linear": None},
         op_name_configs={name: None for name in keep_float},
     )
     passes = []

@@ -1,4 +1,5 @@
 """What a Core ML export may be asked for: precisions and deployment targets, and the one rule between them."""
+
 from __future__ import annotations
 
 from convert.errors import ArgumentError

@@ -3,6 +3,7 @@
 Off macOS, Core ML cannot run: parity is checked by the reference MIL executor
 (:mod:`convert.coreml.mil_executor`) on the same package, and the output says so.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from convert.errors import ConvertError
 from convert.int8.options import OPTIONS as INT8_OPTIONS
 from convert.int8.options import quality_target, resolve_int8
 from convert.int8.report import describe_outcome, log_int8_report
+from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.io.scratch import Scratch
 from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
 
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ COREML_FP16 = Tolerance(cosine=0.9995)
 COREML_INT8_WEIGHTS = Tolerance(cosine=0.999)
 COREML_INT8 = Tolerance(cosine=0.98, top1=0.90)
 MIN_IOS = TargetOption(
-    "min_ios", MIN_IOS_CHOICES, "auto",
+    "min_ios",
+    MIN_IOS_CHOICES,
+    "auto",
     f"Core ML deployment target. auto: iOS {DEFAULT_MIN_IOS}, or iOS {W8A8_MIN_IOS} for --precision int8 (W8A8 needs iOS {W8A8_MIN_IOS}+).",
 )
 OFF_MACOS = "unavailable off macOS (Core ML runs only on Apple platforms)"
@@ -50,7 +53,8 @@ class CoreMLTarget:
     options = (MIN_IOS, *INT8_OPTIONS)
     demo_platform = "ios"
     baseline = PlainBaseline(
-        "fp16", "ct.convert of the traced fused model, defaults",
+        "fp16",
+        "ct.convert of the traced fused model, defaults",
         not_comparable="a tensor-input program without classifier head: not checked against PyTorch here",
     )
 
@@ -66,21 +70,38 @@ class CoreMLTarget:
 
         source, min_ios = context.source, context.options["min_ios"]
         info = PackageInfo(
-            variant=source.variant, input_size=context.input_size, precision=context.precision, num_classes=source.num_classes,
-            min_ios=min_ios, weights=dict(source.weights_info), calibration=context.calib_description,
+            variant=source.variant,
+            input_size=context.input_size,
+            precision=context.precision,
+            num_classes=source.num_classes,
+            min_ios=min_ios,
+            weights=dict(source.weights_info),
+            calibration=context.calib_description,
         )
         int8 = None
         if context.precision == "int8":
             from convert.coreml.int8_mixed import CoreMLInt8Options
 
             options = context.options
-            int8 = CoreMLInt8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options, random_weights=context.random_weights),
-                                     calibration=options["calib_method"])
+            int8 = CoreMLInt8Options(
+                mode=options["int8_mode"],
+                keep_float=options["keep_float"],
+                target=quality_target(options, random_weights=context.random_weights),
+                calibration=options["calib_method"],
+            )
         with context.scratch.hosting():  # coremltools writes its temporary packages where tempfile says
             result = export_coreml(
-                source.deploy, staging.path(context.stem + self.suffix), input_size=context.input_size, labels=source.labels,
-                precision=context.precision, min_ios=min_ios, calib_pixels=context.calib_pixels, info=info, int8=int8,
-                progress=context.progress, log=context.log,
+                source.deploy,
+                staging.path(context.stem + self.suffix),
+                input_size=context.input_size,
+                labels=source.labels,
+                precision=context.precision,
+                min_ios=min_ios,
+                calib_pixels=context.calib_pixels,
+                info=info,
+                int8=int8,
+                progress=context.progress,
+                log=context.log,
             )
         context.log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
         record = result.as_dict()
@@ -116,6 +137,7 @@ class CoreMLTarget:
 
         spec = import_coremltools().utils.load_spec(str(path))
         from coremltools.proto import MIL_pb2
+
         first = spec.description.input[0].type
         if first.WhichOneof("Type") == "imageType":
             size = int(first.imageType.height) or None
@@ -191,7 +213,9 @@ def _run_core_ml(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
     image = description.input[0]
     height, width = image.type.imageType.height, image.type.imageType.width
     if pixels.shape[1:3] != (height, width):
-        raise ConvertError(f"{path.name} takes {width}x{height} images, got {pixels.shape[2]}x{pixels.shape[1]}: wrong variant or input size?")
+        raise ConvertError(
+            f"{path.name} takes {width}x{height} images, got {pixels.shape[2]}x{pixels.shape[1]}: wrong variant or input size?"
+        )
     outputs = model.predict([{image.name: Image.fromarray(np.ascontiguousarray(p))} for p in pixels])
     logits = np.stack([np.asarray(o[LOGITS_NAME], dtype=np.float32).reshape(-1) for o in outputs])
     return logits, f"Core ML {ct.__version__} runtime on macOS (compute units: all)"

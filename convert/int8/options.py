@@ -3,6 +3,7 @@
 TFLite and Core ML declare the same options from here, so the flags read alike for both; each
 target turns the resolved values into its own options object.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -15,20 +16,26 @@ from convert.targets import TargetOption
 
 MODES: tuple[str, ...] = ("auto", "full")
 INT8_MODE = TargetOption(
-    "int8_mode", MODES, "auto",
+    "int8_mode",
+    MODES,
+    "auto",
     "For --precision int8. auto: calibrate, measure every op's sensitivity and keep in float the fewest ops that meet "
     "--int8-min-cosine/--int8-min-top1 on the calibration images (weight-only int8 if that needs too much float); "
     "full: every quantisable op in int8.",
 )
 KEEP_FLOAT = TargetOption(
-    "keep_float", None, "",
+    "keep_float",
+    None,
+    "",
     "For --precision int8: comma-separated op names to keep in float, in any mode (the names are listed in an int8 "
     "export's .json sidecar under export.int8.ops).",
 )
 MIN_COSINE = TargetOption("int8_min_cosine", None, "0.98", "For --precision int8 auto: the lowest per-image cosine to reach.")
 MIN_TOP1 = TargetOption("int8_min_top1", None, "0.90", "For --precision int8 auto: the top-1 agreement with float to reach.")
 CALIB_METHOD = TargetOption(
-    "calib_method", METHODS, DEFAULT_METHOD,
+    "calib_method",
+    METHODS,
+    DEFAULT_METHOD,
     "For --precision int8: how activation ranges are set from the calibration images (percentile clips outliers).",
 )
 OPTIONS: tuple[TargetOption, ...] = (INT8_MODE, KEEP_FLOAT, MIN_COSINE, MIN_TOP1, CALIB_METHOD)
@@ -48,8 +55,13 @@ def resolve_int8(precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
             raise ArgumentError(f"{{{option.name}={value}}} is not one of {', '.join(option.choices)}", argument=option.name)
     keep = given.get("keep_float") or ()
     names = tuple(n.strip() for n in (keep.split(",") if isinstance(keep, str) else keep) if n.strip())
-    return {"int8_mode": mode, "keep_float": names, "calib_method": method,
-            "int8_min_cosine": _fraction(given, MIN_COSINE), "int8_min_top1": _fraction(given, MIN_TOP1)}
+    return {
+        "int8_mode": mode,
+        "keep_float": names,
+        "calib_method": method,
+        "int8_min_cosine": _fraction(given, MIN_COSINE),
+        "int8_min_top1": _fraction(given, MIN_TOP1),
+    }
 
 
 def quality_target(options: Mapping[str, Any], *, random_weights: bool = False) -> QualityTarget:
@@ -63,8 +75,9 @@ def _fraction(given: Mapping[str, Any], option: TargetOption) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ArgumentError(f"{{{option.name}={text}}} is not a number: give a fraction such as {option.default}",
-                            argument=option.name) from None
+        raise ArgumentError(
+            f"{{{option.name}={text}}} is not a number: give a fraction such as {option.default}", argument=option.name
+        ) from None
     if not 0.0 < value <= 1.0:
         raise ArgumentError(f"{{{option.name}={text}}} must be a fraction in (0, 1], such as {option.default}", argument=option.name)
     return value

@@ -4,6 +4,7 @@ Converters record each tensor's running min/max, so one outlier pixel in one cal
 the step size for every image. Clipping the range trades a little clipping error on rare values for
 finer steps on all the others; which trade is best is measured (see :data:`METHODS`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@
 Everything here is plain data (JSON-ready through :func:`dataclasses.asdict`), so the TFLite
 conversion child can send it to the parent and the CLI can print or store it.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ images moves in steps of 3% and, with SHViT's small logit margins, needs a cosin
 
 def aim(target: QualityTarget) -> QualityTarget:
     """What selection asks of the calibration images for ``target`` to hold on held-out images."""
-    return QualityTarget(min(target.min_cosine + COSINE_MARGIN, 0.9999), min(target.top1 + TOP1_MARGIN, 1.0), target.max_float_mac_share,
-                         target.top1_gated)
+    return QualityTarget(
+        min(target.min_cosine + COSINE_MARGIN, 0.9999), min(target.top1 + TOP1_MARGIN, 1.0), target.max_float_mac_share, target.top1_gated
+    )
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class LayerError:
 class SqnrSum:
     """Signal and noise energy of one tensor summed over images: the SQNR of all of them together."""
 
-    __slots__ = ("signal", "noise")
+    __slots__ = ("noise", "signal")
 
     def __init__(self) -> None:
         self.signal = self.noise = 0.0
@@ -190,16 +192,33 @@ class Int8Report:
             return None if value is None else Quality(**value)
 
         ops = [
-            OpSensitivity(**{**op, "own_sqnr_db": math.inf if op["own_sqnr_db"] == EXACT_DB else (math.nan if op["own_sqnr_db"] is None else op["own_sqnr_db"]),
-                             "alone_float": q(op["alone_float"]), "alone_int8": q(op["alone_int8"])})
+            OpSensitivity(
+                **{
+                    **op,
+                    "own_sqnr_db": math.inf
+                    if op["own_sqnr_db"] == EXACT_DB
+                    else (math.nan if op["own_sqnr_db"] is None else op["own_sqnr_db"]),
+                    "alone_float": q(op["alone_float"]),
+                    "alone_int8": q(op["alone_int8"]),
+                }
+            )
             for op in data["ops"]
         ]
         return cls(
-            target=data["target"], mode=data["mode"], calibration=data["calibration"], quality_target=QualityTarget(**data["quality_target"]),
-            full_int8=Quality(**data["full_int8"]), final=Quality(**data["final"]), keep_float=list(data["keep_float"]),
-            int8_mac_share=data["int8_mac_share"], outcome=data["outcome"], ops=ops, regions=list(data["regions"]),
+            target=data["target"],
+            mode=data["mode"],
+            calibration=data["calibration"],
+            quality_target=QualityTarget(**data["quality_target"]),
+            full_int8=Quality(**data["full_int8"]),
+            final=Quality(**data["final"]),
+            keep_float=list(data["keep_float"]),
+            int8_mac_share=data["int8_mac_share"],
+            outcome=data["outcome"],
+            ops=ops,
+            regions=list(data["regions"]),
             calibration_methods={k: Quality(**v) for k, v in data["calibration_methods"].items()},
-            evaluations=data["evaluations"], notes=list(data["notes"]),
+            evaluations=data["evaluations"],
+            notes=list(data["notes"]),
         )
 
 
@@ -238,21 +257,31 @@ def log_int8_report(report: dict[str, Any] | None, *, log: Callable[[str], None]
     target = QualityTarget(**report["quality_target"])
     if report["mode"] == "auto":
         aimed = aim(target)
-        log(f"  int8 target: {target.describe()} on images it did not see (selection asks min cosine {aimed.min_cosine:g}"
-            + (f", top-1 {aimed.top1:.0%}" if target.top1_gated else "") + " of the calibration images)")
-    log(f"  int8 {report['mode']} ({report['calibration']} ranges): every op int8 gave min cosine {full['min_cosine']:.4f}, "
-        f"top-1 {full['top1']:.0%} on the calibration images")
+        log(
+            f"  int8 target: {target.describe()} on images it did not see (selection asks min cosine {aimed.min_cosine:g}"
+            + (f", top-1 {aimed.top1:.0%}" if target.top1_gated else "")
+            + " of the calibration images)"
+        )
+    log(
+        f"  int8 {report['mode']} ({report['calibration']} ranges): every op int8 gave min cosine {full['min_cosine']:.4f}, "
+        f"top-1 {full['top1']:.0%} on the calibration images"
+    )
     by_name = {op["name"]: op for op in report["ops"]}
     kept = report["keep_float"]
     if kept:
-        shown = ", ".join(f"{name} ({describe_db(by_name[name]['own_sqnr_db'])})" if name in by_name and by_name[name]["own_sqnr_db"] is not None
-                          else name for name in kept[:8])
+        shown = ", ".join(
+            f"{name} ({describe_db(by_name[name]['own_sqnr_db'])})"
+            if name in by_name and by_name[name]["own_sqnr_db"] is not None
+            else name
+            for name in kept[:8]
+        )
         log(f"  kept in float: {len(kept)} op{'s' if len(kept) != 1 else ''}: {shown}{' …' if len(kept) > 8 else ''}")
     alone = sorted((op for op in report["ops"] if op.get("alone_int8")), key=lambda op: op["alone_int8"]["mean_cosine"])
     if alone:
-        log(f"  alone in int8 ({len(alone)} ops measured: the worst own errors and any kept float by request; everything else "
-            "float), lowest logit cosine: "
-            + ", ".join(f"{op['name']} {op['alone_int8']['mean_cosine']:.5f}" for op in alone[:3]))
+        log(
+            f"  alone in int8 ({len(alone)} ops measured: the worst own errors and any kept float by request; everything else "
+            "float), lowest logit cosine: " + ", ".join(f"{op['name']} {op['alone_int8']['mean_cosine']:.5f}" for op in alone[:3])
+        )
     log(f"  result: {describe_outcome(report)}; min cosine {final['min_cosine']:.4f}, top-1 {final['top1']:.0%} on the calibration images")
     for note in report["notes"]:
         log(f"  · {note}")

@@ -6,6 +6,7 @@ the result on the calibration images. Runs of ops, not single ops, are the usefu
 a tensor stops being rounded only when its producer and every consumer are float, and the error is
 spread over the whole depth (one op alone float moves the logits' cosine by < 0.005).
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Work isolated in a child process: a native abort or a hang becomes an exception with one line, never a dead CLI."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ def run_child(args: list[str], *, timeout_s: float, env: dict[str, str] | None =
     search_path = os.pathsep.join(p for p in sys.path if p)
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": search_path, **(env or {})}
     try:
-        proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout_s,
-                              env=full_env, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout_s, env=full_env, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise ChildFailure(timeout_s=timeout_s) from None
     if proc.returncode < 0:

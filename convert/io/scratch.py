@@ -7,6 +7,7 @@ own temporary paths (coremltools) is pointed there only for the call that needs 
 (:meth:`Scratch.hosting`). A run killed with SIGKILL cannot clean up: the next run sweeps folders
 whose process is gone, and children call :func:`exit_with_parent` so none outlives a killed CLI.
 """
+
 from __future__ import annotations
 
 import contextlib

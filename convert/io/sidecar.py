@@ -1,4 +1,5 @@
 """The ``<artifact>.json`` sidecar: inputs, versions and hashes, so every artifact can be traced and reproduced."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,17 @@ from pathlib import Path
 from typing import Any
 
 TRACKED_DISTRIBUTIONS: tuple[str, ...] = (
-    "shvit-mobile", "torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "onnx2tf", "tensorflow", "ai-edge-litert",
-    "coreai-torch", "coreai-core",
+    "shvit-mobile",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxsim",
+    "coremltools",
+    "onnx2tf",
+    "tensorflow",
+    "ai-edge-litert",
+    "coreai-torch",
+    "coreai-core",
 )
 """Packages whose versions shape an artifact's bytes."""
 

@@ -4,6 +4,7 @@ A failed, interrupted or killed run never leaves half a file and never destroys 
 Every hidden name this toolkit creates starts with one of :data:`PREFIXES`, so a user-visible
 folder can be recovered from a failing path, and a killed run's leftovers are swept by the next.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -219,8 +220,10 @@ def staged_output(out_dir: Path, names: list[str], *, force: bool) -> Iterator[S
     refuse_existing(out_dir, names, force=force)
 
     def disk_full() -> Exception:
-        return OutputError(f"no space left on the device writing to {out_dir} (no partial files left): "
-                           "free some space or pass another {out_dir}", argument="out_dir")
+        return OutputError(
+            f"no space left on the device writing to {out_dir} (no partial files left): free some space or pass another {{out_dir}}",
+            argument="out_dir",
+        )
 
     with staging_folder(out_dir, prefix=STAGING_PREFIX, disk_full=disk_full) as root:
         yield Staging(out_dir, root)

@@ -1,4 +1,5 @@
 """ONNX target: the deploy model with pixel input, traced at opset 17 and simplified, fp32 or fp16 (:mod:`.target`)."""
+
 from __future__ import annotations
 
 from typing import Any

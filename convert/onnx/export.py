@@ -1,4 +1,5 @@
 """Fused model → ONNX (NCHW float32 pixels 0-255 in, logits out), simplified with onnxsim's API; fp16 on request."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,15 @@ def to_proto(
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            pixel_model.eval(), (example,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True,
+            pixel_model.eval(),
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes=dynamic_axes,
+            dynamo=False,
+            do_constant_folding=True,
         )
     model = onnx.load_from_string(buffer.getvalue())
     if simplify:
@@ -50,8 +58,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     and read exactly like the fp32 one. The conversion is ONNX Runtime's own (``keep_io_types``),
     which knows the ops that must stay float32; ``model`` itself is left unchanged.
     """
-    converted = _float16_module().convert_float_to_float16(onnx.ModelProto.FromString(model.SerializeToString()),
-                                                           keep_io_types=True)
+    converted = _float16_module().convert_float_to_float16(onnx.ModelProto.FromString(model.SerializeToString()), keep_io_types=True)
     _sort_topologically(converted.graph)  # the converter appends its Casts at the end of the node list
     onnx.checker.check_model(converted)
     return converted
@@ -67,8 +74,10 @@ def _float16_module() -> ModuleType:
     try:
         from onnxruntime.transformers import float16
     except ImportError as exc:
-        raise ConvertError(f"fp16 ONNX export needs onnxruntime's float16 converter, which this onnxruntime lacks ({exc}): "
-                           "pip install 'onnxruntime>=1.26,<1.27'") from None
+        raise ConvertError(
+            f"fp16 ONNX export needs onnxruntime's float16 converter, which this onnxruntime lacks ({exc}): "
+            "pip install 'onnxruntime>=1.26,<1.27'"
+        ) from None
     finally:
         sys.path[:] = saved
     return float16

@@ -5,6 +5,7 @@ ONNX Runtime exposes these as ``session.get_modelmeta().custom_metadata_map``, N
 ``.json`` sidecar still says what it classifies, how to feed it and which weights it came from.
 Every value is a string; ``shvit.labels`` and ``shvit.input`` are JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,10 +59,10 @@ def input_description(info: ModelInfo) -> dict[str, Any]:
         "shape": ["batch", 3, info.input_size, info.input_size],
         "color": "RGB",
         "range": [0, 255],
-        "normalization": (f"inside the model (mean {list(pre.mean)}, std {list(pre.std)} of the 0-1 scale): "
-                          "feed pixels 0-255 as they are"),
-        "preprocessing": (f"resize the short side to {pre.resize_size} ({pre.interpolation}), "
-                          f"centre-crop {info.input_size}x{info.input_size}"),
+        "normalization": (f"inside the model (mean {list(pre.mean)}, std {list(pre.std)} of the 0-1 scale): feed pixels 0-255 as they are"),
+        "preprocessing": (
+            f"resize the short side to {pre.resize_size} ({pre.interpolation}), centre-crop {info.input_size}x{info.input_size}"
+        ),
     }
 
 

@@ -1,4 +1,5 @@
 """The ONNX target: a simplified, dynamic-batch NCHW float model (fp32 or fp16) for ONNX Runtime."""
+
 from __future__ import annotations
 
 import os
@@ -55,20 +56,41 @@ class ONNXTarget:
         opset, precision, source = context.options["opset"], context.precision, context.source
         fp16 = ", float16 weights and activations" if precision == "fp16" else ""
         context.log(f"→ exporting ONNX (opset {opset}, onnxsim{fp16})")
-        info = metadata.ModelInfo(variant=source.variant, precision=precision, input_size=context.input_size, labels=source.labels,
-                                  input_name=INPUT_NAME, output_name=OUTPUT_NAME, weights=dict(source.weights_info))
+        info = metadata.ModelInfo(
+            variant=source.variant,
+            precision=precision,
+            input_size=context.input_size,
+            labels=source.labels,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            weights=dict(source.weights_info),
+        )
         props = metadata.metadata_props(info)
 
         def describe(model: Any) -> None:
-            set_metadata(model, props, doc_string=metadata.doc_string(info), producer=metadata.PRODUCER,
-                         version=props[metadata.META_PREFIX + "toolkit_version"])
+            set_metadata(
+                model,
+                props,
+                doc_string=metadata.doc_string(info),
+                producer=metadata.PRODUCER,
+                version=props[metadata.META_PREFIX + "toolkit_version"],
+            )
 
-        model = export_onnx(source.pixel_model, staging.path(context.stem + self.suffix), input_size=context.input_size,
-                            opset=opset, precision=precision, describe=describe)
-        return {"input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
-                "output": {"name": OUTPUT_NAME, "classes": source.num_classes, "dtype": "float32"},
-                "compute_dtype": "float16" if precision == "fp16" else "float32", "metadata_props": sorted(props),
-                "op_counts": op_counts(model)}
+        model = export_onnx(
+            source.pixel_model,
+            staging.path(context.stem + self.suffix),
+            input_size=context.input_size,
+            opset=opset,
+            precision=precision,
+            describe=describe,
+        )
+        return {
+            "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
+            "output": {"name": OUTPUT_NAME, "classes": source.num_classes, "dtype": "float32"},
+            "compute_dtype": "float16" if precision == "fp16" else "float32",
+            "metadata_props": sorted(props),
+            "op_counts": op_counts(model),
+        }
 
     def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
         session, runtime = _session(path, threads=int(os.environ.get(THREADS_ENV, "0")))
@@ -98,8 +120,9 @@ class ONNXTarget:
             precision = "fp16"
         else:
             precision = "fp32"
-        return ArtifactFacts(input_size=spatial_size(dims), num_classes=out_dims[-1] if out_dims else None, precision=precision,
-                             ops=len(graph.node))
+        return ArtifactFacts(
+            input_size=spatial_size(dims), num_classes=out_dims[-1] if out_dims else None, precision=precision, ops=len(graph.node)
+        )
 
     def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
         session, runtime = _session(path, threads=threads)

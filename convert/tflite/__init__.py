@@ -1,4 +1,5 @@
 """TFLite target (:mod:`.target`): export through ONNX and onnx2tf, LiteRT quantisation and metadata."""
+
 from __future__ import annotations
 
 from typing import Any

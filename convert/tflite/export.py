@@ -4,6 +4,7 @@ Float models take NHWC float32 RGB pixels 0-255 (ImageNet normalisation baked in
 output logits. Full-int8 models take uint8 RGB pixels (scale 1, zero point 0) and output float32
 logits. Every model carries its labels and an input description (see :mod:`.metadata`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -77,18 +78,40 @@ def export_tflite(
         raise ArgumentError(f"unknown TFLite precision {unknown[0]!r}: choose one of {', '.join(PRECISIONS)}", argument="precision")
     if scratch is None:
         with Scratch.open() as private:
-            return export_tflite(pixel_model, outputs, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,
-                                 int8=int8, opset=opset, rewrite=rewrite, progress=progress, scratch=private, log=log)
+            return export_tflite(
+                pixel_model,
+                outputs,
+                input_size=input_size,
+                labels=labels,
+                name=name,
+                calib_pixels=calib_pixels,
+                int8=int8,
+                opset=opset,
+                rewrite=rewrite,
+                progress=progress,
+                scratch=private,
+                log=log,
+            )
     log = log or (lambda _message: None)
     model = tflite_friendly(pixel_model) if rewrite else pixel_model.eval()
     with scratch.temporary("shvit-tflite-") as tmp:
         onnx_path = tmp / "model.onnx"
         log(f"→ exporting ONNX (opset {opset}, batch 1{', TFLite-friendly graph' if rewrite else ''})")
         export_onnx(model, onnx_path, input_size=input_size, opset=opset, dynamic_batch=False)
-        log(f"→ converting with onnx2tf to TFLite {', '.join(outputs)}" + (f" (int8 calibrated on {len(calib_pixels)} images)" if "int8" in outputs and calib_pixels is not None else ""))
+        log(
+            f"→ converting with onnx2tf to TFLite {', '.join(outputs)}"
+            + (f" (int8 calibrated on {len(calib_pixels)} images)" if "int8" in outputs and calib_pixels is not None else "")
+        )
         raw = {p: tmp / f"{p}.tflite" for p in outputs}
-        run = convert_onnx(onnx_path, raw, scratch=scratch, calib_pixels=calib_pixels, int8=None if int8 is None else int8.as_dict(),
-                           progress=progress, log=log)
+        run = convert_onnx(
+            onnx_path,
+            raw,
+            scratch=scratch,
+            calib_pixels=calib_pixels,
+            int8=None if int8 is None else int8.as_dict(),
+            progress=progress,
+            log=log,
+        )
         log("  " + ", ".join(f"{step} {seconds} s" for step, seconds in run["timings_s"].items()))
         toolchain = {"onnx2tf": run["onnx2tf_version"], "onnxsim": run["onnxsim"], "seconds": run["timings_s"]}
         written = {}
@@ -97,12 +120,23 @@ def export_tflite(
             inp, outp = (replace(t, name=n) for t, n in zip(graphinfo.io_tensors(data), (INPUT_NAME, OUTPUT_NAME)))
             _check_io(precision, inp, outp, input_size, len(labels))
             info = metadata.ModelInfo(
-                name=name, description=f"{name} image classifier ({precision}), exported by shvit-mobile",
-                version=precision, labels=list(labels), labels_file=Path(out).with_suffix(".labels.txt").name,
-                input_size=input_size, input_description=INPUT_NOTES[inp.dtype], output_description=OUTPUT_NOTE,
-                extra={"input": _io_record(inp, layout="NHWC"), "output": _io_record(outp), "export": {
-                    "precision": precision, "onnx2tf": run["onnx2tf_version"], "graph": "tflite-friendly" if rewrite else "plain",
-                }},
+                name=name,
+                description=f"{name} image classifier ({precision}), exported by shvit-mobile",
+                version=precision,
+                labels=list(labels),
+                labels_file=Path(out).with_suffix(".labels.txt").name,
+                input_size=input_size,
+                input_description=INPUT_NOTES[inp.dtype],
+                output_description=OUTPUT_NOTE,
+                extra={
+                    "input": _io_record(inp, layout="NHWC"),
+                    "output": _io_record(outp),
+                    "export": {
+                        "precision": precision,
+                        "onnx2tf": run["onnx2tf_version"],
+                        "graph": "tflite-friendly" if rewrite else "plain",
+                    },
+                },
             )
             Path(out).write_bytes(metadata.embed(data, info, io_names=(INPUT_NAME, OUTPUT_NAME)))
             report = run.get("int8_report") if precision == "int8" else None
@@ -135,14 +169,28 @@ def _io_record(tensor: graphinfo.TensorInfo, *, layout: str | None = None) -> di
 
 
 def to_flatbuffer(
-    pixel_model: nn.Module, *, precision: str = "fp32", input_size: int, labels: list[str], calib_pixels: np.ndarray | None = None,
-    name: str = "SHViT", progress: bool = False,
+    pixel_model: nn.Module,
+    *,
+    precision: str = "fp32",
+    input_size: int,
+    labels: list[str],
+    calib_pixels: np.ndarray | None = None,
+    name: str = "SHViT",
+    progress: bool = False,
 ) -> bytes:
     """The ``.tflite`` bytes (metadata included) of ``pixel_model`` at ``precision``, with no file left behind."""
     with Scratch.open() as scratch, scratch.temporary("shvit-flatbuffer-") as folder:
         path = folder / f"model{precision}.tflite"
-        export_tflite(pixel_model, {precision: path}, input_size=input_size, labels=labels, name=name, calib_pixels=calib_pixels,
-                      progress=progress, scratch=scratch)
+        export_tflite(
+            pixel_model,
+            {precision: path},
+            input_size=input_size,
+            labels=labels,
+            name=name,
+            calib_pixels=calib_pixels,
+            progress=progress,
+            scratch=scratch,
+        )
         return path.read_bytes()
 
 

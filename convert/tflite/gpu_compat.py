@@ -19,6 +19,7 @@ float16 tensor is folded: its output counts as a constant input of its consumers
 itself is delegated. Only the main subgraph is checked (the one the delegate takes). Pure Python over
 LiteRT's flatbuffer schema: no TensorFlow, no child process.
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,12 +67,20 @@ class GpuCompatibility:
 
     def line(self) -> str:
         """``GPU delegate: K of N ops not supported (A, B)``, one line per artifact in reports."""
-        return f"GPU delegate: {self.incompatible} of {self.total_ops} ops not supported" + (f" ({', '.join(self.ops)})" if self.ops else "")
+        return f"GPU delegate: {self.incompatible} of {self.total_ops} ops not supported" + (
+            f" ({', '.join(self.ops)})" if self.ops else ""
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"checked": True, "incompatible": self.incompatible, "total_ops": self.total_ops,
-                "ops": list(self.ops), "reasons": list(self.reasons), "analyzer": self.analyzer,
-                "folded_dequantize": self.folded_dequantize}
+        return {
+            "checked": True,
+            "incompatible": self.incompatible,
+            "total_ops": self.total_ops,
+            "ops": list(self.ops),
+            "reasons": list(self.reasons),
+            "analyzer": self.analyzer,
+            "folded_dequantize": self.folded_dequantize,
+        }
 
 
 # ------------------------------------------------------------------------------------------ the graph
@@ -135,6 +144,7 @@ def _tname(t: int) -> str:
 
 def io(runtime: int, outputs: int, consts: int | None = None) -> Rule:
     """Exactly ``runtime`` non-constant inputs (and ``consts`` constant ones, when given) and ``outputs`` outputs."""
+
     def rule(node: Node) -> str | None:
         if consts is not None and _consts(node) != consts:
             return f"expects {consts} constant input(s), node has {_consts(node)}"
@@ -143,12 +153,14 @@ def io(runtime: int, outputs: int, consts: int | None = None) -> Rule:
         if len(node.outputs) != outputs:
             return f"expects {outputs} output(s), node has {len(node.outputs)}"
         return None
+
     return rule
 
 
 def every(*rules: Rule) -> Rule:
     def rule(node: Node) -> str | None:
         return next((reason for r in rules if (reason := r(node))), None)
+
     return rule
 
 
@@ -162,6 +174,7 @@ def inputs(count: int, *, at_least: bool = False) -> Rule:
         if n < count if at_least else n != count:
             return f"takes {'at least ' if at_least else ''}{count} inputs, node has {n}"
         return None
+
     return rule
 
 
@@ -169,6 +182,7 @@ def positive(*fields: str, what: str) -> Rule:
     def rule(node: Node) -> str | None:
         values = [node.opt(f) for f in fields]
         return f"{what} must be positive, node has {values}" if min(values) <= 0 else None
+
     return rule
 
 
@@ -182,6 +196,7 @@ def const_int32_axes(index: int) -> Rule:
         if not axes.const:
             return "takes constant axes only"
         return None if axes.type == I32 else f"axes must be int32, node has {_tname(axes.type)}"
+
     return rule
 
 
@@ -189,6 +204,7 @@ def input_rank(*ranks: int) -> Rule:
     def rule(node: Node) -> str | None:
         rank = len(node.input(0).dims)
         return None if rank in ranks else f"input rank must be {' or '.join(map(str, ranks))}, node has {rank}"
+
     return rule
 
 
@@ -389,6 +405,7 @@ def custom_pool(outputs: int, runtime: int) -> Rule:
         if min(params[1:]) <= 0:
             return f"kernel and strides must be positive, node has {list(params[1:])}"
         return io(runtime, outputs)(node)
+
     return rule
 
 
@@ -566,8 +583,15 @@ def _nodes(model: Any, schema: Any) -> tuple[list[Node], list[bool], list[bool]]
         custom_code = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
         op_custom.append(number == CUSTOM)
         op_names.append((custom_code or "CUSTOM") if number == CUSTOM else names.get(number, str(number)))
-    folded = [name == "DEQUANTIZE" and len(ins := _ints(op.inputs)) == 1 and ins[0] >= 0 and len(_ints(op.outputs)) == 1
-              and tensors[ins[0]].type == F16 and is_const(tensors[ins[0]]) for name, op in zip(op_names, ops)]
+    folded = [
+        name == "DEQUANTIZE"
+        and len(ins := _ints(op.inputs)) == 1
+        and ins[0] >= 0
+        and len(_ints(op.outputs)) == 1
+        and tensors[ins[0]].type == F16
+        and is_const(tensors[ins[0]])
+        for name, op in zip(op_names, ops)
+    ]
     constant = {_ints(op.outputs)[0] for op, f in zip(ops, folded) if f}
     consumers: dict[int, list[int]] = {}
     for i, op in enumerate(ops):
@@ -583,10 +607,25 @@ def _nodes(model: Any, schema: Any) -> tuple[list[Node], list[bool], list[bool]]
     nodes = []
     for i, op in enumerate(ops):
         outs = _ints(op.outputs)
-        feeds = tuple((op_names[j], int(tensors[_ints(ops[j].outputs)[0]].type) if _ints(ops[j].outputs) else NOTYPE)
-                      for j in consumers.get(outs[0], [])) if outs else ()
-        nodes.append(Node(op_names[i], int(codes[op.opcodeIndex].version or 1), tuple(spec(k) for k in _ints(op.inputs)),
-                          tuple(spec(k) for k in outs), op.builtinOptions, bytes(_ints(op.customOptions)), feeds))
+        feeds = (
+            tuple(
+                (op_names[j], int(tensors[_ints(ops[j].outputs)[0]].type) if _ints(ops[j].outputs) else NOTYPE)
+                for j in consumers.get(outs[0], [])
+            )
+            if outs
+            else ()
+        )
+        nodes.append(
+            Node(
+                op_names[i],
+                int(codes[op.opcodeIndex].version or 1),
+                tuple(spec(k) for k in _ints(op.inputs)),
+                tuple(spec(k) for k in outs),
+                op.builtinOptions,
+                bytes(_ints(op.customOptions)),
+                feeds,
+            )
+        )
     return nodes, op_custom, folded
 
 

@@ -8,6 +8,7 @@ every slice on the channel axis; residual additions as subtractions of a negated
 global pool over a channels-last view. The GroupNorm is spelled out with SUB/MUL/MEAN/RSQRT, since
 the SQUARED_DIFFERENCE that a fused variance lowers to aborts the int8 interpreter.
 """
+
 from __future__ import annotations
 
 import copy

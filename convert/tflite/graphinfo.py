@@ -7,6 +7,7 @@ node list (this LiteRT build does not print its "Replacing N out of M node(s) ..
 partitions" line). An op left outside the partitions runs on LiteRT's own kernels, and each
 partition boundary costs a hand-over between the two.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,7 +117,7 @@ def _child(path: str) -> int:
     from convert.tflite.runtime import interpreter
 
     it, runtime = interpreter(Path(path), threads=1)
-    nodes = it._get_ops_details()  # noqa: SLF001 - the only view of the delegated execution plan
+    nodes = it._get_ops_details()
     partitions = sum(1 for node in nodes if node["op_name"] == "DELEGATE")
     print(json.dumps({"partitions": partitions, "nodes": len(nodes) - partitions, "runtime": runtime}))
     return 0

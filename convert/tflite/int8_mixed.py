@@ -16,6 +16,7 @@ converter, calibration images and quantiser (``mlir_quantize``) as :mod:`convert
 Ops are named by their output tensor, as the quantiser's denylist takes them, shortened to the
 first fused location without the Keras model prefix (``tf.math.add_7/Add``): see :func:`op_table`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from convert.errors import ArgumentError
-
 from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
 from convert.int8.report import (
     ALONE_IMAGES,
@@ -69,14 +69,27 @@ class Int8Options:
     """Also quantise with every other calibration method and report their full-int8 quality."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "keep_float": list(self.keep_float), "calibration": self.calibration,
-                "compare_methods": self.compare_methods, "target": {"min_cosine": self.target.min_cosine, "top1": self.target.top1,
-                                                                    "max_float_mac_share": self.target.max_float_mac_share}}
+        return {
+            "mode": self.mode,
+            "keep_float": list(self.keep_float),
+            "calibration": self.calibration,
+            "compare_methods": self.compare_methods,
+            "target": {
+                "min_cosine": self.target.min_cosine,
+                "top1": self.target.top1,
+                "max_float_mac_share": self.target.max_float_mac_share,
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Int8Options:
-        return cls(mode=data["mode"], keep_float=tuple(data["keep_float"]), calibration=data["calibration"],
-                   compare_methods=data["compare_methods"], target=QualityTarget(**data["target"]))
+        return cls(
+            mode=data["mode"],
+            keep_float=tuple(data["keep_float"]),
+            calibration=data["calibration"],
+            compare_methods=data["compare_methods"],
+            target=QualityTarget(**data["target"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,9 @@ def op_table(model: bytes) -> list[TFLiteOp]:
         out = graph.Tensors(op.Outputs(0))
         tensor = out.Name().decode()
         op_type = names[op.OpcodeIndex()]
-        pointwise = op_type == "FULLY_CONNECTED" or (op_type == "CONV_2D" and tuple(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1:3]) == (1, 1))
+        pointwise = op_type == "FULLY_CONNECTED" or (
+            op_type == "CONV_2D" and tuple(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1:3]) == (1, 1)
+        )
         ops.append(TFLiteOp(short_name(tensor), tensor, op_type, _macs(graph, op, op_type), types.get(out.Type(), "?"), pointwise))
     # The classifier is "logits" whatever the converter called its tensor (Identity, Identity1 in
     # int8, logits once the export names the output), so names agree across an export's artifacts.
@@ -187,8 +202,11 @@ def resolve_names(names: Sequence[str], ops: Sequence[TFLiteOp]) -> list[str]:
     unknown = [n for n in names if n not in by_name]
     if unknown:
         sample = ", ".join(op.name for op in ops[:3])
-        raise ArgumentError(f"no quantisable TFLite op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
-                            "listed in any int8 export's .json sidecar under export.int8.ops", argument="keep_float")
+        raise ArgumentError(
+            f"no quantisable TFLite op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
+            "listed in any int8 export's .json sidecar under export.int8.ops",
+            argument="keep_float",
+        )
     return [by_name[n] for n in names]
 
 
@@ -203,7 +221,7 @@ def calibrate(function: Any, pixels: np.ndarray, *, on_image: Progress | None = 
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: _representative(pixels, on_image)
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - as QuantizationDebugger does
+    converter._experimental_calibrate_only = True
     return converter.convert()
 
 
@@ -261,8 +279,11 @@ def quantize(calibrated: bytes, *, keep_float: Sequence[str] = (), hybrid: bytes
 
     io = {} if debug else {"input_data_type": tf.uint8, "output_data_type": tf.float32}
     model = mlir_quantize(
-        calibrated, **io, enable_numeric_verify=debug,
-        denylisted_ops=list(FLOAT_ISLAND_OPS), denylisted_nodes=[*_eps_adds(calibrated), *keep_float],
+        calibrated,
+        **io,
+        enable_numeric_verify=debug,
+        denylisted_ops=list(FLOAT_ISLAND_OPS),
+        denylisted_nodes=[*_eps_adds(calibrated), *keep_float],
     )
     return hybridize(model, hybrid) if hybrid is not None and keep_float else model
 
@@ -375,8 +396,11 @@ def regions(ops: Sequence[TFLiteOp], *, size: int = REGION_OPS, hybrid: bool = F
     A candidate's MACs are those it would run in float32 (with ``hybrid``, pointwise ops keep int8 weights).
     """
     return [
-        Candidate(label=f"{short_name(chunk[0].tensor)} … {short_name(chunk[-1].tensor)}", members=[op.tensor for op in chunk],
-                  macs=sum(op.macs for op in chunk if not (hybrid and op.pointwise)))
+        Candidate(
+            label=f"{short_name(chunk[0].tensor)} … {short_name(chunk[-1].tensor)}",
+            members=[op.tensor for op in chunk],
+            macs=sum(op.macs for op in chunk if not (hybrid and op.pointwise)),
+        )
         for chunk in (ops[i : i + size] for i in range(0, len(ops), size))
     ]
 
@@ -387,8 +411,15 @@ def analyse_tflite(calibrated: bytes, pixels: np.ndarray) -> list[OpSensitivity]
     return [OpSensitivity(op.name, op.op_type, op.macs, errors.get(op.tensor, math.nan)) for op in quantised_ops(calibrated)]
 
 
-def measure_alone_int8(sensitivities: Sequence[OpSensitivity], ops: Sequence[TFLiteOp], calibrated: bytes, pixels: np.ndarray,
-                       reference: np.ndarray, *, forced: Sequence[str] = ()) -> None:
+def measure_alone_int8(
+    sensitivities: Sequence[OpSensitivity],
+    ops: Sequence[TFLiteOp],
+    calibrated: bytes,
+    pixels: np.ndarray,
+    reference: np.ndarray,
+    *,
+    forced: Sequence[str] = (),
+) -> None:
     """Set ``alone_int8`` of the most sensitive ops and of ``forced`` (output tensors): only that op int8, every other op float."""
     tensor_of = {op.name: op.tensor for op in ops}
     every, kept = [op.tensor for op in ops], set(forced)
@@ -441,9 +472,17 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
     model = quantize(chosen, keep_float=forced, hybrid=hybrid)
     full = quality(reference, run_logits(model, pixels))
     report = Int8Report(
-        target="tflite", mode=options.mode, calibration=options.calibration, quality_target=options.target,
-        full_int8=full, final=full, keep_float=[short_name(t) for t in forced], int8_mac_share=int8_mac_share(model),
-        outcome="int8", calibration_methods=methods, evaluations=1 + len(methods),
+        target="tflite",
+        mode=options.mode,
+        calibration=options.calibration,
+        quality_target=options.target,
+        full_int8=full,
+        final=full,
+        keep_float=[short_name(t) for t in forced],
+        int8_mac_share=int8_mac_share(model),
+        outcome="int8",
+        calibration_methods=methods,
+        evaluations=1 + len(methods),
     )
     sensitivities = analyse_tflite(chosen, pixels)
     report.ops = sensitivities
@@ -452,7 +491,9 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
     measure_alone_int8(sensitivities, ops, chosen, pixels[:ALONE_IMAGES], reference[:ALONE_IMAGES], forced=forced)
     report.evaluations += sum(op.alone_int8 is not None for op in sensitivities)
     candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
-    selection = select_float_ops(candidates, evaluate, target=options.target, aim_for=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1)
+    selection = select_float_ops(
+        candidates, evaluate, target=options.target, aim_for=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1
+    )
     kept = set(selection.keep_float) | set(forced)
     region_of = {name: c.label for c in candidates for name in c.members}
     for op, sensitivity in zip(ops, sensitivities):
@@ -460,8 +501,16 @@ def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybri
         sensitivity.region = region_of.get(op.tensor, "")
     if selection.keep_float:
         model = quantize(chosen, keep_float=[*forced, *selection.keep_float], hybrid=hybrid)
-    report.regions = [{"label": c.label, "ops": len(c.members), "macs": c.macs, "kept_float": c.chosen,
-                       "alone_float": None if c.alone_float is None else c.alone_float.as_dict()} for c in candidates]
+    report.regions = [
+        {
+            "label": c.label,
+            "ops": len(c.members),
+            "macs": c.macs,
+            "kept_float": c.chosen,
+            "alone_float": None if c.alone_float is None else c.alone_float.as_dict(),
+        }
+        for c in candidates
+    ]
     report.final, report.evaluations = selection.quality, report.evaluations + selection.evaluations
     report.keep_float = [short_name(t) for t in (*forced, *selection.keep_float)]
     report.int8_mac_share = int8_mac_share(model)
@@ -498,13 +547,20 @@ def per_layer_errors(quantised: bytes, float_model: bytes, pixels: np.ndarray) -
 
     def outputs(model: bytes) -> tuple[Any, Any, Outputs]:
         # LiteRT's own kernels, no XNNPACK: every intermediate tensor is kept, and LiteRT neither warns nor logs about it.
-        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=1,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it = Interpreter(
+            model_content=model,
+            experimental_preserve_all_tensors=True,
+            num_threads=1,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
         it.allocate_tensors()
         graph = _graph(model)
         quantization = {t["index"]: t["quantization"] for t in it.get_tensor_details()}
-        ops = [(op, graph.Operators(i).Outputs(0), quantization.get(graph.Operators(i).Outputs(0), (0.0, 0)))
-               for i, op in enumerate(op_table(model)) if op.op_type not in ("QUANTIZE", "DEQUANTIZE")]
+        ops = [
+            (op, graph.Operators(i).Outputs(0), quantization.get(graph.Operators(i).Outputs(0), (0.0, 0)))
+            for i, op in enumerate(op_table(model))
+            if op.op_type not in ("QUANTIZE", "DEQUANTIZE")
+        ]
         return it, it.get_input_details()[0], ops
 
     def values(it: Any, inp: dict[str, Any], ops: Outputs, image: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ A JSON copy of the same facts (plus quantisation and export details) sits in a s
 entry, ``shvit_metadata``, for tools that do not parse ``M001`` (keys: ``schema``, ``name``,
 ``labels_file``, ``num_classes``, ``input``, ``output``, ``export``).
 """
+
 from __future__ import annotations
 
 import io
@@ -102,8 +103,13 @@ def _append_zip(model: bytes, files: dict[str, str]) -> bytes:
 
 def _json_metadata(info: ModelInfo) -> bytes:
     record = {
-        "schema": JSON_SCHEMA, "name": info.name, "description": info.description, "version": info.version,
-        "labels_file": info.labels_file, "num_classes": len(info.labels), **info.extra,
+        "schema": JSON_SCHEMA,
+        "name": info.name,
+        "description": info.description,
+        "version": info.version,
+        "labels_file": info.labels_file,
+        "num_classes": len(info.labels),
+        **info.extra,
     }
     return json.dumps(record, sort_keys=True).encode()
 
@@ -130,25 +136,47 @@ def _model_metadata(info: ModelInfo) -> bytes:
     def floats(values: list[float]) -> int:
         return b.CreateNumpyVector(np.asarray(values, dtype=np.float32))
 
-    labels_file = table([("o", 0, string(info.labels_file)), ("o", 1, string("Class names, one per line, in output order")),
-                         ("b", 2, _FILE_TENSOR_AXIS_LABELS)])
+    labels_file = table(
+        [
+            ("o", 0, string(info.labels_file)),
+            ("o", 1, string("Class names, one per line, in output order")),
+            ("b", 2, _FILE_TENSOR_AXIS_LABELS),
+        ]
+    )
     image_size = table([("u", 0, info.input_size), ("u", 1, info.input_size)])
     image_props = table([("b", 0, _COLOR_SPACE_RGB), ("o", 1, image_size)])
     norm = table([("o", 0, floats([0.0])), ("o", 1, floats([1.0]))])
     process = table([("b", 0, _PROCESS_NORMALIZATION), ("o", 1, norm)])
     stats_in = table([("o", 0, floats([255.0])), ("o", 1, floats([0.0]))])
     content_in = table([("b", 0, _CONTENT_IMAGE), ("o", 1, image_props)])
-    tensor_in = table([("o", 0, string("image")), ("o", 1, string(info.input_description)), ("o", 3, content_in),
-                       ("o", 4, vector([process])), ("o", 5, stats_in)])
+    tensor_in = table(
+        [
+            ("o", 0, string("image")),
+            ("o", 1, string(info.input_description)),
+            ("o", 3, content_in),
+            ("o", 4, vector([process])),
+            ("o", 5, stats_in),
+        ]
+    )
     feature_props = _empty_table(b)
     content_out = table([("b", 0, _CONTENT_FEATURE), ("o", 1, feature_props)])
-    tensor_out = table([("o", 0, string("logits")), ("o", 1, string(info.output_description)), ("o", 3, content_out),
-                        ("o", 6, vector([labels_file]))])
-    subgraph = table([("o", 0, string(info.name)), ("o", 1, string(info.description)),
-                      ("o", 2, vector([tensor_in])), ("o", 3, vector([tensor_out]))])
-    root = table([("o", 0, string(info.name)), ("o", 1, string(info.description)), ("o", 2, string(info.version)),
-                  ("o", 3, vector([subgraph])), ("o", 4, string(info.author)), ("o", 5, string(info.license)),
-                  ("o", 7, string(MIN_PARSER_VERSION))])
+    tensor_out = table(
+        [("o", 0, string("logits")), ("o", 1, string(info.output_description)), ("o", 3, content_out), ("o", 6, vector([labels_file]))]
+    )
+    subgraph = table(
+        [("o", 0, string(info.name)), ("o", 1, string(info.description)), ("o", 2, vector([tensor_in])), ("o", 3, vector([tensor_out]))]
+    )
+    root = table(
+        [
+            ("o", 0, string(info.name)),
+            ("o", 1, string(info.description)),
+            ("o", 2, string(info.version)),
+            ("o", 3, vector([subgraph])),
+            ("o", 4, string(info.author)),
+            ("o", 5, string(info.license)),
+            ("o", 7, string(MIN_PARSER_VERSION)),
+        ]
+    )
     b.Finish(root, file_identifier=METADATA_IDENTIFIER)
     return bytes(b.Output())
 
@@ -243,11 +271,11 @@ class _Reader:
         off = self._field(slot)
         return self.tab.Get(flatbuffers.number_types.Uint8Flags, off + self.tab.Pos) if off else 0
 
-    def table(self, slot: int) -> "_Reader | None":
+    def table(self, slot: int) -> _Reader | None:
         off = self._field(slot)
         return _Reader(self.tab.Bytes, self.tab.Indirect(off + self.tab.Pos)) if off else None
 
-    def tables(self, slot: int) -> list["_Reader"]:
+    def tables(self, slot: int) -> list[_Reader]:
         off = self._field(slot)
         if not off:
             return []
@@ -273,16 +301,26 @@ def _parse_model_metadata(buf: bytes) -> dict[str, Any]:
     image = content_in.table(1) if content_in else None
     stats = tensor_in.table(5)
     return {
-        "name": root.string(0), "description": root.string(1), "version": root.string(2), "author": root.string(4),
-        "license": root.string(5), "min_parser_version": root.string(7),
+        "name": root.string(0),
+        "description": root.string(1),
+        "version": root.string(2),
+        "author": root.string(4),
+        "license": root.string(5),
+        "min_parser_version": root.string(7),
         "input": {
-            "name": tensor_in.string(0), "description": tensor_in.string(1),
-            "content": content_in.byte(0) if content_in else 0, "color_space": image.byte(0) if image else 0,
-            "process_unit": unit.byte(0), "mean": norm.floats(0) if norm else [], "std": norm.floats(1) if norm else [],
-            "max": stats.floats(0) if stats else [], "min": stats.floats(1) if stats else [],
+            "name": tensor_in.string(0),
+            "description": tensor_in.string(1),
+            "content": content_in.byte(0) if content_in else 0,
+            "color_space": image.byte(0) if image else 0,
+            "process_unit": unit.byte(0),
+            "mean": norm.floats(0) if norm else [],
+            "std": norm.floats(1) if norm else [],
+            "max": stats.floats(0) if stats else [],
+            "min": stats.floats(1) if stats else [],
         },
         "output": {
-            "name": tensor_out.string(0), "description": tensor_out.string(1),
+            "name": tensor_out.string(0),
+            "description": tensor_out.string(1),
             "associated_files": [{"name": f.string(0), "type": f.byte(2)} for f in tensor_out.tables(6)],
         },
     }

@@ -14,6 +14,7 @@ in a child process that:
 The child converts once with onnx2tf (to an in-memory Keras model), then writes one ``.tflite`` per
 requested precision with :mod:`convert.tflite.quantize`.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,16 +80,17 @@ def convert_onnx(
         if int8 is not None:
             job["int8"] = int8
         (work / JOB_NAME).write_text(json.dumps(job))
-        return _run_child(work, list(outputs), scratch=scratch, calib_count=0 if calib_pixels is None else len(calib_pixels),
-                          progress=progress, log=log)
+        return _run_child(
+            work, list(outputs), scratch=scratch, calib_count=0 if calib_pixels is None else len(calib_pixels), progress=progress, log=log
+        )
 
 
-def _run_child(work: Path, precisions: Sequence[str], *, scratch: Scratch, calib_count: int, progress: bool,
-               log: Log | None) -> dict[str, Any]:
+def _run_child(
+    work: Path, precisions: Sequence[str], *, scratch: Scratch, calib_count: int, progress: bool, log: Log | None
+) -> dict[str, Any]:
     from shvit.progress import progress_bar
 
-    env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
-               **scratch.child_env())
+    env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1", **scratch.child_env())
     steps = 1 + len(precisions) + (calib_count if "int8" in precisions else 0)
     bar = progress_bar(total=steps, desc="onnx2tf", unit="step", enabled=progress)
     started = time.perf_counter()
@@ -97,7 +99,12 @@ def _run_child(work: Path, precisions: Sequence[str], *, scratch: Scratch, calib
     with open(work / LOG_NAME, "wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "convert.tflite.onnx2tf_runner", str(work / JOB_NAME)],
-            cwd=work, env=env, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True,
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
         try:
             for line in proc.stdout or ():
@@ -242,7 +249,9 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
     channel.send("stage", name="onnx2tf: ONNX → TensorFlow")
     onnxsim = shutil.which("onnxsim")
     if onnxsim is None:  # onnx2tf would skip simplification silently, then fail obscurely on big variants
-        raise RuntimeError(f"the onnxsim executable is not installed next to {sys.executable}: reinstall shvit-mobile (pip install onnxsim)")
+        raise RuntimeError(
+            f"the onnxsim executable is not installed next to {sys.executable}: reinstall shvit-mobile (pip install onnxsim)"
+        )
     import onnx2tf
 
     from convert.tflite import quantize
@@ -267,7 +276,9 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
     float_model = None  # reused by int8-weights, which restores some float weights from it
     extra: dict[str, Any] = {}
     for precision in sorted(job["outputs"], key=lambda p: p != "fp32"):
-        channel.send("stage", name=f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}")
+        channel.send(
+            "stage", name=f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}"
+        )
         started = time.perf_counter()
         if precision == "int8" and job.get("int8") is not None:
             data, report = _mixed_int8(function, calib, job["int8"], float_model=float_model, on_image=on_image)
@@ -282,12 +293,16 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
     return {"timings_s": timings, "onnx2tf_version": onnx2tf.__version__, "onnxsim": onnxsim, **extra}
 
 
-def _mixed_int8(function: Any, calib: np.ndarray, options: dict[str, Any], *, float_model: bytes | None, on_image: Any) -> tuple[bytes, dict[str, Any]]:
+def _mixed_int8(
+    function: Any, calib: np.ndarray, options: dict[str, Any], *, float_model: bytes | None, on_image: Any
+) -> tuple[bytes, dict[str, Any]]:
     """Accuracy-aware int8 (:mod:`convert.tflite.int8_mixed`), float islands with int8 weights."""
     from convert.tflite import int8_mixed, quantize
 
     hybrid = quantize.convert(function, "int8-weights", float_model=float_model)
-    data, report = int8_mixed.convert_int8(function, calib, options=int8_mixed.Int8Options.from_dict(options), hybrid=hybrid, on_image=on_image)
+    data, report = int8_mixed.convert_int8(
+        function, calib, options=int8_mixed.Int8Options.from_dict(options), hybrid=hybrid, on_image=on_image
+    )
     return data, report.as_dict()
 
 

@@ -21,6 +21,7 @@ attention SOFTMAX, and the standalone RELU before each SHSA projection (ReLUs fu
 convolution are fine). Every other op is int8, and XNNPACK then takes the whole graph as one
 partition; the straightforward full-int8 graph is cut into one partition per island (28 for S1).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -89,7 +90,7 @@ def _full_integer(converter: Any, pixels: np.ndarray, on_image: Progress | None)
     from tensorflow.lite.python.convert import mlir_quantize  # what tf.lite.experimental.QuantizationDebugger uses
 
     converter.representative_dataset = lambda: _representative(pixels, on_image)
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - calibrate here, quantise below with float islands
+    converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     return mlir_quantize(
         calibrated,

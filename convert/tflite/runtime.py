@@ -5,6 +5,7 @@ float models take them as float32 0-255, integer models through their input quan
 (scale 1 and zero point 0 for this toolkit's uint8 input, so the bytes go in unchanged).
 Integer outputs are dequantised so every runtime returns float logits.
 """
+
 from __future__ import annotations
 
 import os

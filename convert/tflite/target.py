@@ -1,4 +1,5 @@
 """The TFLite target: NHWC models for Android's LiteRT, through ONNX and onnx2tf."""
+
 from __future__ import annotations
 
 import time
@@ -8,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convert.config import DEFAULT_OPSET
-from convert.io.scratch import Scratch
-from convert.io.staging import Staging
-from convert.parity import Tolerance
 from convert.int8.options import OPTIONS as INT8_OPTIONS
 from convert.int8.options import quality_target, resolve_int8
 from convert.int8.report import describe_outcome, log_int8_report
-from convert.tflite.quantize import PRECISIONS
+from convert.io.scratch import Scratch
+from convert.io.staging import Staging
+from convert.parity import Tolerance
 from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+from convert.tflite.quantize import PRECISIONS
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -66,12 +67,24 @@ class TFLiteTarget:
             from convert.tflite.int8_mixed import Int8Options
 
             options = context.options
-            int8 = Int8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=quality_target(options, random_weights=context.random_weights),
-                               calibration=options["calib_method"])
+            int8 = Int8Options(
+                mode=options["int8_mode"],
+                keep_float=options["keep_float"],
+                target=quality_target(options, random_weights=context.random_weights),
+                calibration=options["calib_method"],
+            )
         result = export_tflite(
-            source.pixel_model, {precision: artifact}, input_size=context.input_size, labels=source.labels, name=context.name,
-            calib_pixels=context.calib_pixels, int8=int8, opset=context.options["opset"], progress=context.progress,
-            scratch=context.scratch, log=context.log,
+            source.pixel_model,
+            {precision: artifact},
+            input_size=context.input_size,
+            labels=source.labels,
+            name=context.name,
+            calib_pixels=context.calib_pixels,
+            int8=int8,
+            opset=context.options["opset"],
+            progress=context.progress,
+            scratch=context.scratch,
+            log=context.log,
         )[precision]
         labels_file = labels_file_name(context.stem)
         staging.path(labels_file).write_text("\n".join(source.labels) + "\n", encoding="utf-8")
@@ -79,10 +92,15 @@ class TFLiteTarget:
         partitions = delegation.partitions
         context.log(f"  graph: {sum(result.op_counts.values())} ops, {partitions} XNNPACK partition{'s' if partitions != 1 else ''}")
         record: dict[str, Any] = {
-            "input": _io_record(result.input, layout="NHWC"), "output": _io_record(result.output),
-            "op_counts": result.op_counts, **delegation.as_dict(), "gpu_delegate": gpu_delegate_record(artifact, log=context.log),
-            "labels_file": labels_file, "toolchain": result.toolchain,
-            "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME], "seconds": round(time.perf_counter() - started, 1),
+            "input": _io_record(result.input, layout="NHWC"),
+            "output": _io_record(result.output),
+            "op_counts": result.op_counts,
+            **delegation.as_dict(),
+            "gpu_delegate": gpu_delegate_record(artifact, log=context.log),
+            "labels_file": labels_file,
+            "toolchain": result.toolchain,
+            "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME],
+            "seconds": round(time.perf_counter() - started, 1),
         }
         if precision == "int8":
             record["calibration_images"] = len(context.calib_pixels) if context.calib_pixels is not None else 0
@@ -131,8 +149,12 @@ class TFLiteTarget:
         else:
             precision = "fp32"
         out_shape = [int(d) for d in out.ShapeAsNumpy()] if out.ShapeLength() else []
-        return ArtifactFacts(input_size=spatial_size([int(d) for d in inp.ShapeAsNumpy()]),
-                             num_classes=out_shape[-1] if out_shape else None, precision=precision, ops=graph.OperatorsLength())
+        return ArtifactFacts(
+            input_size=spatial_size([int(d) for d in inp.ShapeAsNumpy()]),
+            num_classes=out_shape[-1] if out_shape else None,
+            precision=precision,
+            ops=graph.OperatorsLength(),
+        )
 
     def gpu_delegate(self, path: Path) -> GpuCompatibility:
         """Which ops of ``path`` the LiteRT GPU delegate would not take (shvit-check and shvit-bench report it)."""
@@ -163,8 +185,9 @@ class TFLiteTarget:
         """The plain path: pixel-input fused model → ONNX opset 17 → onnx2tf defaults, no graph rewrite."""
         from convert.tflite.export import export_tflite
 
-        export_tflite(source.pixel_model, {"fp32": path}, input_size=source.input_size, labels=source.labels, rewrite=False,
-                      scratch=scratch, log=log)
+        export_tflite(
+            source.pixel_model, {"fp32": path}, input_size=source.input_size, labels=source.labels, rewrite=False, scratch=scratch, log=log
+        )
 
     def per_layer(self, artifact: Path, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> tuple[list[Any], str]:
         """Each op of the int8 ``artifact`` against the fp32 conversion of ``source`` (converted here, ~1 min for S1)."""
@@ -174,8 +197,14 @@ class TFLiteTarget:
         with scratch.temporary("shvit-per-layer-") as folder:
             twin = folder / "float.tflite"
             log("→ converting the float twin (fp32 TFLite, same converter) to compare op by op")
-            export_tflite(source.pixel_model, {"fp32": twin}, input_size=source.input_size, labels=source.labels, scratch=scratch,
-                          log=lambda _message: None)
+            export_tflite(
+                source.pixel_model,
+                {"fp32": twin},
+                input_size=source.input_size,
+                labels=source.labels,
+                scratch=scratch,
+                log=lambda _message: None,
+            )
             return per_layer_errors(Path(artifact).read_bytes(), twin.read_bytes(), pixels), "fp32 TFLite, same converter"
 
 

@@ -5,6 +5,7 @@ files to classes. Folder or file labels are matched to the model's class indices
 integer index, or, for an ImageNet-1k head with exactly 1000 distinct labels (synset folders such
 as ``n01440764``), by their sorted order, which is how ImageNet class indices are defined.
 """
+
 from __future__ import annotations
 
 import csv
@@ -107,9 +108,7 @@ def read_label_map(path: Path) -> dict[str, str]:
     return mapping
 
 
-def from_label_map(
-    path: Path, image_paths: Sequence[Path], *, root: Path, class_names: Sequence[str], sorted_order: bool
-) -> GroundTruth:
+def from_label_map(path: Path, image_paths: Sequence[Path], *, root: Path, class_names: Sequence[str], sorted_order: bool) -> GroundTruth:
     """Classes from a labels file; images are matched by path relative to ``root``, file name, or name without suffix."""
     mapping = read_label_map(path)
     found: list[str | None] = []
@@ -137,5 +136,5 @@ def accuracy(logits: np.ndarray, truth: GroundTruth) -> Accuracy:
     return Accuracy(
         top1=float(np.mean(top[:, 0] == labels)),
         top5=float(np.mean((top == labels[:, None]).any(axis=1))),
-        images=int(len(labels)),
+        images=len(labels),
     )

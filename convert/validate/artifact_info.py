@@ -4,6 +4,7 @@ The checker needs the target, the precision (its tolerance) and the input size a
 (to name a wrong-variant artifact in one line instead of failing on numbers). The graph is read by
 the artifact's target, in a subprocess (:func:`convert.validate.runner.inspect_artifact`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """``shvit-check``: are these exported models still SHViT? A thin layer over :func:`convert.check`."""
+
 from __future__ import annotations
 
 import sys
@@ -14,41 +15,88 @@ from convert.validate.checker import DEFAULT_COUNT
     "shvit-check",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Example: shvit-check exports/shvit_s3_fp16.mlpackage exports/shvit_s3_int8.tflite --variant s3 "
-           "--weights shvit_s3.pth --images val/ --labels-from-folders --html report.html",
+    "--weights shvit_s3.pth --images val/ --labels-from-folders --html report.html",
 )
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @version_option()
-@click.option("--variant", required=True, type=click.Choice(["s1", "s2", "s3", "s4", "auto"], case_sensitive=False),
-              help="SHViT size the artifacts were exported from; 'auto' infers it from --weights.")
-@click.option("--weights", default="imagenet", show_default=True,
-              help="Checkpoint the artifacts were exported from, or 'imagenet' for the released weights (cached).")
-@click.option("--random-init", is_flag=True,
-              help="The artifacts are random-weights try-outs (shvit-convert --random-init): redraw the same weights "
-                   "from the seed their sidecar records.")
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of photos (flat or one sub-folder per class). Default: generated natural-looking images.")
+@click.option(
+    "--variant",
+    required=True,
+    type=click.Choice(["s1", "s2", "s3", "s4", "auto"], case_sensitive=False),
+    help="SHViT size the artifacts were exported from; 'auto' infers it from --weights.",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="Checkpoint the artifacts were exported from, or 'imagenet' for the released weights (cached).",
+)
+@click.option(
+    "--random-init",
+    is_flag=True,
+    help="The artifacts are random-weights try-outs (shvit-convert --random-init): redraw the same weights "
+    "from the seed their sidecar records.",
+)
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of photos (flat or one sub-folder per class). Default: generated natural-looking images.",
+)
 @click.option("--labels-from-folders", is_flag=True, help="Take each image's class from its sub-folder and report accuracy.")
-@click.option("--labels-file", type=click.Path(path_type=Path), default=None,
-              help="File mapping images to classes ('file label' per line; label = class name or index) to report accuracy.")
-@click.option("--labels", "labels_path", type=click.Path(path_type=Path), default=None,
-              help="The model's class names, one per line (as given to shvit-convert --labels). "
-                   "Default: from the artifacts' sidecars, else ImageNet-1k.")
-@click.option("--count", type=int, default=DEFAULT_COUNT, show_default=True,
-              help="Images to use (fixed seed, spread across classes); 0 = every image in --images.")
-@click.option("--input-size", type=int, default=None,
-              help="Input resolution. Default: the artifacts' sidecars, else the variant's (224; 256 for S4).")
+@click.option(
+    "--labels-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File mapping images to classes ('file label' per line; label = class name or index) to report accuracy.",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The model's class names, one per line (as given to shvit-convert --labels). "
+    "Default: from the artifacts' sidecars, else ImageNet-1k.",
+)
+@click.option(
+    "--count",
+    type=int,
+    default=DEFAULT_COUNT,
+    show_default=True,
+    help="Images to use (fixed seed, spread across classes); 0 = every image in --images.",
+)
+@click.option(
+    "--input-size", type=int, default=None, help="Input resolution. Default: the artifacts' sidecars, else the variant's (224; 256 for S4)."
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report here.")
-@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
-              help="Write a self-contained HTML report (table and chart) here.")
-@click.option("--per-layer", is_flag=True,
-              help="For int8 artifacts: every op's error against a float conversion of the reference (SQNR along the depth) "
-                   "and, from the export's sidecar, each op's own error; in the terminal, --json and --html (with a chart).")
+@click.option(
+    "--html", "html_path", type=click.Path(path_type=Path), default=None, help="Write a self-contained HTML report (table and chart) here."
+)
+@click.option(
+    "--per-layer",
+    is_flag=True,
+    help="For int8 artifacts: every op's error against a float conversion of the reference (SQNR along the depth) "
+    "and, from the export's sidecar, each op's own error; in the terminal, --json and --html (with a chart).",
+)
 @click.option("--threads", type=int, default=None, help="CPU threads for each runtime. Default: the runtime's own choice.")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
 def check_command(
-    artifacts: tuple[Path, ...], variant: str, weights: str, random_init: bool, images_dir: Path | None, labels_from_folders: bool,
-    labels_file: Path | None, labels_path: Path | None, count: int, input_size: int | None, json_path: Path | None,
-    html_path: Path | None, per_layer: bool, threads: int | None, debug: bool,
+    artifacts: tuple[Path, ...],
+    variant: str,
+    weights: str,
+    random_init: bool,
+    images_dir: Path | None,
+    labels_from_folders: bool,
+    labels_file: Path | None,
+    labels_path: Path | None,
+    count: int,
+    input_size: int | None,
+    json_path: Path | None,
+    html_path: Path | None,
+    per_layer: bool,
+    threads: int | None,
+    debug: bool,
 ) -> int:
     """Compare exported SHViT models (.onnx, .tflite, .mlpackage, .aimodel) with the PyTorch reference.
 
@@ -64,9 +112,18 @@ def check_command(
         if path is not None:
             check_output_path(path, option=option)
     report = check(
-        list(artifacts), reference=variant.lower(), weights=None if random_init else weights, images=images_dir, labels=labels_path,
-        labels_from_folders=labels_from_folders, labels_file=labels_file, count=count, input_size=input_size, threads=threads,
-        per_layer=per_layer, progress=True,
+        list(artifacts),
+        reference=variant.lower(),
+        weights=None if random_init else weights,
+        images=images_dir,
+        labels=labels_path,
+        labels_from_folders=labels_from_folders,
+        labels_file=labels_file,
+        count=count,
+        input_size=input_size,
+        threads=threads,
+        per_layer=per_layer,
+        progress=True,
     )
     report.spell_for_cli(FLAGS)
     click.echo("\n".join(format_table(report)))

@@ -5,6 +5,7 @@ dead command) on the same pixels as the PyTorch reference; each gets figures, a 
 its target/precision tolerance and, with labelled images, its accuracy beside PyTorch's.
 ``shvit-check``, ``shvit-bench`` and :func:`convert.check` all come through here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,9 +23,9 @@ from convert.errors import ArgumentError, ConvertError, RuntimeCrash
 from convert.io.scratch import Scratch
 from convert.io.sidecar import toolkit_versions
 from convert.parity import compare
-from convert.validate.images import EvalImages
 from convert.validate.accuracy import accuracy
 from convert.validate.artifact_info import ArtifactInfo
+from convert.validate.images import EvalImages
 from convert.validate.report import CRASH, ERROR, FAIL, MISMATCH, PASS, ArtifactResult, CheckReport
 from convert.validate.runner import run_artifact
 from shvit.provenance import is_random
@@ -45,8 +46,10 @@ def _mismatch(info: ArtifactInfo, *, variant: str, input_size: int, num_classes:
     if exported and "auto" not in (exported, variant) and exported != variant:
         return f"exported from SHViT-{exported.upper()} (sidecar), checked against SHViT-{variant.upper()}: pass --variant {exported}"
     if info.input_size and info.input_size != input_size:
-        return (f"model input is {info.input_size}×{info.input_size} but the check runs at {input_size}×{input_size}: "
-                f"check it separately with --input-size {info.input_size}, or re-export it at {input_size}")
+        return (
+            f"model input is {info.input_size}×{info.input_size} but the check runs at {input_size}×{input_size}: "
+            f"check it separately with --input-size {info.input_size}, or re-export it at {input_size}"
+        )
     classes = info.num_classes or (info.sidecar or {}).get("export", {}).get("output", {}).get("classes")
     if isinstance(classes, int) and classes != num_classes:
         return _classes_mismatch(classes, num_classes)
@@ -58,7 +61,13 @@ def _classes_mismatch(classes: int, expected: int) -> str:
 
 
 def check_artifact(
-    info: ArtifactInfo, *, source: ModelSource, images: EvalImages, reference: np.ndarray, scratch: Scratch, threads: int | None = None,
+    info: ArtifactInfo,
+    *,
+    source: ModelSource,
+    images: EvalImages,
+    reference: np.ndarray,
+    scratch: Scratch,
+    threads: int | None = None,
 ) -> ArtifactResult:
     """Run one artifact and judge it; every failure becomes a row with a reason, never an exception."""
     started = time.perf_counter()
@@ -73,7 +82,9 @@ def check_artifact(
     result.gpu_delegate = _gpu_delegate(target, info.path, notes)
     expected_sha = (info.sidecar or {}).get("weights", {}).get("sha256")
     if expected_sha and source.weights_info.get("sha256") and expected_sha != source.weights_info["sha256"]:
-        notes.append(f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than --weights (sha256 {source.weights_info['sha256'][:12]}…)")
+        notes.append(
+            f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than --weights (sha256 {source.weights_info['sha256'][:12]}…)"
+        )
     if info.unreadable:
         notes.append(f"could not read its graph: {info.unreadable}")
     result.tolerance = target.tolerances.get(precision)
@@ -96,8 +107,11 @@ def check_artifact(
         result.seconds = time.perf_counter() - started
     if logits.shape != reference.shape:
         result.status = MISMATCH
-        result.reason = (_classes_mismatch(logits.shape[-1], reference.shape[-1]) if logits.ndim == 2 and len(logits) == len(reference)
-                         else f"outputs shape {tuple(logits.shape)}, the reference {tuple(reference.shape)}: not an SHViT classifier export?")
+        result.reason = (
+            _classes_mismatch(logits.shape[-1], reference.shape[-1])
+            if logits.ndim == 2 and len(logits) == len(reference)
+            else f"outputs shape {tuple(logits.shape)}, the reference {tuple(reference.shape)}: not an SHViT classifier export?"
+        )
         return result
     result.parity = compare(reference, logits)
     result.checks = result.tolerance.checklist(result.parity)
@@ -107,8 +121,10 @@ def check_artifact(
         seed = f", seed {recorded['seed']}" if "seed" in recorded else ""
         result.reason = f"exported from random weights (a try-out{seed}, says its sidecar): check it with --random-init"
     elif result.status == FAIL and result.parity.cosine < UNRELATED_COSINE:
-        result.reason = (f"outputs unrelated to the reference (cosine {result.parity.cosine:.2f}): exported from other weights or "
-                         "another variant? (check --variant/--weights)")
+        result.reason = (
+            f"outputs unrelated to the reference (cosine {result.parity.cosine:.2f}): exported from other weights or "
+            "another variant? (check --variant/--weights)"
+        )
     if images.truth is not None:
         result.accuracy = accuracy(logits, images.truth)
     return result
@@ -133,8 +149,14 @@ def reference_runtime() -> str:
 
 
 def check_artifacts(
-    infos: Sequence[ArtifactInfo], *, source: ModelSource, images: EvalImages, scratch: Scratch, threads: int | None = None,
-    progress: bool = False, reference: np.ndarray | None = None,
+    infos: Sequence[ArtifactInfo],
+    *,
+    source: ModelSource,
+    images: EvalImages,
+    scratch: Scratch,
+    threads: int | None = None,
+    progress: bool = False,
+    reference: np.ndarray | None = None,
 ) -> CheckReport:
     """Check every artifact against one reference on one image set."""
     log = _logger.info
@@ -151,15 +173,33 @@ def check_artifacts(
     truth = images.truth
     sha = source.weights_info.get("sha256")
     seed = source.weights_info.get("seed")
-    weights = str(source.weights_info.get("source", "?")) + (f" (sha256 {sha[:12]}…)" if sha else "") + (f", seed {seed}" if seed is not None else "")
+    weights = (
+        str(source.weights_info.get("source", "?"))
+        + (f" (sha256 {sha[:12]}…)" if sha else "")
+        + (f", seed {seed}" if seed is not None else "")
+    )
     return CheckReport(
-        reference={"variant": source.variant, "input_size": source.input_size, "num_classes": source.num_classes,
-                   "weights": weights, "weights_sha256": sha, "runtime": reference_runtime()},
-        images={"description": images.description, "source": images.source, "folder": str(images.folder) if images.folder else None,
-                "count": int(len(images.pixels)), "labels": truth.source if truth else None,
-                "mapping": truth.mapping if truth else None, "labelled": truth.known if truth else 0},
+        reference={
+            "variant": source.variant,
+            "input_size": source.input_size,
+            "num_classes": source.num_classes,
+            "weights": weights,
+            "weights_sha256": sha,
+            "runtime": reference_runtime(),
+        },
+        images={
+            "description": images.description,
+            "source": images.source,
+            "folder": str(images.folder) if images.folder else None,
+            "count": len(images.pixels),
+            "labels": truth.source if truth else None,
+            "mapping": truth.mapping if truth else None,
+            "labelled": truth.known if truth else 0,
+        },
         reference_accuracy=accuracy(reference, truth) if truth is not None else None,
-        artifacts=results, versions=toolkit_versions(), images_note=images.note,
+        artifacts=results,
+        versions=toolkit_versions(),
+        images_note=images.note,
     )
 
 
@@ -211,5 +251,3 @@ def sidecar_labels(infos: Sequence[ArtifactInfo], *, num_classes: int) -> tuple[
             except ConvertError:
                 continue
     return None
-
-

@@ -1,4 +1,5 @@
 """The images every check runs on: the user's photos (with their classes, when known) or generated ones."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -54,8 +55,16 @@ class EvalImages:
 
 
 def load_images(
-    images_dir: Path | None, *, size: int, count: int, class_names: Sequence[str], labels_from_folders: bool = False,
-    labels_file: Path | None = None, sorted_order: bool = False, progress: bool = False, quiet: bool = False,
+    images_dir: Path | None,
+    *,
+    size: int,
+    count: int,
+    class_names: Sequence[str],
+    labels_from_folders: bool = False,
+    labels_file: Path | None = None,
+    sorted_order: bool = False,
+    progress: bool = False,
+    quiet: bool = False,
     hint: str = SYNTHETIC_HINT,
 ) -> EvalImages:
     """User photos (sampled with a fixed seed, ``count`` 0 = all) or, without a folder, generated ones.
@@ -70,13 +79,18 @@ def load_images(
         n = count or DEFAULT_COUNT
         note = Message(f"{n} generated natural-looking images" + (f" {hint}" if hint else ""))
         return EvalImages(calib.synthetic_images(n, size, seed=0), str(note), "synthetic", note=note)
-    found = calib.load_folder(images_dir, size=size, count=count or None, seed=0, progress=progress,
-                              warn=(lambda _message: None) if quiet else None, requested=False)
+    found = calib.load_folder(
+        images_dir,
+        size=size,
+        count=count or None,
+        seed=0,
+        progress=progress,
+        warn=(lambda _message: None) if quiet else None,
+        requested=False,
+    )
     truth = None
     if labels_from_folders:
         truth = from_folders(found.labels, found.class_names, folder=images_dir, class_names=class_names, sorted_order=sorted_order)
     elif labels_file is not None:
         truth = from_label_map(labels_file, found.paths, root=images_dir, class_names=class_names, sorted_order=sorted_order)
     return EvalImages(found.pixels, f"{len(found.pixels)} images from {images_dir}", "folder", images_dir, truth)
-
-

@@ -7,6 +7,7 @@ When the artifact's sidecar holds the export's int8 report (``export.int8``), ea
 the op's own error (its int8 output fed float inputs), its effect on the logits when it alone is
 int8, and whether the export kept it float.
 """
+
 from __future__ import annotations
 
 import html
@@ -74,15 +75,34 @@ class PerLayerReport:
         return falls[:count]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"artifact": self.artifact, "target": self.target, "float_twin": self.twin, "images": self.images,
-                "export_report": self.export_report, "ops": [r.as_dict() for r in self.rows],
-                "worst": [r.name for r in self.worst()]}
+        return {
+            "artifact": self.artifact,
+            "target": self.target,
+            "float_twin": self.twin,
+            "images": self.images,
+            "export_report": self.export_report,
+            "ops": [r.as_dict() for r in self.rows],
+            "worst": [r.name for r in self.worst()],
+        }
 
     def table(self) -> list[str]:
         """The terminal table: every op in graph order."""
-        rows = [[str(r.index), r.name, r.op_type, r.dtype + (" (kept)" if r.kept_float else ""), _db(r.sqnr_db),
-                 _db(r.own_sqnr_db), _loss(r.alone_int8_cosine)] for r in self.rows]
-        lines = [f"per-layer: {self.artifact} against its float twin ({self.twin}), {self.images} images, {len(self.rows)} ops", *grid(COLUMNS, rows)]
+        rows = [
+            [
+                str(r.index),
+                r.name,
+                r.op_type,
+                r.dtype + (" (kept)" if r.kept_float else ""),
+                _db(r.sqnr_db),
+                _db(r.own_sqnr_db),
+                _loss(r.alone_int8_cosine),
+            ]
+            for r in self.rows
+        ]
+        lines = [
+            f"per-layer: {self.artifact} against its float twin ({self.twin}), {self.images} images, {len(self.rows)} ops",
+            *grid(COLUMNS, rows),
+        ]
         worst = self.worst()
         if worst:
             how = "lowest own error" if self.export_report else "sharpest SQNR falls"
@@ -100,10 +120,12 @@ class PerLayerReport:
             for r in self.rows
         )
         worst = ", ".join(esc(f"#{r.index} {r.name}") for r in self.worst())
-        return (f'<section class="per-layer" data-artifact="{esc(self.artifact)}"><h2>Per layer: {esc(self.artifact)}</h2>'
-                f"<p>Against its float twin ({esc(self.twin)}) on {self.images} images. Most responsible: {worst or '-'}</p>"
-                f"<figure>{self.chart_svg()}</figure>"
-                f'<table class="per-layer"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></section>')
+        return (
+            f'<section class="per-layer" data-artifact="{esc(self.artifact)}"><h2>Per layer: {esc(self.artifact)}</h2>'
+            f"<p>Against its float twin ({esc(self.twin)}) on {self.images} images. Most responsible: {worst or '-'}</p>"
+            f"<figure>{self.chart_svg()}</figure>"
+            f'<table class="per-layer"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></section>'
+        )
 
     def chart_figure(self) -> Any:
         """The SQNR along the depth as a matplotlib figure (the caller closes it).
@@ -129,8 +151,10 @@ class PerLayerReport:
         points = [(r.index, y_of(r.sqnr_db), r.dtype == "int8", _exact(r.sqnr_db)) for r in self.rows if _plotted(r.sqnr_db)]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], color="#90a4ae", linewidth=1, zorder=1)
-        for label, colour, keep in (("int8 op: SQNR vs float", "#1565c0", lambda p: p[2] and not p[3]),
-                                    ("float op: SQNR vs float", "#9e9e9e", lambda p: not p[2] and not p[3])):
+        for label, colour, keep in (
+            ("int8 op: SQNR vs float", "#1565c0", lambda p: p[2] and not p[3]),
+            ("float op: SQNR vs float", "#9e9e9e", lambda p: not p[2] and not p[3]),
+        ):
             chosen = [p for p in points if keep(p)]
             if chosen:
                 ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], s=12, color=colour, label=label, zorder=2)
@@ -139,7 +163,9 @@ class PerLayerReport:
             ax.scatter(*zip(*own), s=14, marker="x", color="#ef6c00", label="own error (export report)", zorder=3)
         exact = sorted({r.index for r in self.rows if _exact(r.sqnr_db) or _exact(r.own_sqnr_db)})
         if exact:
-            ax.scatter(exact, [exact_y] * len(exact), s=22, marker="^", color="#2e7d32", label="exact (equals float; drawn at top)", zorder=4)
+            ax.scatter(
+                exact, [exact_y] * len(exact), s=22, marker="^", color="#2e7d32", label="exact (equals float; drawn at top)", zorder=4
+            )
             ax.axhline(exact_y, color="#2e7d32", linewidth=0.6, linestyle=":", zorder=0)
         ax.set_ylim(bottom, exact_y + margin)
         ticks = [t for t in ax.get_yticks() if bottom <= t <= high + margin / 2]
@@ -166,8 +192,15 @@ class PerLayerReport:
                 continue
             near_right = r.index > left + 0.75 * (right - left)  # text runs leftwards there, so it stays inside
             for dy in (-10, 5):
-                note = ax.annotate(r.name, (r.index, y), fontsize=7, xytext=(-3 if near_right else 3, dy), textcoords="offset points",
-                                   ha="right" if near_right else "left", color="#c62828")
+                note = ax.annotate(
+                    r.name,
+                    (r.index, y),
+                    fontsize=7,
+                    xytext=(-3 if near_right else 3, dy),
+                    textcoords="offset points",
+                    ha="right" if near_right else "left",
+                    color="#c62828",
+                )
                 box = note.get_window_extent(renderer)
                 if not any(box.overlaps(other) for other in placed):
                     placed.append(box)
@@ -183,7 +216,7 @@ class PerLayerReport:
             fig.savefig(buffer, format="svg")
             plt.close(fig)
         text = buffer.getvalue()
-        return text[text.index("<svg"):]
+        return text[text.index("<svg") :]
 
 
 def check_per_layer(infos: Sequence[ArtifactInfo]) -> None:
@@ -191,8 +224,11 @@ def check_per_layer(infos: Sequence[ArtifactInfo]) -> None:
     for info in infos:
         precision, _ = info.precision
         if precision != "int8":
-            raise UsageError(f"{{per_layer}} compares int8 artifacts op by op; {info.path.name} is {precision or 'of unknown precision'}: "
-                             "pass only int8 artifacts", argument="per_layer")
+            raise UsageError(
+                f"{{per_layer}} compares int8 artifacts op by op; {info.path.name} is {precision or 'of unknown precision'}: "
+                "pass only int8 artifacts",
+                argument="per_layer",
+            )
         if targets.per_layer_of(targets.get(info.target)) is None:
             raise UsageError(f"{{per_layer}} is not available for {info.target} artifacts ({info.path.name})", argument="per_layer")
 
@@ -211,8 +247,18 @@ def per_layer(info: ArtifactInfo, source: ModelSource, pixels: np.ndarray, *, sc
     for index, error in enumerate(errors):
         op = by_name.get(error.name, {})
         alone = op.get("alone_int8")
-        rows.append(LayerRow(index, error.name, error.op_type, error.dtype, error.sqnr_db, op.get("own_sqnr_db"),
-                             None if not alone else alone.get("mean_cosine"), op.get("kept_float") if op else None))
+        rows.append(
+            LayerRow(
+                index,
+                error.name,
+                error.op_type,
+                error.dtype,
+                error.sqnr_db,
+                op.get("own_sqnr_db"),
+                None if not alone else alone.get("mean_cosine"),
+                op.get("kept_float") if op else None,
+            )
+        )
     return PerLayerReport(info.path.name, info.target, twin, len(pixels), rows, export_report=bool(by_name))
 
 

@@ -3,6 +3,7 @@
 The HTML page embeds its chart as inline SVG (text kept as text), so it opens in any browser from
 a mail attachment or CI artifact with no other file beside it.
 """
+
 from __future__ import annotations
 
 import html
@@ -11,15 +12,15 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from convert.io.staging import write_atomic
 from convert.errors import ConvertError
+from convert.io.staging import write_atomic
+from convert.parity import ParityReport, Tolerance
 from convert.validate.accuracy import Accuracy
 from shvit.errors import Message
-from convert.parity import ParityReport, Tolerance
 
 SCHEMA = "shvit-check/1"
 PASS, FAIL, CRASH, MISMATCH, ERROR = "pass", "fail", "crash", "mismatch", "error"
@@ -69,7 +70,7 @@ class CheckReport:
     reference_accuracy: Accuracy | None
     artifacts: list[ArtifactResult]
     versions: dict[str, str] = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     images_note: Message | None = None
     """The images' description as a template (generated images), for a command to spell with its flags."""
     per_layer: list[Any] = field(default_factory=list)
@@ -135,24 +136,40 @@ def _columns(report: CheckReport) -> tuple[list[str], list[list[str]]]:
     if ref is not None:
         headers += ["acc@1 (Δ pp)", "acc@5 (Δ pp)"]
     headers.append("detail")
-    rows = [["PyTorch (reference)", "fp32", "ref", "-", "-", "-", "-", "-", "-"]
-            + ([pct(ref.top1), pct(ref.top5)] if ref else []) + [report.reference.get("runtime", "")]]
+    rows = [
+        ["PyTorch (reference)", "fp32", "ref", "-", "-", "-", "-", "-", "-"]
+        + ([pct(ref.top1), pct(ref.top5)] if ref else [])
+        + [report.reference.get("runtime", "")]
+    ]
     for a in report.artifacts:
         p = a.parity
         row = [a.name, a.precision or "?", a.status.upper()]
-        row += ([f"{p.max_rel:.2e}", f"{p.mean_abs / p.scale:.2e}", f"{p.cosine:.6f}", "inf" if math.isinf(p.psnr_db) else f"{p.psnr_db:.1f}",
-                 pct(p.top1), pct(p.top5)] if p else ["-"] * 6)
+        row += (
+            [
+                f"{p.max_rel:.2e}",
+                f"{p.mean_abs / p.scale:.2e}",
+                f"{p.cosine:.6f}",
+                "inf" if math.isinf(p.psnr_db) else f"{p.psnr_db:.1f}",
+                pct(p.top1),
+                pct(p.top5),
+            ]
+            if p
+            else ["-"] * 6
+        )
         if ref is not None:
             row += [_acc(ref, a.accuracy, "top1"), _acc(ref, a.accuracy, "top5")]
-        rows.append(row + [a.detail])
+        rows.append([*row, a.detail])
     return headers, rows
 
 
 def format_table(report: CheckReport) -> list[str]:
     """The terminal view: context lines, the table, runtimes, notes and the verdict."""
     ref, img = report.reference, report.images
-    lines = [f"Reference: {display_name(ref['variant'])} at {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
-             f"weights {ref['weights']}", f"Images: {img['description']}"]
+    lines = [
+        f"Reference: {display_name(ref['variant'])} at {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
+        f"weights {ref['weights']}",
+        f"Images: {img['description']}",
+    ]
     if img.get("labels"):
         lines.append(f"Labels: {img['labels']} ({img['mapping']}; {img['labelled']} images with a known class)")
     lines += ["", *grid(*_columns(report)), ""]
@@ -180,22 +197,39 @@ def as_json(report: CheckReport) -> dict[str, Any]:
     def artifact(a: ArtifactResult) -> dict[str, Any]:
         acc = None
         if a.accuracy is not None:
-            acc = _finite({**a.accuracy.as_dict(), "top1_drop_pp": drop(ref, a.accuracy, "top1"), "top5_drop_pp": drop(ref, a.accuracy, "top5")})
+            acc = _finite(
+                {**a.accuracy.as_dict(), "top1_drop_pp": drop(ref, a.accuracy, "top1"), "top5_drop_pp": drop(ref, a.accuracy, "top5")}
+            )
         return {
-            "path": str(a.path), "name": a.name, "target": a.target, "precision": a.precision,
-            "precision_source": a.precision_source, "status": a.status, "passed": a.passed, "reason": a.reason or None,
-            "runtime": a.runtime or None, "size_bytes": a.size_bytes, "seconds": round(a.seconds, 3),
+            "path": str(a.path),
+            "name": a.name,
+            "target": a.target,
+            "precision": a.precision,
+            "precision_source": a.precision_source,
+            "status": a.status,
+            "passed": a.passed,
+            "reason": a.reason or None,
+            "runtime": a.runtime or None,
+            "size_bytes": a.size_bytes,
+            "seconds": round(a.seconds, 3),
             "tolerance": {k: v for k, v in vars(a.tolerance).items() if v is not None} if a.tolerance else None,
             "checks": [{"name": n, "passed": ok, "detail": d} for n, ok, d in a.checks],
-            "parity": _finite(a.parity.as_dict()) if a.parity else None, "accuracy": acc, "notes": a.notes,
+            "parity": _finite(a.parity.as_dict()) if a.parity else None,
+            "accuracy": acc,
+            "notes": a.notes,
             "gpu_delegate": a.gpu_delegate.as_dict() if a.gpu_delegate is not None else None,
         }
 
     counts = {status: sum(a.status == status for a in report.artifacts) for status in STATUSES}
     return {
-        "schema": SCHEMA, "created": report.created, "passed": report.passed, "summary": counts,
+        "schema": SCHEMA,
+        "created": report.created,
+        "passed": report.passed,
+        "summary": counts,
         "reference": {**report.reference, "accuracy": _finite(ref.as_dict()) if ref else None},
-        "images": report.images, "artifacts": [artifact(a) for a in report.artifacts], "versions": report.versions,
+        "images": report.images,
+        "artifacts": [artifact(a) for a in report.artifacts],
+        "versions": report.versions,
         **({"per_layer": [p.as_dict() for p in report.per_layer]} if report.per_layer else {}),
     }
 
@@ -241,8 +275,9 @@ def chart_figure(report: CheckReport) -> Any:
     names = [a.name for a in report.artifacts]
     ys = list(range(len(names)))
     floor = 1e-9
-    fig, (err_ax, cos_ax, agr_ax) = plt.subplots(1, 3, figsize=(13, 1.5 + 0.5 * max(len(names), 1)), sharey=True,
-                                                 gridspec_kw={"width_ratios": [1, 1, 1.2]})
+    fig, (err_ax, cos_ax, agr_ax) = plt.subplots(
+        1, 3, figsize=(13, 1.5 + 0.5 * max(len(names), 1)), sharey=True, gridspec_kw={"width_ratios": [1, 1, 1.2]}
+    )
     for y, a in zip(ys, report.artifacts):
         colour = "#2e7d32" if a.passed else "#c62828"
         if a.parity is None:
@@ -293,7 +328,7 @@ def chart_svg(report: CheckReport) -> str:
         fig.savefig(buffer, format="svg")
         plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 _CSS = """
@@ -322,8 +357,11 @@ def render_html(report: CheckReport) -> str:
             cells.append(f'<td class="{cls}">{esc(str(cell))}</td>')
         body.append(f'<tr class="{klass}" data-artifact="{esc(name)}">{"".join(cells)}</tr>')
     ref, img = report.reference, report.images
-    context = [f"Reference: {display_name(ref['variant'])}, {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
-               f"weights {ref['weights']}, {ref['runtime']}", f"Images: {img['description']}"]
+    context = [
+        f"Reference: {display_name(ref['variant'])}, {ref['input_size']}×{ref['input_size']}, {ref['num_classes']} classes, "
+        f"weights {ref['weights']}, {ref['runtime']}",
+        f"Images: {img['description']}",
+    ]
     if img.get("labels"):
         context.append(f"Labels: {img['labels']} ({img['mapping']})")
     notes = _footnotes(report)

@@ -6,6 +6,7 @@ Every target's ``run`` takes the same input, uint8 RGB pixels (N, H, W, 3) from 
 adapts layout and dtype itself, so a comparison always feeds every runtime identical pixels.
 The child finds the target by module and name, so a plugin target runs like a built-in one.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,7 +38,12 @@ def child_target(module: str, name: str) -> Target:
 
 
 def run_artifact(
-    artifact: Path, pixels: np.ndarray, *, scratch: Scratch, timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
+    artifact: Path,
+    pixels: np.ndarray,
+    *,
+    scratch: Scratch,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, str]:
     """Logits of ``artifact`` on ``pixels`` and the name of the runtime that produced them."""
     artifact = Path(artifact)
@@ -50,8 +56,7 @@ def run_artifact(
         np.save(inp, np.ascontiguousarray(pixels, dtype=np.uint8))
         env = {**scratch.child_env(), **({THREADS_ENV: str(threads)} if threads else {})}
         try:
-            run_child(["convert.validate.runner", "run", *_where(target), str(artifact), str(inp), str(out)],
-                      timeout_s=timeout_s, env=env)
+            run_child(["convert.validate.runner", "run", *_where(target), str(artifact), str(inp), str(out)], timeout_s=timeout_s, env=env)
         except ChildFailure as exc:
             raise RuntimeCrash(f"{artifact.name}: {exc.describe('the runtime', 'while loading or running the model')}") from None
         if not out.exists():
@@ -66,8 +71,9 @@ def inspect_artifact(artifact: Path, *, scratch: Scratch, timeout_s: float = INS
     target = targets.for_path(artifact)
     targets.require_toolchain(target)
     try:
-        proc = run_child(["convert.validate.runner", "inspect", *_where(target), str(artifact)], timeout_s=timeout_s,
-                         env=scratch.child_env())
+        proc = run_child(
+            ["convert.validate.runner", "inspect", *_where(target), str(artifact)], timeout_s=timeout_s, env=scratch.child_env()
+        )
     except ChildFailure as exc:
         raise ConvertError(exc.describe("the graph reader", "while reading the graph")) from None
     lines = proc.stdout.strip().splitlines()
@@ -82,8 +88,18 @@ def _run(module: str, name: str, artifact: str, inp: str, out: str) -> None:
 
 def _inspect(module: str, name: str, artifact: str) -> None:
     facts = child_target(module, name).inspect(Path(artifact))
-    print(json.dumps({"input_size": facts.input_size, "num_classes": facts.num_classes, "precision": facts.precision,
-                      "ops": facts.ops, "extra": facts.extra}, default=str))
+    print(
+        json.dumps(
+            {
+                "input_size": facts.input_size,
+                "num_classes": facts.num_classes,
+                "precision": facts.precision,
+                "ops": facts.ops,
+                "extra": facts.extra,
+            },
+            default=str,
+        )
+    )
 
 
 def _child(command: str, *args: str) -> int:
