@@ -16,6 +16,7 @@ import click
 from convert import targets
 from convert.cliutil import EXIT_ERROR, run_command, version_option
 from convert.config import DEFAULT_CALIB_COUNT
+from convert.process import preload_coremltools
 
 
 class RegistryChoice(click.Choice):
@@ -185,6 +186,8 @@ def convert_command(
         raise ArgumentError(f"--demo builds a demo app ({apps}), not for {chosen.name}")
     if seed is not None and not random_init:
         raise UsageError("--seed picks a random draw: it goes with --random-init", argument="seed")
+    if chosen.name == "coreml":
+        preload_coremltools()
     given = {name: value for name, value in target_options.items() if value is not None}
     result = export(
         variant.lower(),

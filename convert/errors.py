@@ -34,10 +34,6 @@ class MissingPackage(ConvertError):
     """A target's toolchain is not installed; the message says what to install."""
 
 
-class NotBuiltYet(ConvertError):
-    """A target or precision whose exporter has not landed yet."""
-
-
 class RuntimeCrash(ConvertError):
     """A runtime died (native abort, segfault) while running an artifact in its subprocess."""
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from convert.errors import ArgumentError, MissingPackage, NotBuiltYet, UsageError
+from convert.errors import ArgumentError, MissingPackage, UsageError
 
 if TYPE_CHECKING:
     from convert.io.scratch import Scratch
@@ -216,13 +216,7 @@ def get(name: str) -> Target:
         return _registered[key]
     if key not in BUILTIN:
         raise ArgumentError(f"unknown target {name!r}: choose one of {', '.join(names())}", argument="target")
-    try:
-        module = importlib.import_module(BUILTIN[key].module)
-    except ModuleNotFoundError as exc:
-        if exc.name and BUILTIN[key].module.startswith(exc.name):
-            raise NotBuiltYet(f"{{target={key}}} is not built yet in this version; use {{target=onnx}} for now") from None
-        raise
-    return module.TARGET
+    return importlib.import_module(BUILTIN[key].module).TARGET
 
 
 def missing_toolchain(name: str) -> list[str]:
@@ -249,13 +243,7 @@ def _installed(module: str) -> bool:
 
 def available() -> list[Target]:
     """Every target whose code is present (a target module is light: its toolchain loads on use)."""
-    found = []
-    for name in names():
-        try:
-            found.append(get(name))
-        except NotBuiltYet:
-            continue
-    return found
+    return [get(name) for name in names()]
 
 
 def suffixes() -> dict[str, str]:

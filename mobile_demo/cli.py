@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from convert.cliutil import run_command, version_option
+from convert.process import preload_coremltools
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -56,6 +57,8 @@ def ios_command(model: Path, out_dir: Path, force: bool, debug: bool) -> int:
     from mobile_demo.generate import IOS_PLATFORMS, generate_demo, platform_of
     from mobile_demo.ios import generate_ios
 
+    if model.suffix == ".mlpackage":
+        preload_coremltools()
     if platform_of(model) in IOS_PLATFORMS:
         click.echo(str(generate_demo(model, out_dir, force=force, log=_log)))
     else:  # anything else gets the Core ML reader's one-line refusal, as before

@@ -135,3 +135,17 @@ def test_the_readme_notebook_example_runs_as_written(tmp_path: Path) -> None:
     from mobile_demo.coreml_spec import read_coreml
 
     assert list(read_coreml(tmp_path / path).class_labels) == names
+
+
+def test_two_exports_at_once_from_two_threads(small: torch.nn.Module, tmp_path: Path) -> None:
+    """A notebook or a server exporting twice at once: torch.onnx.export cannot run twice in one process, so the API serialises it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> convert.ExportResult:
+        return convert.export(small, target="onnx", labels=LABELS, out_dir=tmp_path / f"out{index}")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, range(2)))
+    assert all(r.passed for r in results), [r.parity.summary() for r in results]
+    assert results[0].parity.max_abs == results[1].parity.max_abs
+    assert results[0].path.read_bytes() == results[1].path.read_bytes()

@@ -8,6 +8,7 @@ dependency); imports under ``if TYPE_CHECKING:`` are annotations, not dependenci
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("shvit", "calib", "convert", "mobile_demo")
 CLI_MODULES = frozenset({"convert.cli", "convert.cliutil", "convert.validate.check", "convert.bench.cli", "mobile_demo.cli"})
 """The commands and their shared plumbing: nothing but a command may import these."""
+ENTRY_MODULES = CLI_MODULES | {"convert.process"}
+"""Where process-wide changes (signal handlers, import blocks, interpreter flags) may live."""
+PROCESS_WIDE = {
+    "tempfile.tempdir assignment": re.compile(r"tempfile\.tempdir\s*="),
+    "sys.modules assignment": re.compile(r"sys\.modules\[[^\]]+\]\s*="),
+    "socket patching": re.compile(r"socket\.[\w.]+\s*=[^=]"),
+    "ctypes": re.compile(r"^\s*(import|from) ctypes", re.M),
+    "signal handler": re.compile(r"signal\.signal\("),
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -128,7 +138,7 @@ def test_no_import_cycle_among_packages() -> None:
     graph, modules = _graph()
     edges: dict[str, set[str]] = defaultdict(set)
     for importer, imported_set in graph.items():
-        if importer in CLI_MODULES or modules[importer].name == "__init__.py":
+        if importer in ENTRY_MODULES or modules[importer].name == "__init__.py":
             continue
         for imported in imported_set:
             a, b = _package_of(importer, modules), _package_of(imported, modules)
@@ -141,3 +151,15 @@ def test_the_checker_sees_a_planted_cycle(tmp_path: Path) -> None:
     """The cycle finder itself: a two-package loop is reported, a chain is not."""
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert _cycles({"a": {"b"}, "b": {"c"}}) == []
+
+
+def test_library_modules_change_nothing_process_wide() -> None:
+    """A notebook, a server or a thread pool can call the library: only entry points touch the process."""
+    offenders = sorted(
+        f"{name}: {what}"
+        for name, path in _modules().items()
+        if name not in ENTRY_MODULES
+        for what, pattern in PROCESS_WIDE.items()
+        if pattern.search(path.read_text(encoding="utf-8"))
+    )
+    assert offenders == []

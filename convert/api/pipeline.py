@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ RANDOM_WEIGHTS_NOTE = "  · top-1 agreement reported, not enforced: random weigh
 
 Log = Callable[[object], None]
 _logger = logging.getLogger(__name__)
+_CONVERTING = threading.Lock()
+"""Conversions run one at a time per process: torch.onnx.export keeps its state in module globals and the
+converters' warning filters are process-wide. Loading, parity runs and commits of two exports still overlap."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,8 @@ def run_export(
             progress=output.progress,
             log=log,
         )
-        metadata = target.export(context, staging)
+        with _CONVERTING:
+            metadata = target.export(context, staging)
         staged = staging.path(names[0])
         for extra in names[2:]:
             staging.path(extra)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convert import targets
-from convert.errors import NotBuiltYet
+from convert.errors import ConvertError
 from convert.io.scratch import Scratch
 from convert.io.staging import STAGING_PREFIX
 from convert.targets import PlainBaseline, Target
@@ -72,7 +72,7 @@ def export_baseline(baseline: Baseline, source: ModelSource, path: Path, *, scra
     try:
         baseline.target.export_plain(source, partial, scratch=scratch, log=log)  # type: ignore[attr-defined]
         if not partial.exists():
-            raise NotBuiltYet(f"the plain {baseline.target.name} conversion wrote no file")
+            raise ConvertError(f"the plain {baseline.target.name} conversion wrote no file")
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(partial, path)

@@ -24,6 +24,7 @@ from convert.bench.run import (
 from convert.cliutil import EXIT_ERROR, run_command, version_option
 from convert.config import DEFAULT_CALIB_COUNT
 from convert.errors import UsageError
+from convert.process import preload_coremltools
 
 EXPORT_ONLY = {"targets": "target", "calib_dir": "calib", "calib_count": "calib_count", "reexport": "reexport"}
 """Parameters that say what to export (and their flags' names): meaningless, so refused, with artifact paths
@@ -158,6 +159,8 @@ def bench_command(
         baselines=baselines,
         progress=True,
     )
+    if any(path.suffix == ".mlpackage" for path in artifacts) or (not artifacts and any("coreml" in t for t in targets)):
+        preload_coremltools()
     if artifacts:
         context = click.get_current_context()
         given = [flag for name, flag in EXPORT_ONLY.items() if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)]

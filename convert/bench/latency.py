@@ -456,4 +456,8 @@ if __name__ == "__main__":
     from convert.io.scratch import exit_with_parent
 
     exit_with_parent()
+    if ".mlpackage" in sys.argv[1]:
+        from convert.process import preload_coremltools
+
+        preload_coremltools()
     sys.exit(_serve(sys.argv[1]))

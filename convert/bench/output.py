@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from convert.bench.run import EXPORT_FAILED, NOT_BUILT, OURS, REFERENCE, BenchRow
+from convert.bench.run import EXPORT_FAILED, OURS, REFERENCE, BenchRow
 from convert.io.staging import write_atomic
 from convert.validate.report import drop, grid, pct, pyplot, with_change
 
@@ -193,7 +193,7 @@ def _speedup(row: BenchRow) -> str:
 def _note(row: BenchRow) -> str:
     """Why a row lacks a figure or did not pass, in the order a user needs it."""
     parts = []
-    if row.export in (NOT_BUILT, EXPORT_FAILED) or (row.kind == OURS and row.export_detail):
+    if row.export == EXPORT_FAILED or (row.kind == OURS and row.export_detail):
         parts.append(row.export_detail)
     if row.check is not None and not row.check.passed:
         parts.append(row.check.detail)

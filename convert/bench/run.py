@@ -33,7 +33,7 @@ from convert.config import (
     default_input_size,
     plan,
 )
-from convert.errors import ArgumentError, ConvertError, NotBuiltYet, UsageError
+from convert.errors import ArgumentError, ConvertError, UsageError
 from convert.io.scratch import Scratch
 from convert.io.sidecar import read_sidecar
 from convert.io.staging import check_output_dir
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 OURS, BASELINE, REFERENCE = "ours", "baseline", "reference"
-EXPORTED, REUSED, GIVEN, NOT_BUILT, EXPORT_FAILED = "exported", "reused", "given", "not built", "export failed"
+EXPORTED, REUSED, GIVEN, EXPORT_FAILED = "exported", "reused", "given", "export failed"
 BUILT = (EXPORTED, REUSED, GIVEN)
 """Export statuses of a row that has an artifact to check and time."""
 VARIANT_NAMES = ("s1", "s2", "s3", "s4", "auto")
@@ -199,8 +199,6 @@ def export_ours(
         from convert.api.pipeline import run_export  # PyTorch loads here, not when the command parses its arguments
 
         result = run_export(export, source, images=images_dir, scratch=scratch)
-    except NotBuiltYet as exc:
-        return NOT_BUILT, str(exc)
     except ConvertError as exc:
         return EXPORT_FAILED, str(exc)
     if not result.passed:
@@ -214,8 +212,6 @@ def export_plain(baseline: Baseline, source: ModelSource, folder: Path, *, scrat
     path = folder / baseline.filename(source.variant)
     try:
         export_baseline(baseline, source, path, scratch=scratch, log=log)
-    except NotBuiltYet as exc:
-        return NOT_BUILT, str(exc), None
     except ConvertError as exc:
         return EXPORT_FAILED, str(exc), None
     return EXPORTED, baseline.description, path

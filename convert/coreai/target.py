@@ -77,11 +77,10 @@ class CoreAITarget:
         )
         if compression is not None:
             context.log(f"→ compressing weights with coreai-opt: {compression.describe()}")
-        with context.scratch.hosting():
-            model = to_aimodel(
-                source.deploy, input_size=context.input_size, labels=source.labels, precision=context.precision, metadata=metadata
-            )
-            path = save_aimodel(model, staging.path(context.stem + self.suffix))
+        model = to_aimodel(
+            source.deploy, input_size=context.input_size, labels=source.labels, precision=context.precision, metadata=metadata
+        )
+        path = save_aimodel(model, staging.path(context.stem + self.suffix))
         read = facts(path)
         context.log(
             f"  {read['ops']} ops ({sum(read['graph_ops'].values())} in the main graph), minimum OS {read['minimum_os']}, "
@@ -145,9 +144,8 @@ class CoreAITarget:
         """coreai-torch's defaults on the unfused model: what our asset's op count is measured against."""
         from convert.coreai.export import plain_conversion
 
-        with scratch.hosting():
-            program = plain_conversion(source.reference, source.input_size)
-            program.save_asset(path)
+        program = plain_conversion(source.reference, source.input_size)
+        program.save_asset(path)
 
 
 TARGET = CoreAITarget()

@@ -89,20 +89,19 @@ class CoreMLTarget:
                 target=quality_target(options, random_weights=context.random_weights),
                 calibration=options["calib_method"],
             )
-        with context.scratch.hosting():  # coremltools writes its temporary packages where tempfile says
-            result = export_coreml(
-                source.deploy,
-                staging.path(context.stem + self.suffix),
-                input_size=context.input_size,
-                labels=source.labels,
-                precision=context.precision,
-                min_ios=min_ios,
-                calib_pixels=context.calib_pixels,
-                info=info,
-                int8=int8,
-                progress=context.progress,
-                log=context.log,
-            )
+        result = export_coreml(
+            source.deploy,
+            staging.path(context.stem + self.suffix),
+            input_size=context.input_size,
+            labels=source.labels,
+            precision=context.precision,
+            min_ios=min_ios,
+            calib_pixels=context.calib_pixels,
+            info=info,
+            int8=int8,
+            progress=context.progress,
+            log=context.log,
+        )
         context.log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
         record = result.as_dict()
         record.pop("path")
@@ -183,8 +182,7 @@ class CoreMLTarget:
         """coremltools' defaults on the traced fused model: what our package's op count is measured against."""
         from convert.coreml.export import plain_conversion
 
-        with scratch.hosting():
-            plain_conversion(source.deploy, source.input_size).save(str(path))
+        plain_conversion(source.deploy, source.input_size).save(str(path))
 
     def per_layer(self, artifact: Path, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> tuple[list[Any], str]:
         """Each quantisable op of the W8A8 ``artifact`` against the fp16 program of ``source`` it was made from."""

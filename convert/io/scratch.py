@@ -62,16 +62,6 @@ class Scratch:
         """Environment for a child process so its temporary files land here."""
         return {"TMPDIR": str(self.root)}
 
-    @contextlib.contextmanager
-    def hosting(self) -> Iterator[None]:
-        """For the length of one library call that writes temporary files where it chooses."""
-        saved = tempfile.tempdir
-        tempfile.tempdir = str(self.root)
-        try:
-            yield
-        finally:
-            tempfile.tempdir = saved
-
     def keep(self, path: Path, *, prefix: str) -> Path:
         """Move ``path`` (a failure's log, for the user to read) out of the scratch folder; its new path."""
         folder = Path(tempfile.mkdtemp(prefix=prefix, dir=self.base))

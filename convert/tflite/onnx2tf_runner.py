@@ -177,28 +177,23 @@ class NetworkBlocked(OSError):
 
 
 def block_network(attempts: list[str]) -> None:
-    """Make every internet access in this process fail, and record it in ``attempts``."""
+    """Make every internet access in this (child) process fail, and record it in ``attempts``.
 
-    def refuse(what: str) -> None:
+    An audit hook (PEP 578) sees every connect and name lookup before it happens, whichever library
+    makes it, and patches nothing; it lasts as long as the process, which exists for this conversion.
+    """
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if event == "socket.getaddrinfo":
+            what = f"name lookup {args[0]!r}"
+        elif event == "socket.connect" and args[0].family in (socket.AF_INET, socket.AF_INET6):
+            what = f"connect {args[1]!r}"
+        else:
+            return
         attempts.append(what)
         raise NetworkBlocked(f"network access blocked during conversion ({what})")
 
-    real_connect = socket.socket.connect
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            refuse(f"connect {address!r}")
-        return real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        refuse(f"name lookup {host!r}")
-
-    def create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
-        refuse(f"connect {address!r}")
-
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
-    socket.create_connection = create_connection  # type: ignore[assignment]
+    sys.addaudithook(audit)
 
 
 class _Channel:

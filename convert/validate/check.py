@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from convert.cliutil import EXIT_ERROR, FLAGS, run_command, version_option
+from convert.process import preload_coremltools
 from convert.validate.checker import DEFAULT_COUNT
 
 
@@ -111,6 +112,8 @@ def check_command(
     for path, option in ((json_path, "--json"), (html_path, "--html")):
         if path is not None:
             check_output_path(path, option=option)
+    if any(path.suffix == ".mlpackage" for path in artifacts):
+        preload_coremltools()
     report = check(
         list(artifacts),
         reference=variant.lower(),

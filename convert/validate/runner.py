@@ -116,4 +116,8 @@ if __name__ == "__main__":
     from convert.io.scratch import exit_with_parent
 
     exit_with_parent()
+    if any(arg.endswith(".mlpackage") for arg in sys.argv[1:]):
+        from convert.process import preload_coremltools
+
+        preload_coremltools()
     sys.exit(_child(*sys.argv[1:]))

@@ -1,0 +1,58 @@
+"""What a process entry point (a command, a child process) sets up for itself.
+
+Each of these changes the whole process, so library code never calls them: the CLI commands and the
+child processes' ``__main__`` blocks do, before the work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+
+def preload_coremltools() -> None:
+    """Import coremltools now, for a command (or a child process) that will use it.
+
+    ``import coremltools`` also imports TensorFlow for its TF converter, which this toolkit never uses:
+    3-8 s and a screen of warnings in every export and parity child. Blocking that import while
+    coremltools loads makes it skip the converter; the block is lifted right after, so TensorFlow
+    stays importable. coremltools imports its optional dependencies (torchao: seconds) under bare
+    ``except:``, which would swallow a Ctrl-C: the signal is recorded meanwhile and raised again after.
+    """
+    if "coremltools" in sys.modules:
+        return
+    from convert.coreml.ctimport import import_coremltools
+
+    block_tf = "tensorflow" not in sys.modules
+    if block_tf:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]  # `import tensorflow` fails fast
+    try:
+        with _signals_held():
+            import_coremltools()
+    finally:
+        if block_tf and sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the block is delivered once it is done, to the handlers in place before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def record(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if received:
+            signal.raise_signal(received[0])
