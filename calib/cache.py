@@ -65,7 +65,8 @@ def write_entry(path: Path, arrays: dict[str, np.ndarray]) -> None:
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
+            # numpy's stubs let **kwds fill savez's allow_pickle: bool; these keys are array names.
+            np.savez(stream, **arrays)  # type: ignore[arg-type]
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

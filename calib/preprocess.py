@@ -108,7 +108,10 @@ def _lab_to_rgb(img: Image.Image) -> Image.Image:
     if img.mode != "LAB":
         raise ValueError(f"unsupported image mode {img.mode}")
     transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
-    return ImageCms.applyTransform(img, transform)
+    rgb = ImageCms.applyTransform(img, transform)
+    if rgb is None:  # only an inPlace transform returns None
+        raise RuntimeError("ImageCms.applyTransform returned no image")
+    return rgb
 
 
 def resized_size(width: int, height: int, short: int) -> tuple[int, int]:

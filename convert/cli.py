@@ -188,7 +188,7 @@ def convert_command(
         raise UsageError("--seed picks a random draw: it goes with --random-init", argument="seed")
     if chosen.name == "coreml":
         preload_coremltools()
-    given = {name: value for name, value in target_options.items() if value is not None}
+    given: dict[str, Any] = {name: value for name, value in target_options.items() if value is not None}
     result = export(
         variant.lower(),
         target=chosen.name,

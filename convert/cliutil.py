@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import click
+from click.decorators import FC
 
 from convert.errors import UsageError
 from convert.io.staging import DISK_FULL, visible_folder
@@ -30,22 +31,9 @@ FLAGS: dict[str, str] = {"out_dir": "--out"}
 LOGGERS: tuple[str, ...] = ("convert", "mobile_demo", "shvit")
 
 
-def version_option() -> Callable[[click.Command], click.Command]:
+def version_option() -> Callable[[FC], FC]:
     """``--version`` for every command: the toolkit's installed version."""
     return click.version_option(package_name="shvit-mobile", message="%(prog)s %(version)s")
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from convert.errors import ToleranceError
-
-    errors: list[type[BaseException]] = [SHViTError, ToleranceError]
-    try:
-        from calib import CalibError
-
-        errors.append(CalibError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 _NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -189,10 +177,10 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
         _forget_caught_interrupt()
         click.echo(f"{prog}: {INTERRUPTED}", err=True)
         return EXIT_INTERRUPTED
-    except _user_errors() as exc:
+    except SHViTError as exc:
         if debug:
             raise
-        click.echo(f"{prog}: error: {exc.for_cli(FLAGS) if isinstance(exc, SHViTError) else exc}", err=True)
+        click.echo(f"{prog}: error: {exc.for_cli(FLAGS)}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: still one line, traceback on request
         if _Interrupts.received and not debug:

@@ -38,12 +38,14 @@ class RuntimeCrash(ConvertError):
     """A runtime died (native abort, segfault) while running an artifact in its subprocess."""
 
 
-class ToleranceError(ValueError):
+class ToleranceError(SHViTError):
     """One or more parity figures outside their tolerance; lists every failure, not just the first.
 
     ``result`` is the export's result (artifact written and marked failed in its sidecar) when the
     error comes from :func:`convert.export` with ``strict=True``.
     """
+
+    templated = False
 
     def __init__(self, artifact: str, failures: list[str], *, result: Any = None) -> None:
         self.artifact = artifact

@@ -22,8 +22,10 @@ def preload_coremltools() -> None:
     stays importable. coremltools imports its optional dependencies (torchao: seconds) under bare
     ``except:``, which would swallow a Ctrl-C: the signal is recorded meanwhile and raised again after.
     """
-    if "coremltools" in sys.modules:
-        return
+    from convert.targets import missing_toolchain
+
+    if "coremltools" in sys.modules or missing_toolchain("coreml"):
+        return  # without it, the target says what to install when it is used
     from convert.coreml.ctimport import import_coremltools
 
     block_tf = "tensorflow" not in sys.modules

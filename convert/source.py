@@ -10,6 +10,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -145,7 +146,7 @@ def _source(
         input_size=input_size,
         reference=model,
         deploy=deploy,
-        pixel_model=shvit.PixelInput(deploy).eval(),
+        pixel_model=shvit.PixelInput(cast("shvit.SHViT", deploy)).eval(),  # load_source and source_from_module give SHViTs
         labels=names,
         weights_info=weights_info,
         labels_file=labels_file,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,9 @@ class SourceTemplate(string.Template):
     """``string.Template`` with ``@@NAME@@`` fields; a stray ``@@`` is an error, never silently kept."""
 
     delimiter = PLACEHOLDER_MARK
-    flags = 0  # string.Template ignores case by default; field names are upper case only
+    flags = re.NOFLAG  # string.Template ignores case by default; field names are upper case only
+    # A pattern string is how the docs say to override it (string.Template compiles it with ``flags``);
+    # typeshed types the attribute as the compiled Pattern it becomes, hence the ignore below.
     pattern = r"""
     @@(?:
       (?P<escaped>(?!))                 |
@@ -22,7 +25,7 @@ class SourceTemplate(string.Template):
       (?P<braced>(?!))                  |
       (?P<invalid>)
     )
-    """
+    """  # type: ignore[assignment]
 
 
 def template_text(platform: str, name: str) -> str:

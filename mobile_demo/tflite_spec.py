@@ -182,8 +182,8 @@ def _ends_in_softmax(model: Any, graph: Any, tensor_index: int) -> bool:
 
 def _labels(path: Path, num_classes: int, packed: tuple[str, list[str]] | None) -> tuple[tuple[str, ...], LabelSource]:
     if packed is not None:
-        name, labels = packed
-        return tuple(labels), LabelSource("metadata", name, f"{path.name} (TFLite metadata file {name})")
+        name, packed_labels = packed
+        return tuple(packed_labels), LabelSource("metadata", name, f"{path.name} (TFLite metadata file {name})")
     for pattern in SIBLING_LABEL_NAMES:
         candidate = path.with_name(pattern.format(stem=path.stem))
         if candidate.is_file():

@@ -66,7 +66,7 @@ class SHViTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SHViTConfig:
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**fields)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -35,11 +36,13 @@ class PixelInput(nn.Module):
     ``preprocessing`` defaults to the model's own (``model.config.preprocessing``).
     """
 
+    pixel_mean: torch.Tensor
+
     def __init__(self, model: SHViT, *, preprocessing: Preprocessing | None = None) -> None:
         super().__init__()
         preprocessing = preprocessing or model.config.preprocessing
         model = pixel_scaled(model, preprocessing, front_end="PixelInput")
-        dtype = model.patch_embed[0].weight.dtype
+        dtype = cast(nn.Conv2d, model.patch_embed[0]).weight.dtype  # pixel_scaled checked the stem is a Conv2d
         self.register_buffer("pixel_mean", torch.tensor(preprocessing.pixel_mean, dtype=dtype)[None, :, None, None])
         self.model = model
 

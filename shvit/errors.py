@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import ClassVar
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)(?:=([^{}]*))?\}")
 _FLAGS = frozenset({"force", "strict", "random_init", "debug"})
@@ -42,16 +43,19 @@ class Message:
 
 
 class SHViTError(ValueError):
-    """Base of every error the toolkit raises for bad user input; ``argument`` names the culprit when one is."""
+    """The one root of the toolkit's errors (model, calibration, export, parity); ``argument`` names the culprit when one is."""
+
+    templated: ClassVar[bool] = True
+    """False for errors whose messages name no argument (paths and figures are shown as they are)."""
 
     def __init__(self, message: str = "", *, argument: str | None = None) -> None:
         self.template = message
         self.argument = argument
-        super().__init__(_render(message, None))
+        super().__init__(_render(message, None) if self.templated else message)
 
     def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
         """The message with each argument spelled as its command-line flag (``flags`` maps the exceptions)."""
-        return _render(self.template, flags or {})
+        return _render(self.template, flags or {}) if self.templated else self.template
 
 
 class WeightsError(SHViTError):

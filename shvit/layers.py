@@ -7,19 +7,30 @@ Child names (``c``, ``bn``, ``l``, ``m``, ``pw1`` ...) are the released checkpoi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+_Pair = tuple[int, int]
+"""A Conv2d's kernel size, stride, padding or dilation, which torch's annotations widen to ``tuple[int, ...]``."""
+
 
 def _bn_scale_shift(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-channel ``y = x * scale + shift`` that an eval-mode BatchNorm computes."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    # Every BatchNorm built here tracks running statistics (track_running_stats=True), so they are tensors.
+    running_mean, running_var = cast(torch.Tensor, bn.running_mean), cast(torch.Tensor, bn.running_var)
+    scale = bn.weight / torch.sqrt(running_var + bn.eps)
+    return scale, bn.bias - running_mean * scale
 
 
 class Conv2dBN(nn.Sequential):
     """Conv2d without bias followed by BatchNorm2d (``Conv2d_BN`` in the official code)."""
+
+    c: nn.Conv2d
+    bn: nn.BatchNorm2d
 
     def __init__(
         self,
@@ -45,22 +56,25 @@ class Conv2dBN(nn.Sequential):
         fused = nn.Conv2d(
             c.in_channels,
             c.out_channels,
-            c.kernel_size,
-            c.stride,
-            c.padding,
-            c.dilation,
+            cast(_Pair, c.kernel_size),
+            cast(_Pair, c.stride),
+            cast("str | _Pair", c.padding),
+            cast(_Pair, c.dilation),
             c.groups,
             bias=True,
             device=c.weight.device,
             dtype=c.weight.dtype,
         )
         fused.weight.copy_(c.weight * scale[:, None, None, None])
-        fused.bias.copy_(shift)
+        cast(torch.Tensor, fused.bias).copy_(shift)  # built with bias=True
         return fused
 
 
 class BNLinear(nn.Sequential):
     """BatchNorm1d then Linear (``BN_Linear``): the classification head."""
+
+    bn: nn.BatchNorm1d
+    l: nn.Linear  # noqa: E741 (the released checkpoints' key)
 
     def __init__(self, in_features: int, out_features: int, *, std: float = 0.02) -> None:
         super().__init__()
@@ -179,14 +193,15 @@ class SHSA(nn.Module):
         What remains of the GroupNorm is a parameter-free normalisation, which every runtime has.
         """
         conv = self.qkv.fuse()
+        conv_bias = cast(torch.Tensor, conv.bias)  # Conv2dBN.fuse builds its conv with bias=True
         gamma, beta = self.pre_norm.weight, self.pre_norm.bias
         weight = conv.weight[:, :, 0, 0]
-        bias = conv.bias + weight @ beta
+        bias = conv_bias + weight @ beta
         weight = weight * gamma[None, :]
         row_scale = torch.ones_like(bias)
         row_scale[: self.qk_dim] = self.scale
         conv.weight.copy_((weight * row_scale[:, None])[:, :, None, None])
-        conv.bias.copy_(bias * row_scale)
+        conv_bias.copy_(bias * row_scale)
         return SHSADeploy(self.dim, self.qk_dim, self.pdim, eps=self.pre_norm.eps, qkv=conv, proj=fuse_module(self.proj))
 
 
@@ -230,7 +245,8 @@ class BasicBlock(nn.Module):
 def fuse_module(module: nn.Module) -> nn.Module:
     """The deploy form of ``module``: its own ``fuse()`` if it has one, else its children fused."""
     if hasattr(module, "fuse"):
-        return module.fuse()
+        fuse = cast("Callable[[], nn.Module]", module.fuse)  # every fuse() here returns the deploy form
+        return fuse()
     return _fuse_children(module)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -76,8 +78,9 @@ class SHViT(nn.Module):
         for name in ("patch_embed", "blocks1", "blocks2", "blocks3", "head"):
             setattr(self, name, fuse_module(getattr(self, name)))
         if self.head_dist is not None:
-            dist = fuse_module(self.head_dist)
-            self.head.weight.copy_((self.head.weight + dist.weight) / 2)
-            self.head.bias.copy_((self.head.bias + dist.bias) / 2)
+            # Both heads are BNLinear, whose fused form is an nn.Linear.
+            head, dist = cast(nn.Linear, self.head), cast(nn.Linear, fuse_module(self.head_dist))
+            head.weight.copy_((head.weight + dist.weight) / 2)
+            head.bias.copy_((head.bias + dist.bias) / 2)
             self.head_dist = None
         return self

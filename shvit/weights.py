@@ -288,6 +288,12 @@ def official_to_timm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
 # --------------------------------------------------------------------------------------- inference
 
 
+def _per_stage[T](values: list[T]) -> tuple[T, T, T]:
+    """One value per stage (three stages), as the config's per-stage tuple."""
+    first, second, third = values
+    return first, second, third
+
+
 def infer_config(state_dict: Mapping[str, torch.Tensor]) -> SHViTConfig | None:
     """Recover the full configuration from tensor shapes (official layout); None if it is no SHViT."""
     sd = state_dict
@@ -318,10 +324,10 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> SHViTConfig | None:
             types.append("i")
     return SHViTConfig(
         embed_dim=embed,
-        depth=tuple(depth),
-        partial_dim=tuple(pdim),
-        types=tuple(types),
-        qk_dim=tuple(qk),
+        depth=_per_stage(depth),
+        partial_dim=_per_stage(pdim),
+        types=_per_stage(types),
+        qk_dim=_per_stage(qk),
         num_classes=int(head_w.shape[0]),
         distillation="head_dist.l.weight" in sd,
         in_chans=int(sd["patch_embed.0.c.weight"].shape[1]),

@@ -62,3 +62,10 @@ def test_readme_int8_prose_quotes_only_measured_tables() -> None:
     tables = "\n".join(line for line in README.splitlines() if line.startswith("|"))
     unbacked = sorted(f for f in re.findall(r"\d+\.\d+%", prose) if f not in tables)
     assert not unbacked, f"README's int8 prose quotes figures no table shows: {unbacked}"
+
+
+def test_ci_runs_the_readme_lint_command_before_the_tests() -> None:
+    lint = next(c for c in _fenced_commands() if "ruff check" in c)
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert lint in ci_lines and "mypy" in lint
+    assert ci_lines.index(lint) < next(i for i, line in enumerate(ci_lines) if "pytest" in line)

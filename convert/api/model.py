@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from torch import nn
 
@@ -39,6 +40,9 @@ def model_spec(
     if seed is not None and (weights is not None or not is_variant(str(model))):
         raise ArgumentError("{seed} picks a random draw: it goes with a variant name and {weights=None}", argument="seed")
     if is_variant(str(model)):
+        # ModelSpec.weights is annotated str | Path, but its readers take only str() or Path() of it, so any
+        # PathLike works (widening that annotation needs preflight's in convert/api/pipeline.py widened too).
+        weights = cast("str | Path | None", weights)
         return ModelSpec(
             variant=str(model).lower(), weights=weights, num_classes=num_classes, labels=as_labels(labels), input_size=input_size, seed=seed
         )

@@ -226,7 +226,7 @@ def write_json(rows: Sequence[BenchRow], path: Path, *, settings: dict[str, Any]
 def draw_chart(rows: Sequence[BenchRow], path: Path, *, labelled: bool, host: str, threads: int) -> None:
     """Speed–accuracy chart in the spirit of the paper's Figure 1, one line per runtime/precision."""
     plt = pyplot()
-    series: dict[str, list[BenchRow]] = {}
+    series: dict[str, list[tuple[BenchRow, float, float]]] = {}  # the rows drawn: (row, median ms, top-1 %)
     for row in rows:
         value = (
             row.accuracy.top1
@@ -234,20 +234,18 @@ def draw_chart(rows: Sequence[BenchRow], path: Path, *, labelled: bool, host: st
             else (1.0 if row.kind == REFERENCE else (row.check.parity.top1 if row.check and row.check.parity else None))
         )
         if row.latency is not None and value is not None:
-            series.setdefault(row.name, []).append(row)
+            series.setdefault(row.name, []).append((row, row.latency.median_ms, 100 * value))
     fig, ax = plt.subplots(figsize=(8, 5.5))
     markers = "o^sDvP*Xh<>"
     for i, (name, members) in enumerate(sorted(series.items(), key=lambda kv: (kv[0] != "pytorch (reference)", kv[0]))):
-        xs = [m.latency.median_ms for m in members]
-        ys = [
-            100 * (m.accuracy.top1 if labelled and m.accuracy else (1.0 if m.kind == REFERENCE else m.check.parity.top1)) for m in members
-        ]
-        style = "--" if members[0].kind != "ours" else "-"
+        xs = [x for _, x, _ in members]
+        ys = [y for _, _, y in members]
+        style = "--" if members[0][0].kind != "ours" else "-"
         ax.plot(xs, ys, style, marker=markers[i % len(markers)], label=name, linewidth=1.5, markersize=7)
-        for m, x, y in zip(members, xs, ys):
+        for m, x, y in members:
             ax.annotate(m.variant.upper(), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     missing = sorted({f"{r.name}: {r.export if r.artifact is None else r.latency_note.split(' (')[0]}" for r in rows if r.latency is None})
-    times = [m.latency.median_ms for members in series.values() for m in members]
+    times = [x for members in series.values() for _, x, _ in members]
     if times and max(times) / min(times) > 10:
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 

@@ -434,10 +434,10 @@ def run_bench(
     with Scratch.open() as scratch:
         for name in variants:
             log(f"━━ SHViT-{name.upper()} ━━")
-            spec = ModelSpec(
+            model_spec = ModelSpec(
                 variant=name, weights=None if random_init else settings.weights, labels=settings.labels, input_size=sizes[name]
             )
-            source = load_source(spec)
+            source = load_source(model_spec)
             images = load_images(
                 images_dir,
                 size=sizes[name],

@@ -23,12 +23,15 @@ asset metadata), so the graph returns the logits only.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 from convert.coreml.graph import CoreMLSHSA
 from shvit.deploy import PixelInput
 from shvit.layers import SHSADeploy, SqueezeExcite
+from shvit.model import SHViT
 
 
 class CoreAISHSA(CoreMLSHSA):
@@ -66,11 +69,13 @@ class CoreAIClassifierGraph(nn.Module):
     compute to float16 after the (fp32) mean subtraction.
     """
 
+    pixel_mean: torch.Tensor
+
     def __init__(self, deploy: nn.Module, *, input_size: int, fp16: bool = False) -> None:
         super().__init__()
         if getattr(deploy, "head_dist", None) is not None:
             raise TypeError("CoreAIClassifierGraph needs a deploy-mode model (call shvit.reparameterize first)")
-        front = PixelInput(deploy)
+        front = PixelInput(cast(SHViT, deploy))  # a deploy-mode SHViT; PixelInput checks its stem
         model = front.model.eval()
         areas = _pooled_areas(model, input_size)
         _rewrite(model, areas)
@@ -100,7 +105,7 @@ class CoreAIClassifierGraph(nn.Module):
         return logits.float() if self.fp16 else logits
 
 
-def _pooled_areas(model: nn.Module, input_size: int) -> dict[str, int]:
+def _pooled_areas(model: SHViT, input_size: int) -> dict[str, int]:
     """H·W seen by every squeeze-excite (by module name) and by the head, from one dry run."""
     areas: dict[str, int] = {}
     hooks = [

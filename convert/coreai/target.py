@@ -69,7 +69,7 @@ class CoreAITarget:
         compression = COMPRESSIONS.get(context.precision)
         metadata = {
             "variant": source.variant,
-            "weights_source": weights.get("source", "unknown"),
+            "weights_source": str(weights.get("source", "unknown")),
             "weights_sha256": weights_digest(weights),
         }
         context.log(

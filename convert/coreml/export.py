@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from convert.errors import ArgumentError
 
 if TYPE_CHECKING:
     from convert.coreml.int8_mixed import CoreMLInt8Options
+    from shvit.model import SHViT
 
 INPUT_NAME = "image"
 PROBS_NAME = "probs"
@@ -161,7 +162,7 @@ def _quantize_activations(mlmodel: Any, pixels: np.ndarray, *, progress: bool, s
 def convert_classifier(deploy: nn.Module, *, input_size: int, labels: list[str], fp32: bool = False, min_ios: str = "16") -> Any:
     """The float classifier MLModel (not saved): traced Core ML-friendly graph, image in, classify out."""
     ct = import_coremltools()
-    graph = CoreMLClassifierGraph(deploy).eval()
+    graph = CoreMLClassifierGraph(cast("SHViT", deploy)).eval()  # a deploy-mode SHViT; the graph checks its stem
     example = torch.zeros(1, 3, input_size, input_size)
     image = ct.ImageType(
         name=INPUT_NAME, shape=(1, 3, input_size, input_size), scale=1.0, bias=list(graph.pixel_bias), color_layout=ct.colorlayout.RGB

@@ -83,7 +83,7 @@ class _Observer(RangeObserver):
         super().__init__()
         self.shapes: dict[str, tuple[int, ...]] = {}
 
-    def __call__(self, name: str, value: Any) -> None:  # type: ignore[override]
+    def __call__(self, name: str, value: Any) -> None:
         array = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
         self.shapes.setdefault(name, tuple(array.shape[1:]))
         for image in array:
@@ -146,10 +146,12 @@ def per_layer_errors(quantised: Path, float_package: Path, pixels: np.ndarray) -
     for start in range(len(pixels)):
         image = pixels[start : start + 1]
         reference: dict[str, Any] = {}
-        float_run.run(
-            float_run.image_feeds(image),
-            observe=lambda name, value, seen=reference: seen.__setitem__(name, value) if name in wanted else None,
-        )
+
+        def remember(name: str, value: Any, seen: dict[str, Any] = reference) -> None:
+            if name in wanted:
+                seen[name] = value
+
+        float_run.run(float_run.image_feeds(image), observe=remember)
 
         def compare(name: str, value: Any, reference: dict[str, Any] = reference) -> None:
             if name in reference and tuple(reference[name].shape) == tuple(value.shape):

@@ -26,7 +26,7 @@ class PackageInfo:
     precision: str
     num_classes: int
     min_ios: str
-    weights: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
     calibration: str | None = None
 
 

@@ -7,7 +7,7 @@ conversion child can send it to the parent and the CLI can print or store it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -155,7 +155,7 @@ ALONE_IMAGES = 8
 """Calibration images each alone-in-int8 measurement runs."""
 
 
-def most_sensitive(ops: list[OpSensitivity], *, count: int = ALONE_OPS, also: tuple[str, ...] | list[str] = ()) -> list[OpSensitivity]:
+def most_sensitive(ops: list[OpSensitivity], *, count: int = ALONE_OPS, also: Sequence[str] = ()) -> list[OpSensitivity]:
     """The ``count`` ops with the worst own error (finite ones), and those named in ``also``, in graph order."""
     ranked = sorted((op for op in ops if math.isfinite(op.own_sqnr_db)), key=lambda op: op.own_sqnr_db)[:count]
     wanted = {op.name for op in ranked} | set(also)

@@ -36,7 +36,7 @@ def to_proto(
         torch.onnx.export(
             pixel_model.eval(),
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # torch annotates f as a path; the TorchScript exporter also writes to a file object
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             opset_version=opset,

@@ -12,6 +12,7 @@ the SQUARED_DIFFERENCE that a fused variance lowers to aborts the int8 interpret
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -76,10 +77,11 @@ class SubtractNegated(nn.Module):
 
 
 def _last_conv(module: nn.Module) -> nn.Conv2d:
+    # Deploy mode: FFN.pw2 and the last layer of SHSADeploy.proj (a Sequential) are fused Conv2dBNs, plain Conv2ds.
     if isinstance(module, FFN):
-        return module.pw2
+        return cast(nn.Conv2d, module.pw2)
     if isinstance(module, SHSADeploy):
-        return module.proj[-1]
+        return cast(nn.Conv2d, cast(nn.Sequential, module.proj)[-1])
     raise TypeError(f"no output convolution known for {type(module).__name__}")
 
 

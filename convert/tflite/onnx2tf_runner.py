@@ -275,7 +275,7 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
             "stage", name=f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}"
         )
         started = time.perf_counter()
-        if precision == "int8" and job.get("int8") is not None:
+        if precision == "int8" and job.get("int8") is not None and calib is not None:
             data, report = _mixed_int8(function, calib, job["int8"], float_model=float_model, on_image=on_image)
             extra["int8_report"] = report
         else:

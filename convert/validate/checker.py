@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -81,10 +81,9 @@ def check_artifact(
     result = ArtifactResult(info.path, info.target, precision, origin, ERROR, size_bytes=info.size_bytes, notes=notes)
     result.gpu_delegate = _gpu_delegate(target, info.path, notes)
     expected_sha = (info.sidecar or {}).get("weights", {}).get("sha256")
-    if expected_sha and source.weights_info.get("sha256") and expected_sha != source.weights_info["sha256"]:
-        notes.append(
-            f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than --weights (sha256 {source.weights_info['sha256'][:12]}…)"
-        )
+    given_sha = cast("str | None", source.weights_info.get("sha256"))  # the weights record holds it as hex text
+    if expected_sha and given_sha and expected_sha != given_sha:
+        notes.append(f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than --weights (sha256 {given_sha[:12]}…)")
     if info.unreadable:
         notes.append(f"could not read its graph: {info.unreadable}")
     result.tolerance = target.tolerances.get(precision)
@@ -171,7 +170,7 @@ def check_artifacts(
         log(f"  {result.status.upper()}{': ' + result.detail if result.detail else ''}")
         results.append(result)
     truth = images.truth
-    sha = source.weights_info.get("sha256")
+    sha = cast("str | None", source.weights_info.get("sha256"))  # the weights record holds it as hex text
     seed = source.weights_info.get("seed")
     weights = (
         str(source.weights_info.get("source", "?"))

@@ -15,7 +15,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 
@@ -69,7 +69,10 @@ class PerLayerReport:
     def worst(self, count: int = WORST_SHOWN) -> list[LayerRow]:
         """The ops most responsible: lowest own error when the export measured it, else the sharpest SQNR falls."""
         if self.export_report and any(r.own_sqnr_db is not None for r in self.rows):
-            ranked = sorted((r for r in self.rows if r.own_sqnr_db is not None and not r.kept_float), key=lambda r: r.own_sqnr_db)
+            # cast: the rows without an own error are filtered out
+            ranked = sorted(
+                (r for r in self.rows if r.own_sqnr_db is not None and not r.kept_float), key=lambda r: cast(float, r.own_sqnr_db)
+            )
             return ranked[:count]
         falls = sorted(self.rows[1:], key=lambda r: _fall(self.rows[r.index - 1].sqnr_db, r.sqnr_db))
         return falls[:count]
@@ -267,7 +270,7 @@ def _exact(value: float | None) -> bool:
     return value is not None and value >= EXACT_DB
 
 
-def _plotted(value: float | None) -> bool:
+def _plotted(value: float | None) -> TypeGuard[float]:
     """A value with a place on the chart: a number or exact (not missing, not NaN, not −inf)."""
     return value is not None and not math.isnan(value) and value != -math.inf
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,8 @@ def _inspect(module: str, name: str, artifact: str) -> None:
 def _child(command: str, *args: str) -> int:
     """Entry point inside the subprocess; every failure is reported to the parent as one line."""
     try:
-        {"run": _run, "inspect": _inspect}[command](*args)
+        commands: dict[str, Callable[..., None]] = {"run": _run, "inspect": _inspect}
+        commands[command](*args)
     except Exception as exc:
         report_child_error(exc)
         return 1
