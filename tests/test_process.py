@@ -17,3 +17,11 @@ def test_a_command_imports_coremltools_without_tensorflow_and_leaves_it_importab
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "False", "True"]
+
+
+def test_the_python_api_imports_coremltools_in_a_fresh_process() -> None:
+    """No entry point ran: coremltools brings TensorFlow and then triton (torchao), which must not crash the process."""
+    script = "from convert.coreml.ctimport import import_coremltools\nimport_coremltools()\nprint('imported')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "imported"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import sys
@@ -19,6 +20,10 @@ def import_coremltools() -> ModuleType:
     """
     if "coremltools" in sys.modules:
         return sys.modules["coremltools"]
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        # coremltools imports TensorFlow (where installed), then torchao, which imports triton; with
+        # PyTorch's CUDA build, triton imported after TensorFlow segfaults: triton goes first.
+        import triton  # noqa: F401
     # coremltools imports torchao where installed (coreai-opt brings it), which registers an Enum
     # that torch's pytree logs a deprecation warning about: noise for a user.
     loggers = [logging.getLogger(name) for name in ("coremltools", "torch.utils._pytree")]
