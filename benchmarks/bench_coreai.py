@@ -39,8 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import calib
 import shvit
 from convert.coreai import runtime
@@ -61,7 +59,7 @@ WEIGHTS_SEED, IMAGES_SEED = 0, 42
 def _model(variant: str, weights: str | None) -> torch.nn.Module:
     if weights:
         return shvit.create_model(variant, weights=weights)
-    from helpers import trained_like
+    from calib.proxy import trained_like
 
     return trained_like(variant, seed=WEIGHTS_SEED)
 

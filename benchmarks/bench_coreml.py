@@ -27,6 +27,7 @@ import shvit
 from convert.coreml.export import export_coreml, non_const_op_count, op_counts, plain_conversion
 from convert.coreml.graph import CoreMLClassifierGraph
 from convert.coreml.rules import PRECISIONS, resolve_min_ios
+from convert.int8.engine import PLAIN_FULL_INT8
 from convert.labels import imagenet_labels
 
 TARGET_RATIO = 0.75
@@ -91,6 +92,7 @@ def bench_variant(variant: str, *, weights: str | None, calib_dir: Path | None, 
             precision=precision,
             min_ios=resolve_min_ios(precision, "auto"),
             calib_pixels=pixels if precision == "int8" else None,
+            int8=PLAIN_FULL_INT8,  # every op W8A8: the size and op figures of the full conversion
         )
         row["sizes"][precision] = result.size_bytes  # type: ignore[index]
         row[f"{precision}_ops"] = result.non_const_ops

@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import calib
 import shvit
+from convert.int8.engine import PLAIN_FULL_INT8, Int8Options
 from convert.int8.ranges import METHODS
-from convert.int8.report import COREML_INT8_TARGET, TFLITE_INT8_TARGET, quality
+from convert.int8.report import INT8_TARGET, quality
 
 TFLITE_LATENCY_TARGET = 0.6
 COREML_SIZE_TARGET = 0.55
@@ -59,7 +58,7 @@ class Row:
 
 
 def image_dependent(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int]:
-    from helpers import recompute_bn_stats
+    from calib.proxy import recompute_bn_stats
 
     torch.manual_seed(WEIGHTS_SEED)  # one weight draw per variant, the same in every run
     model = shvit.create_model(variant)
@@ -97,8 +96,8 @@ def bench_tflite(
     }
     seconds, reports = {}, {}
     for mode, outputs, options in (
-        ("full", {"fp32": paths["fp32"], "int8-weights": paths["weights"], "int8": paths["full"]}, None),
-        ("auto", {"int8": paths["auto"]}, int8_mixed.Int8Options(compare_methods=compare)),
+        ("full", {"fp32": paths["fp32"], "int8-weights": paths["weights"], "int8": paths["full"]}, PLAIN_FULL_INT8),
+        ("auto", {"int8": paths["auto"]}, Int8Options(compare_methods=compare)),
     ):
         print(f"[{variant}] TFLite int8 {mode}", file=sys.stderr)
         started = time.perf_counter()
@@ -137,7 +136,7 @@ def bench_tflite(
                 q.top1,
                 latency_ratio=ratio,
                 seconds=seconds.get(mode, 0.0),
-                passed=TFLITE_INT8_TARGET.met_by(q) and ratio <= TFLITE_LATENCY_TARGET,
+                passed=INT8_TARGET.met_by(q) and ratio <= TFLITE_LATENCY_TARGET,
             )
         )
     return rows, {"auto_report": reports["auto"], "fp32_ms": fp32_ms}
@@ -155,13 +154,12 @@ def bench_coreml(
     tmp: Path,
 ) -> tuple[list[Row], dict[str, Any]]:
     from convert.coreml.export import export_coreml
-    from convert.coreml.int8_mixed import CoreMLInt8Options
     from convert.coreml.mil_executor import MILExecutor
 
     labels = [f"class_{i}" for i in range(1000)]
     fp16 = export_coreml(deploy, tmp / f"{variant}_fp16.mlpackage", input_size=size, labels=labels, precision="fp16", min_ios="17")
     rows, extra = [], {}
-    for mode, options in (("full", None), ("auto", CoreMLInt8Options(compare_methods=compare))):
+    for mode, options in (("full", PLAIN_FULL_INT8), ("auto", Int8Options(compare_methods=compare))):
         print(f"[{variant}] Core ML W8A8 {mode}", file=sys.stderr)
         started = time.perf_counter()
         result = export_coreml(
@@ -190,7 +188,7 @@ def bench_coreml(
                 q.top1,
                 size_ratio=ratio,
                 seconds=elapsed,
-                passed=COREML_INT8_TARGET.met_by(q) and ratio <= COREML_SIZE_TARGET,
+                passed=INT8_TARGET.met_by(q) and ratio <= COREML_SIZE_TARGET,
             )
         )
         if report:

@@ -30,6 +30,7 @@ import numpy as np
 import calib
 import shvit
 from convert.bench.latency import LatencyUnavailable, host_description, measure
+from convert.int8.engine import PLAIN_FULL_INT8
 from convert.io.scratch import Scratch
 from convert.labels import imagenet_labels
 from convert.tflite import graphinfo
@@ -75,7 +76,14 @@ def convert_all(variant: str, *, weights: str | None, calib_dir: Path | None, tm
     ours = {p: tmp / f"{variant}_{p.replace('-', '_')}.tflite" for p in OURS}
     started = time.perf_counter()
     export_tflite(
-        pixel_model, ours, input_size=size, labels=labels, name=f"SHViT-{variant.upper()}", calib_pixels=pixels, log=lambda _: None
+        pixel_model,
+        ours,
+        input_size=size,
+        labels=labels,
+        name=f"SHViT-{variant.upper()}",
+        calib_pixels=pixels,
+        int8=PLAIN_FULL_INT8,  # every op int8: the graph-shape figures of the full-integer conversion
+        log=lambda _: None,
     )
     paths.update(ours)
     return {

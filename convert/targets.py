@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from convert.errors import ArgumentError, MissingPackage, UsageError
+from convert.errors import ArgumentError, ConvertError, MissingPackage, UsageError
 
 if TYPE_CHECKING:
     from convert.io.scratch import Scratch
@@ -143,7 +143,8 @@ class Target(Protocol):
     tolerances: Mapping[str, Tolerance]
     options: tuple[TargetOption, ...]
     demo_platform: str | None
-    """``ios`` or ``android``: the demo app ``shvit-demo`` builds around this artifact, if any."""
+    """The demo app ``shvit-demo`` builds around this artifact (a key of :data:`mobile_demo.generate.GENERATORS`:
+    ``ios``, ``ios-coreai``, ``android``), if any."""
 
     def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every option's value for ``precision``: defaults filled in, impossible combinations refused
@@ -155,9 +156,9 @@ class Target(Protocol):
     def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
         """Write ``staging.path(stem + suffix)`` (and :meth:`extra_files`); the record for the sidecar."""
 
-    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         """Inside the parity subprocess: float32 logits (N, classes) for uint8 RGB pixels (N, H, W, 3),
-        and the runtime's name as the report shows it."""
+        and the runtime's name as the report shows it; ``threads`` None is the runtime's default."""
 
     def inspect(self, path: Path) -> ArtifactFacts:
         """Inside a subprocess: the facts the artifact's own file states."""
@@ -168,24 +169,48 @@ class Target(Protocol):
     def latency_unavailable(self) -> str | None:
         """Why host latency cannot be measured on this machine (Core ML off macOS), or None."""
 
+    # Optional capabilities, declared: TargetBase says "not offered" for each.
+    baseline: PlainBaseline | None
+    """The plain conversion ``shvit-bench`` measures ours against (:meth:`export_plain` writes it), if any."""
+    per_layer_check: bool
+    """Whether :meth:`per_layer` compares this target's int8 artifacts op by op."""
 
-def baseline_of(target: Target) -> PlainBaseline | None:
-    """A target may offer a plain baseline: a ``baseline`` attribute and ``export_plain(source, path, *, scratch, log)``."""
-    baseline = getattr(target, "baseline", None)
-    return baseline if isinstance(baseline, PlainBaseline) and callable(getattr(target, "export_plain", None)) else None
+    def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
+        """Write :attr:`baseline`'s model of ``source`` to ``path``."""
+
+    def per_layer(self, artifact: Path, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> tuple[list[Any], str]:
+        """Every op of the int8 ``artifact`` against its float twin, converted from ``source`` by the same converter
+        (so the ops share names): :class:`convert.int8.report.LayerError` rows in graph order, and what the twin is."""
 
 
-PerLayer = Callable[..., tuple[list[Any], str]]
+class TargetBase:
+    """Defaults for what a target need not have: no options, calibration, extra files, demo app or optional capability."""
 
+    bundle = False
+    calibrated: frozenset[str] = frozenset()
+    unavailable: Mapping[str, str] = {}
+    options: tuple[TargetOption, ...] = ()
+    demo_platform: str | None = None
+    baseline: PlainBaseline | None = None
+    per_layer_check = False
 
-def per_layer_of(target: Target) -> PerLayer | None:
-    """A target may compare its int8 artifacts op by op: ``per_layer(artifact, source, pixels, *, scratch, log)``.
+    def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
 
-    It builds the float twin of ``artifact`` from ``source`` (same converter, so the ops share
-    names) and returns :class:`convert.int8.report.LayerError` rows in graph order, and what the twin is.
-    """
-    method = getattr(target, "per_layer", None)
-    return method if callable(method) else None
+    def extra_files(self, stem: str) -> list[str]:
+        return []
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        return ArtifactFacts()
+
+    def latency_unavailable(self) -> str | None:
+        return None
+
+    def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
+        raise ConvertError(f"{type(self).__name__} offers no plain baseline")
+
+    def per_layer(self, artifact: Path, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> tuple[list[Any], str]:
+        raise ConvertError(f"{type(self).__name__} offers no per-layer comparison")
 
 
 _registered: dict[str, Target] = {}

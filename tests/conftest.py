@@ -1,17 +1,23 @@
-"""Fixtures shared by the suite: an isolated cache, no network, and the tiny trained model."""
+"""Fixtures shared by the suite: an isolated cache, no network, the tiny trained model and its shared exports."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_model
+from helpers import private_cache
+
+import calib
+import convert
 
 
 def _load_triton_before_tensorflow() -> None:
@@ -56,3 +62,90 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     cache = getattr(request.config, "cache", None)
     root = Path(cache.mkdir("shvit-tiny-model")) if cache is not None else tmp_path_factory.mktemp("shvit-tiny-model")
     return tiny_model.build(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny: tiny_model.TinyModel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ONNX fp32 and calibrated TFLite int8 exports of the tiny model, made once per session (test_bench reuses them)."""
+    out = tmp_path_factory.mktemp("tiny-exports")
+    calib_dir = out / "calib-images"
+    pixels, labels, names = calib.make_class_dataset(4, tiny.input_size, seed=7, num_classes=len(tiny.class_names))
+    calib.write_dataset(calib_dir, pixels, labels, names)
+    made = {"calib": calib_dir}
+    with private_cache(tmp_path_factory):
+        for name, target, precision in (("onnx", "onnx", "fp32"), ("tflite_int8", "tflite", "int8")):
+            made[name] = convert.export(
+                tiny.checkpoint,
+                target=target,
+                out_dir=out,
+                precision=precision,
+                input_size=tiny.input_size,
+                labels=tiny.labels_file,
+                calib=calib_dir if precision == "int8" else None,
+            ).path
+    return made
+
+
+@pytest.fixture(scope="session")
+def tiny_tflites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """uint8-in/uint8-out classifier ending in a softmax, with labels packed in the file; a float
+    classifier with no labels anywhere; and a segmentation-like model (one score map, no classes)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("tiny-tflite")
+    inp = tf.keras.Input((48, 48, 3), batch_size=1)
+    feat = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(8, 3, strides=4)(inp))
+    logits = tf.keras.layers.Dense(6)(feat)
+
+    def convert(model: tf.keras.Model, *, quantize: bool) -> bytes:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if quantize:
+            rng = np.random.default_rng(0)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([rng.uniform(0, 255, (1, 48, 48, 3)).astype(np.float32)] for _ in range(8))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+        return converter.convert()
+
+    paths = {
+        "quantized": root / "quant" / "tiny_u8.tflite",
+        "unlabelled": root / "plain" / "tiny_f32.tflite",
+        "segmenter": root / "seg" / "tiny_seg.tflite",
+    }
+    for path in paths.values():
+        path.parent.mkdir()
+    paths["quantized"].write_bytes(convert(tf.keras.Model(inp, tf.keras.layers.Softmax()(logits)), quantize=True))
+    with zipfile.ZipFile(paths["quantized"], "a") as archive:  # what TFLite Metadata's populator does
+        archive.writestr("tiny_labels.txt", "\n".join(f"shape {i}" for i in range(6)) + "\n")
+    paths["unlabelled"].write_bytes(convert(tf.keras.Model(inp, logits), quantize=False))
+    paths["segmenter"].write_bytes(convert(tf.keras.Model(inp, tf.keras.layers.Conv2D(2, 1)(inp)), quantize=False))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_mlpackages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tensor-input classifier and an image-input model without classifier outputs: both refused."""
+    import torch
+
+    from convert.coreml.ctimport import import_coremltools
+
+    ct = import_coremltools()
+    root = tmp_path_factory.mktemp("tiny-coreml")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    ).eval()
+    example = torch.zeros(1, 3, 32, 32)
+    traced = torch.jit.trace(net, example)
+    common = {"convert_to": "mlprogram", "minimum_deployment_target": ct.target.iOS16}
+    tensor_in = ct.convert(
+        traced, inputs=[ct.TensorType(name="x", shape=example.shape)], classifier_config=ct.ClassifierConfig(["a", "b", "c"]), **common
+    )
+    image_in = ct.convert(traced, inputs=[ct.ImageType(name="image", shape=example.shape)], **common)
+    paths = {"tensor_input": root / "tensor_input.mlpackage", "no_classifier": root / "no_classifier.mlpackage"}
+    tensor_in.save(str(paths["tensor_input"]))
+    image_in.save(str(paths["no_classifier"]))
+    return paths

@@ -1,44 +1,20 @@
-"""Shared test helpers: image-dependent weights and the one compare assertion everyone uses."""
+"""Shared test helpers: image-dependent weights (from :mod:`calib.proxy`) and the one compare assertion everyone uses."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import numpy as np
-import torch
-from torch import nn
+import pytest
 
-import calib
-
-
-@torch.no_grad()
-def randomize_bn(model: nn.Module, *, seed: int = 0) -> nn.Module:
-    """Non-trivial BN/GroupNorm statistics and affines: a fresh SHViT has zero-init BN weights that hide fusion bugs."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-        elif isinstance(m, nn.GroupNorm):
-            m.weight.copy_(torch.rand(m.num_channels, generator=g) + 0.5)
-            m.bias.copy_(torch.rand(m.num_channels, generator=g) * 0.4 - 0.2)
-    return model.eval()
-
-
-@torch.no_grad()
-def recompute_bn_stats(model: nn.Module, *, size: int, images: int = 16, seed: int = 0) -> nn.Module:
-    """BN statistics measured on natural-looking images, so logits depend on the image like a trained model's."""
-    randomize_bn(model, seed=seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the passes below
-    x = torch.from_numpy(calib.normalize(calib.synthetic_images(images, size, seed=seed)))
-    model.train()
-    for chunk in x.split(8):
-        model(chunk)
-    return model.eval()
+from calib.proxy import RESIDUAL_BRANCH_BNS, randomize_bn, recompute_bn_stats, trained_like
+from convert.cliutil import run_command
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, *, rel: float, what: str = "logits") -> None:
@@ -87,20 +63,49 @@ def run_in_runtime(artifact, pixels):
         return run_artifact(artifact, pixels, scratch=scratch)
 
 
-RESIDUAL_BRANCH_BNS = (".pw2.bn", ".proj.1.bn", ".conv.m.bn")
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] | None = None
+    html: str | None = None
+
+    def artifact(self, name: str) -> dict[str, Any]:
+        assert self.report is not None
+        return next(a for a in self.report["artifacts"] if a["name"] == name)
+
+    def row(self, name: str) -> str:
+        return next(line for line in self.stdout.splitlines() if line.startswith(name + " "))
 
 
-def trained_like(variant: str, *, seed: int) -> nn.Module:
-    """Random weights made trained-like: BN statistics measured on generated images (image-dependent
-    logits) and small residual-branch BN scales, U(0.05, 0.25) as in the project's golden S1 check.
-    Full-strength random residual branches compound rounding far more than any trained network does."""
-    import shvit
+def run_cli(command: Any, *args: object, json_path: Path | None = None, html_path: Path | None = None) -> Run:
+    """Run a click command in-process the way the console script does, capturing both streams."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_command(command, [str(a) for a in args])
+    report = json.loads(json_path.read_text()) if json_path is not None and json_path.exists() else None
+    page = html_path.read_text() if html_path is not None and html_path.exists() else None
+    return Run(code, out.getvalue(), err.getvalue(), report, page)
 
-    torch.manual_seed(seed)
-    model = recompute_bn_stats(shvit.create_model(variant), size=224, images=8, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if name.endswith(RESIDUAL_BRANCH_BNS):
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) * 0.2 + 0.05)
-    return model.eval()
+
+@contextlib.contextmanager
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module-scoped fixtures run before the autouse (function-scoped) cache isolation: isolate here too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHVIT_CACHE_DIR", str(tmp_path_factory.mktemp("check-cache")))
+        yield
+
+
+__all__ = [
+    "RESIDUAL_BRANCH_BNS",
+    "Run",
+    "assert_close",
+    "export_source",
+    "private_cache",
+    "randomize_bn",
+    "recompute_bn_stats",
+    "run_cli",
+    "run_in_runtime",
+    "trained_like",
+]

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import Run, private_cache, run_cli
 from PIL import Image
-from test_check import Run, private_cache, run_cli, tiny_exports
 
 from convert.bench.cli import bench_command
 from convert.bench.output import CSV_FIELDS, SCHEMA
@@ -22,9 +22,9 @@ ROUNDS = 2  # 3 runs in 2 rounds: shares of 2 and 1
 
 
 @pytest.fixture(scope="module")
-def bench(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path, dict[str, Path]]:
+def bench(tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path, dict[str, Path]]:
     """ONNX exported by the bench itself; the TFLite int8 export of test_check placed in --out, to be reused."""
-    made = tiny_exports(tiny, tmp_path_factory)
+    made = tiny_exports
     out = tmp_path_factory.mktemp("bench")
     exports = out / "exports" / "auto"
     exports.mkdir(parents=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_check import Run, private_cache, run_cli, tiny_exports
+from helpers import Run, private_cache, run_cli
 
 from convert import targets
 from convert.bench.cli import bench_command
@@ -35,9 +35,11 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def given(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path, list[Path], dict[str, tuple[int, int]]]:
+def given(
+    tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Run, Path, list[Path], dict[str, tuple[int, int]]]:
     """The tiny model's ONNX and TFLite int8 exports, benchmarked as they are; the exports folder as it was before."""
-    made = tiny_exports(tiny, tmp_path_factory)
+    made = tiny_exports
     root = tmp_path_factory.mktemp("given")
     artifacts = [_copy(made["onnx"], root / "exports"), _copy(made["tflite_int8"], root / "exports")]
     before = _listing(root / "exports")
@@ -220,10 +222,10 @@ import time
 from pathlib import Path
 
 from convert import targets
-from toy_target import NpzTarget
+from toy_target import ToyTarget
 
 
-class Misbehaving(NpzTarget):
+class Misbehaving(ToyTarget):
     """Times fine for three calls, then does what its artifact file says: abort, hang, or go on."""
 
     name = "misbehaving"

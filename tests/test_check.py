@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,12 +13,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import Run, private_cache, run_cli
 from onnx import numpy_helper
 
 import calib
-import convert
 import shvit
-from convert.cliutil import run_command
 from convert.errors import ConvertError
 from convert.onnx.export import export_onnx
 from convert.validate.accuracy import UNKNOWN, accuracy, from_label_map
@@ -31,71 +26,10 @@ from convert.validate.report import SCHEMA, STATUSES
 from shvit.config import SHViTConfig
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-    report: dict[str, Any] | None = None
-    html: str | None = None
-
-    def artifact(self, name: str) -> dict[str, Any]:
-        assert self.report is not None
-        return next(a for a in self.report["artifacts"] if a["name"] == name)
-
-    def row(self, name: str) -> str:
-        return next(line for line in self.stdout.splitlines() if line.startswith(name + " "))
-
-
-def run_cli(command: Any, *args: object, json_path: Path | None = None, html_path: Path | None = None) -> Run:
-    """Run a click command in-process the way the console script does, capturing both streams."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_command(command, [str(a) for a in args])
-    report = json.loads(json_path.read_text()) if json_path is not None and json_path.exists() else None
-    page = html_path.read_text() if html_path is not None and html_path.exists() else None
-    return Run(code, out.getvalue(), err.getvalue(), report, page)
-
-
-@contextlib.contextmanager
-def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Module-scoped fixtures run before the autouse (function-scoped) cache isolation: isolate here too."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SHVIT_CACHE_DIR", str(tmp_path_factory.mktemp("check-cache")))
-        yield
-
-
-_SHARED: dict[str, dict[str, Path]] = {}
-
-
-def tiny_exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """ONNX fp32 and calibrated TFLite int8 exports of the tiny model, made once per session (test_bench reuses them)."""
-    key = str(tiny.checkpoint)
-    if key not in _SHARED:
-        out = tmp_path_factory.mktemp("tiny-exports")
-        calib_dir = out / "calib-images"
-        pixels, labels, names = calib.make_class_dataset(4, tiny.input_size, seed=7, num_classes=len(tiny.class_names))
-        calib.write_dataset(calib_dir, pixels, labels, names)
-        made = {"calib": calib_dir}
-        with private_cache(tmp_path_factory):
-            for name, target, precision in (("onnx", "onnx", "fp32"), ("tflite_int8", "tflite", "int8")):
-                made[name] = convert.export(
-                    tiny.checkpoint,
-                    target=target,
-                    out_dir=out,
-                    precision=precision,
-                    input_size=tiny.input_size,
-                    labels=tiny.labels_file,
-                    calib=calib_dir if precision == "int8" else None,
-                ).path
-        _SHARED[key] = made
-    return _SHARED[key]
-
-
 @pytest.fixture(scope="module")
-def exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def exports(tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The good exports, and three that must not pass: truncated, tampered weights, another input size."""
-    paths = dict(tiny_exports(tiny, tmp_path_factory))
+    paths = dict(tiny_exports)
     broken = tmp_path_factory.mktemp("broken")
     data = paths["onnx"].read_bytes()
     paths["truncated"] = broken / "truncated.onnx"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_check import run_cli
+from helpers import run_cli
 
 from convert.cli import convert_command
 from convert.coreai.inspect import facts

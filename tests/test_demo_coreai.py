@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_mobile_demo import SWIFT, _decode_literal, _leftovers, _nodes, _one_line, _run_cli, _syntax_problems, swift_constants
+from demo_helpers import SWIFT, decode_literal, leftovers, nodes, one_line, run_demo_cli, swift_constants, syntax_problems
 
 from convert.cliutil import run_command
 from convert.io.sidecar import sha256_path
@@ -70,7 +70,7 @@ def _swift(app: Path) -> dict[str, str]:
 
 
 def _string_literals(path: Path) -> list[str | int | float | bool]:
-    return [_decode_literal(n.text.decode()) for n in _nodes(SWIFT.parse(path.read_bytes()).root_node, "line_string_literal")]
+    return [decode_literal(n.text.decode()) for n in nodes(SWIFT.parse(path.read_bytes()).root_node, "line_string_literal")]
 
 
 def test_every_swift_file_parses(app: Path) -> None:
@@ -86,7 +86,7 @@ def test_every_swift_file_parses(app: Path) -> None:
         f"{APP}Tests.swift",
         f"{APP}App.swift",
     } <= names
-    problems = [p for path in sources for p in _syntax_problems(SWIFT, path)]
+    problems = [p for path in sources for p in syntax_problems(SWIFT, path)]
     assert not problems, problems
 
 
@@ -202,10 +202,10 @@ def test_bad_assets_are_refused_with_one_line(asset: Path, tmp_path: Path, capsy
         (tmp_path / "missing.mlpackage", "does not exist: pass the .mlpackage"),
     ]
     for model, message in cases:
-        code, out, err = _run_cli(["ios", "--model", str(model), "--out", str(tmp_path / "app")], capsys)
+        code, out, err = run_demo_cli(["ios", "--model", str(model), "--out", str(tmp_path / "app")], capsys)
         assert code == 1 and out == "" and message in err, (model, err)
-        assert _one_line(err) and err.startswith("shvit-demo: error: ") and "Traceback" not in err, err
-    assert not (tmp_path / "app").exists() and not _leftovers(tmp_path)
+        assert one_line(err) and err.startswith("shvit-demo: error: ") and "Traceback" not in err, err
+    assert not (tmp_path / "app").exists() and not leftovers(tmp_path)
 
 
 def test_assets_without_labels_or_with_the_wrong_count_are_not_classifiers(asset: Path, tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_force_replaces_only_a_demo(asset: Path, app: Path, tmp_path: Path, caps
     demo = tmp_path / "demo"
     shutil.copytree(app, demo)
     (demo / "stale.swift").write_text("// from an older run\n")
-    code, _, err = _run_cli(["ios", "--model", str(asset), "--out", str(demo)], capsys)
-    assert code == 1 and "--force" in err and _one_line(err)
-    code, out, _ = _run_cli(["ios", "--model", str(asset), "--out", str(demo), "--force"], capsys)
+    code, _, err = run_demo_cli(["ios", "--model", str(asset), "--out", str(demo)], capsys)
+    assert code == 1 and "--force" in err and one_line(err)
+    code, out, _ = run_demo_cli(["ios", "--model", str(asset), "--out", str(demo), "--force"], capsys)
     assert code == 0 and out.strip() == str(demo) and not (demo / "stale.swift").exists() and (demo / MARKER).is_file()

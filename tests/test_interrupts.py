@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_check import tiny_exports
 
 from convert.cliutil import EXIT_INTERRUPTED, INTERRUPTED
 from convert.io.scratch import SCRATCH_PREFIX
@@ -274,8 +273,10 @@ def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_fil
 # ------------------------------------------------------------------ shvit-check, shvit-bench, shvit-demo
 
 
-def test_ctrl_c_in_shvit_check_writes_no_report(tiny: Any, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    made = tiny_exports(tiny, tmp_path_factory)
+def test_ctrl_c_in_shvit_check_writes_no_report(
+    tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    made = tiny_exports
     reports = tmp_path / "reports"
     code, output = _interrupt(
         "shvit-check",

@@ -14,24 +14,29 @@ import plistlib
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tree_sitter_kotlin
-import tree_sitter_swift
 import yaml
-from tree_sitter import Language, Node, Parser
+from demo_helpers import (
+    ANDROID_SOURCES,
+    KOTLIN,
+    SWIFT,
+    decode_literal,
+    kotlin_constants,
+    leftovers,
+    nodes,
+    one_line,
+    run_demo_cli,
+    swift_constants,
+    syntax_problems,
+)
 
 from convert.io.sidecar import sha256_path
 from mobile_demo import DemoError, NotAnImageClassifier, generate_demo
-from mobile_demo.cli import main as demo_main
 from mobile_demo.output import MARKER, STAGING_PREFIX
 
-SWIFT = Parser(Language(tree_sitter_swift.language()))
-KOTLIN = Parser(Language(tree_sitter_kotlin.language()))
-ANDROID_SOURCES = "app/src/main/java/com/example/shvitdemo"
 CHECK_IMAGES = 2
 """Parity images for the S1 exports: the exporters' own tests check parity; here only the interface matters."""
 
@@ -77,166 +82,13 @@ def android_project(s1_tflite: Path, tmp_path_factory: pytest.TempPathFactory) -
     return generate_demo(s1_tflite, tmp_path_factory.mktemp("android") / "app")
 
 
-@pytest.fixture(scope="module")
-def tiny_tflites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """uint8-in/uint8-out classifier ending in a softmax, with labels packed in the file; a float
-    classifier with no labels anywhere; and a segmentation-like model (one score map, no classes)."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    root = tmp_path_factory.mktemp("tiny-tflite")
-    inp = tf.keras.Input((48, 48, 3), batch_size=1)
-    feat = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(8, 3, strides=4)(inp))
-    logits = tf.keras.layers.Dense(6)(feat)
-
-    def convert(model: tf.keras.Model, *, quantize: bool) -> bytes:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if quantize:
-            rng = np.random.default_rng(0)
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([rng.uniform(0, 255, (1, 48, 48, 3)).astype(np.float32)] for _ in range(8))
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
-        return converter.convert()
-
-    paths = {
-        "quantized": root / "quant" / "tiny_u8.tflite",
-        "unlabelled": root / "plain" / "tiny_f32.tflite",
-        "segmenter": root / "seg" / "tiny_seg.tflite",
-    }
-    for path in paths.values():
-        path.parent.mkdir()
-    paths["quantized"].write_bytes(convert(tf.keras.Model(inp, tf.keras.layers.Softmax()(logits)), quantize=True))
-    with zipfile.ZipFile(paths["quantized"], "a") as archive:  # what TFLite Metadata's populator does
-        archive.writestr("tiny_labels.txt", "\n".join(f"shape {i}" for i in range(6)) + "\n")
-    paths["unlabelled"].write_bytes(convert(tf.keras.Model(inp, logits), quantize=False))
-    paths["segmenter"].write_bytes(convert(tf.keras.Model(inp, tf.keras.layers.Conv2D(2, 1)(inp)), quantize=False))
-    return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_mlpackages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tensor-input classifier and an image-input model without classifier outputs: both refused."""
-    import torch
-
-    from convert.coreml.ctimport import import_coremltools
-
-    ct = import_coremltools()
-    root = tmp_path_factory.mktemp("tiny-coreml")
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
-    ).eval()
-    example = torch.zeros(1, 3, 32, 32)
-    traced = torch.jit.trace(net, example)
-    common = {"convert_to": "mlprogram", "minimum_deployment_target": ct.target.iOS16}
-    tensor_in = ct.convert(
-        traced, inputs=[ct.TensorType(name="x", shape=example.shape)], classifier_config=ct.ClassifierConfig(["a", "b", "c"]), **common
-    )
-    image_in = ct.convert(traced, inputs=[ct.ImageType(name="image", shape=example.shape)], **common)
-    paths = {"tensor_input": root / "tensor_input.mlpackage", "no_classifier": root / "no_classifier.mlpackage"}
-    tensor_in.save(str(paths["tensor_input"]))
-    image_in.save(str(paths["no_classifier"]))
-    return paths
-
-
-# --- helpers ---------------------------------------------------------------------------------------
-
-
-def _syntax_problems(parser: Parser, path: Path) -> list[str]:
-    """Every ERROR or MISSING node, as 'file:line:col type'."""
-    tree = parser.parse(path.read_bytes())
-    found: list[str] = []
-
-    def walk(node: Node) -> None:
-        if node.is_error or node.is_missing:
-            found.append(
-                f"{path.name}:{node.start_point[0] + 1}:{node.start_point[1] + 1} {'MISSING' if node.is_missing else 'ERROR'} {node.type}"
-            )
-        for child in node.children:
-            walk(child)
-
-    walk(tree.root_node)
-    if tree.root_node.has_error and not found:
-        found.append(f"{path.name}: has_error")
-    return found
-
-
-def _nodes(node: Node, kind: str) -> Iterator[Node]:
-    if node.type == kind:
-        yield node
-    for child in node.children:
-        yield from _nodes(child, kind)
-
-
-def _decode_literal(text: str) -> str | int | float | bool:
-    """A Swift/Kotlin literal as written by a person: strings with \\", \\\\, \\$, \\n, \\u{..}/\\uXXXX escapes, numbers, booleans."""
-    if text.startswith('"'):
-        body = text[1:-1]
-        body = re.sub(r"\\u\{([0-9a-fA-F]+)\}|\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1) or m.group(2), 16)), body)
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
-    if text in ("true", "false"):
-        return text == "true"
-    number = text.rstrip("fF")
-    return float(number) if any(c in number for c in ".eE") else int(number)
-
-
-def swift_constants(path: Path) -> dict[str, str | int | float | bool]:
-    """``static let NAME = literal`` declarations of a Swift file, through tree-sitter."""
-    source = path.read_bytes()
-    constants: dict[str, str | int | float | bool] = {}
-    for decl in _nodes(SWIFT.parse(source).root_node, "property_declaration"):
-        name, value = decl.child_by_field_name("name"), decl.child_by_field_name("value")
-        if (
-            name is not None
-            and value is not None
-            and value.type in ("line_string_literal", "integer_literal", "real_literal", "boolean_literal")
-        ):
-            constants[name.text.decode()] = _decode_literal(value.text.decode())
-    return constants
-
-
-def kotlin_constants(path: Path) -> dict[str, str | int | float | bool]:
-    """``val NAME = literal`` (and ``Enum.ENTRY``) declarations of a Kotlin file, through tree-sitter."""
-    tree = KOTLIN.parse(path.read_bytes())
-    constants: dict[str, str | int | float | bool] = {}
-    for decl in _nodes(tree.root_node, "property_declaration"):
-        names = [c for c in decl.children if c.type == "variable_declaration"]
-        values = [c for c in decl.children if c.type not in ("modifiers", "variable_declaration", "val", "var", "=")]
-        if names and values:
-            value = values[-1]
-            text = value.text.decode()
-            if value.type == "navigation_expression":
-                constants[names[0].text.decode()] = text.rsplit(".", 1)[1]
-            elif value.type in ("string_literal", "number_literal", "float_literal", "unary_expression") or text in ("true", "false"):
-                constants[names[0].text.decode()] = _decode_literal(text)
-    return constants
-
-
-def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        demo_main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code), captured.out, captured.err
-
-
-def _one_line(err: str) -> bool:
-    return len(err.strip().splitlines()) == 1
-
-
-def _leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX)) if parent.exists() else []
-
-
 # --- iOS from the real S1 Core ML export -------------------------------------------------------------
 
 
 def test_ios_swift_sources_parse_without_errors(ios_project: Path) -> None:
     sources = sorted(ios_project.rglob("*.swift"))
     assert len(sources) >= 12
-    problems = [p for path in sources for p in _syntax_problems(SWIFT, path)]
+    problems = [p for path in sources for p in syntax_problems(SWIFT, path)]
     assert not problems, problems
 
 
@@ -266,7 +118,7 @@ def test_ios_code_reads_feature_names_only_through_model_info(ios_project: Path,
     for path in sorted(ios_project.rglob("*.swift")):
         if path.name == "ModelInfo.swift":
             continue
-        literals = {_decode_literal(n.text.decode()) for n in _nodes(SWIFT.parse(path.read_bytes()).root_node, "line_string_literal")}
+        literals = {decode_literal(n.text.decode()) for n in nodes(SWIFT.parse(path.read_bytes()).root_node, "line_string_literal")}
         assert not names & literals, f"{path.name} hard-codes {names & literals}"
     text = "\n".join(p.read_text() for p in (ios_project / "SHViTDemo").glob("*.swift"))
     for use in ("ModelInfo.inputName", "ModelInfo.probabilitiesOutputName", "ModelInfo.compiledModelURL"):
@@ -347,7 +199,7 @@ def _interpreter_details(model: Path) -> tuple[dict, dict]:
 def test_android_kotlin_sources_and_gradle_scripts_parse_without_errors(android_project: Path) -> None:
     sources = sorted(android_project.rglob("*.kt")) + sorted(android_project.rglob("*.kts"))
     assert len(sources) >= 11
-    problems = [p for path in sources for p in _syntax_problems(KOTLIN, path)]
+    problems = [p for path in sources for p in syntax_problems(KOTLIN, path)]
     assert not problems, problems
 
 
@@ -441,7 +293,7 @@ def test_android_quantised_model_with_packed_labels(tiny_tflites: dict[str, Path
     scale, zero = out["quantization"]
     probabilities = (interpreter.get_tensor(out["index"]).astype(np.float32) - zero) * scale
     assert spec["OUTPUT_IS_PROBABILITIES"] is True and probabilities.sum() == pytest.approx(1.0, abs=0.03)
-    assert not [p for path in project.rglob("*.kt") for p in _syntax_problems(KOTLIN, path)]
+    assert not [p for path in project.rglob("*.kt") for p in syntax_problems(KOTLIN, path)]
 
 
 def test_android_float_model_reads_labels_beside_it_and_applies_softmax(tiny_tflites: dict[str, Path], tmp_path: Path) -> None:
@@ -453,7 +305,7 @@ def test_android_float_model_reads_labels_beside_it_and_applies_softmax(tiny_tfl
     assert spec["SOURCE_MODEL"] == model.name  # escaped in Kotlin, decoded back here
     assert spec["OUTPUT_IS_PROBABILITIES"] is False and spec["LABEL_SOURCE"] == "ASSET"
     assert (project / "app/src/main/assets/labels.txt").read_text().splitlines() == [f"class {i}" for i in range(6)]
-    assert not [p for path in project.rglob("*.kt") for p in _syntax_problems(KOTLIN, path)]
+    assert not [p for path in project.rglob("*.kt") for p in syntax_problems(KOTLIN, path)]
 
 
 # --- refusals: one line, non-zero exit, nothing written ------------------------------------------------
@@ -478,10 +330,10 @@ def test_cli_refuses_models_the_demo_cannot_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = (tiny_tflites | tiny_mlpackages)[key]
-    code, out, err = _run_cli([platform, "--model", str(model), "--out", str(tmp_path / "app")], capsys)
+    code, out, err = run_demo_cli([platform, "--model", str(model), "--out", str(tmp_path / "app")], capsys)
     assert code == 1 and out == ""
-    assert _one_line(err) and err.startswith("shvit-demo: error: ") and message in err and "Traceback" not in err
-    assert not (tmp_path / "app").exists() and not _leftovers(tmp_path)
+    assert one_line(err) and err.startswith("shvit-demo: error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "app").exists() and not leftovers(tmp_path)
 
 
 def test_reader_raises_the_typed_error_for_a_non_classifier(tiny_mlpackages: dict[str, Path]) -> None:
@@ -502,16 +354,16 @@ def test_cli_refuses_bad_model_paths(tiny_tflites: dict[str, Path], tmp_path: Pa
     garbage.write_bytes(b"not a flatbuffer at all")
     cases.append((["android", "--model", str(garbage)], "not a TFLite flatbuffer"))
     for args, message in cases:
-        code, _, err = _run_cli([*args, "--out", str(tmp_path / "app")], capsys)
-        assert code == 1 and message in err and _one_line(err), (args, err)
+        code, _, err = run_demo_cli([*args, "--out", str(tmp_path / "app")], capsys)
+        assert code == 1 and message in err and one_line(err), (args, err)
     assert not (tmp_path / "app").exists()
     with pytest.raises(DemoError, match=r"\.onnx models have no demo app"):
         generate_demo(tmp_path / "model.onnx", tmp_path / "app")
 
 
 def test_cli_usage_error_for_missing_options(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run_cli(["ios", "--out", "x"], capsys)
-    assert code == 2 and "--model" in err and _one_line(err)
+    code, _, err = run_demo_cli(["ios", "--out", "x"], capsys)
+    assert code == 2 and "--model" in err and one_line(err)
 
 
 def test_existing_output_is_refused_without_force_and_only_demos_are_replaced(
@@ -524,20 +376,20 @@ def test_existing_output_is_refused_without_force_and_only_demos_are_replaced(
     unrelated.mkdir()
     (unrelated / "notes.txt").write_text("keep me")
     for extra in ([], ["--force"]):
-        code, _, err = _run_cli(["android", "--model", str(model), "--out", str(unrelated), *extra], capsys)
-        assert code == 1 and _one_line(err)
+        code, _, err = run_demo_cli(["android", "--model", str(model), "--out", str(unrelated), *extra], capsys)
+        assert code == 1 and one_line(err)
         assert ("--force" in err) if not extra else ("not a demo written by shvit-demo" in err)
         assert (unrelated / "notes.txt").read_text() == "keep me" and sorted(p.name for p in unrelated.iterdir()) == ["notes.txt"]
 
     demo = tmp_path / "demo"
-    code, out, _ = _run_cli(["android", "--model", str(model), "--out", str(demo)], capsys)
+    code, out, _ = run_demo_cli(["android", "--model", str(model), "--out", str(demo)], capsys)
     assert code == 0 and out.strip() == str(demo) and (demo / MARKER).is_file()
     (demo / "stale.txt").write_text("from an older run")
-    code, _, err = _run_cli(["android", "--model", str(model), "--out", str(demo)], capsys)
+    code, _, err = run_demo_cli(["android", "--model", str(model), "--out", str(demo)], capsys)
     assert code == 1 and "already exists" in err
-    code, _, _ = _run_cli(["android", "--model", str(model), "--out", str(demo), "--force"], capsys)
+    code, _, _ = run_demo_cli(["android", "--model", str(model), "--out", str(demo), "--force"], capsys)
     assert code == 0 and not (demo / "stale.txt").exists() and (demo / MARKER).is_file()
-    assert not _leftovers(tmp_path)
+    assert not leftovers(tmp_path)
 
 
 def test_output_that_contains_the_model_is_refused(tiny_tflites: dict[str, Path], tmp_path: Path) -> None:
@@ -564,8 +416,8 @@ def test_a_failure_while_writing_leaves_nothing(
 
     monkeypatch.setattr(android.shutil, "copyfile", broken_copy)
     out = tmp_path / "new" / "nested" / "app"
-    code, _, err = _run_cli(["android", "--model", str(tiny_tflites["quantized"]), "--out", str(out)], capsys)
-    assert code == (130 if isinstance(failure, KeyboardInterrupt) else 1) and _one_line(err)
+    code, _, err = run_demo_cli(["android", "--model", str(tiny_tflites["quantized"]), "--out", str(out)], capsys)
+    assert code == (130 if isinstance(failure, KeyboardInterrupt) else 1) and one_line(err)
     expected = "interrupted; no partial output was left behind" if isinstance(failure, KeyboardInterrupt) else "nothing was written"
     assert expected in err and "internal error" not in err
     assert not (tmp_path / "new").exists()  # the staging folder and the parents it created are gone
@@ -579,16 +431,16 @@ def test_a_killed_run_is_cleaned_up_by_the_next(tiny_tflites: dict[str, Path], t
     previous.mkdir()
     (previous / MARKER).write_text("{}")
     generate_demo(tiny_tflites["quantized"], tmp_path / "other")
-    assert not _leftovers(tmp_path) and (tmp_path / "demo" / MARKER).is_file()
+    assert not leftovers(tmp_path) and (tmp_path / "demo" / MARKER).is_file()
 
 
 # --- small pieces -------------------------------------------------------------------------------------
 
 
 def test_cli_help_lists_both_platforms(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run_cli(["--help"], capsys)
+    code, out, _ = run_demo_cli(["--help"], capsys)
     assert code == 0 and "ios" in out and "android" in out
-    code, out, _ = _run_cli(["ios", "--help"], capsys)
+    code, out, _ = run_demo_cli(["ios", "--help"], capsys)
     assert code == 0 and all(flag in out for flag in ("--model", "--out", "--force", "--debug"))
 
 

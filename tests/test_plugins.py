@@ -1,7 +1,7 @@
 """A target registered from outside the toolkit works everywhere: export, check, bench and the Python API.
 
-The toy target (``tests/toy_target.py``) stores the fused weights in an ``.npz`` and runs them with
-NumPy; nothing in the toolkit names it. Its parity runs in the same subprocess runner as the
+The toy target (``tests/toy_target.py``, under 80 lines) writes the ONNX graph under its own suffix and
+runs it with ONNX Runtime; nothing in the toolkit names it. Its parity runs in the same subprocess runner as the
 built-in targets, which imports the plugin module by name.
 """
 
@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from helpers import recompute_bn_stats
-from test_check import run_cli
+from helpers import recompute_bn_stats, run_cli
 
-import calib
 import convert
 import shvit
 from convert import targets
@@ -52,39 +49,39 @@ def checkpoint(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def exported(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> convert.ExportResult:
-    return convert.export(model, target="npz", labels=LABELS, out_dir=tmp_path_factory.mktemp("toy-out"), layout="nchw")
+    return convert.export(model, target="toy", labels=LABELS, out_dir=tmp_path_factory.mktemp("toy-out"), layout="nchw")
 
 
 def test_the_registry_lists_the_plugin() -> None:
-    assert "npz" in targets.names() and targets.suffixes()[".npz"] == "npz"
-    assert targets.for_path("x.npz").name == "npz" and "layout" in targets.option_table()
+    assert "toy" in targets.names() and targets.suffixes()[".toy"] == "toy"
+    assert targets.for_path("x.toy").name == "toy" and "layout" in targets.option_table()
 
 
 def test_python_api_exports_and_checks_a_plugin_target(exported: convert.ExportResult) -> None:
     assert exported.passed, exported.parity.summary()
-    assert exported.path.name == "shvit_custom_10cls_fp32.npz" and exported.path.is_file()
-    assert exported.runtime.startswith("NumPy") and exported.parity.max_rel < 1e-4
+    assert exported.path.name == "shvit_custom_10cls_fp32.toy" and exported.path.is_file()
+    assert exported.runtime.startswith("toy runtime") and exported.parity.max_rel < 1e-4
     sidecar = json.loads(exported.path.with_name(exported.path.name + ".json").read_text())
-    assert sidecar["config"]["target"] == "npz" and sidecar["config"]["layout"] == "nchw" and sidecar["export"]["ops"] > 0
+    assert sidecar["config"]["target"] == "toy" and sidecar["config"]["layout"] == "nchw" and sidecar["export"]["layout"] == "nchw"
 
 
 def test_check_api_accepts_a_plugin_artifact(exported: convert.ExportResult, model: torch.nn.Module) -> None:
     report = convert.check([exported.path], reference=model, labels=LABELS, count=4)
     (row,) = report.artifacts
-    assert report.passed and row.target == "npz" and row.runtime.startswith("NumPy")
+    assert report.passed and row.target == "toy" and row.runtime.startswith("toy runtime")
 
 
 def test_shvit_convert_and_shvit_check_take_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
     from convert.cli import convert_command
     from convert.validate.check import check_command
 
-    made = run_cli(convert_command, "--variant", "auto", "--weights", checkpoint, "--target", "npz", "--out", tmp_path)
+    made = run_cli(convert_command, "--variant", "auto", "--weights", checkpoint, "--target", "toy", "--out", tmp_path)
     assert made.code == 0, made.stderr
-    artifact = tmp_path / "shvit_custom_10cls_fp32.npz"
+    artifact = tmp_path / "shvit_custom_10cls_fp32.toy"
     assert made.stdout.strip() == str(artifact) and "✓ max |Δ| / logit scale" in made.stderr
     checked = run_cli(check_command, artifact, "--variant", "auto", "--weights", checkpoint, "--count", 4)
     assert checked.code == 0, checked.stderr
-    assert "shvit_custom_10cls_fp32.npz" in checked.stdout and "PASS" in checked.stdout
+    assert "shvit_custom_10cls_fp32.toy" in checked.stdout and "PASS" in checked.stdout
 
 
 def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
@@ -97,7 +94,7 @@ def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
         "--weights",
         checkpoint,
         "--target",
-        "npz",
+        "toy",
         "--no-baselines",
         "--runs",
         2,
@@ -110,20 +107,16 @@ def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
     )
     assert run.code == 0, run.stderr
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-    (npz,) = [r for r in rows if r["target"] == "npz"]
-    assert npz["parity"] == "pass" and npz["latency_median_ms"] > 0 and npz["runtime"].startswith("NumPy")
+    (toy,) = [r for r in rows if r["target"] == "toy"]
+    assert toy["parity"] == "pass" and toy["latency_median_ms"] > 0 and toy["runtime"].startswith("toy runtime")
 
 
 def test_options_of_other_targets_are_refused_with_the_argument_named(model: torch.nn.Module, tmp_path: Path) -> None:
-    with pytest.raises(ArgumentError, match=r"min_ios does not apply to target=npz") as caught:
-        convert.export(model, target="npz", labels=LABELS, out_dir=tmp_path, min_ios="17")
+    with pytest.raises(ArgumentError, match=r"min_ios does not apply to target=toy") as caught:
+        convert.export(model, target="toy", labels=LABELS, out_dir=tmp_path, min_ios="17")
     assert caught.value.argument == "min_ios" and not list(tmp_path.iterdir())
 
 
-def test_numpy_program_matches_pytorch(model: torch.nn.Module, toy_target) -> None:
-    """The toy runtime is a faithful forward pass, so its parity row means something."""
-    arrays, program = toy_target.trace_program(shvit.PixelInput(shvit.reparameterize(model)).eval())
-    pixels = calib.synthetic_images(3, SIZE, seed=1)
-    expected = model(torch.from_numpy(calib.normalize(pixels))).detach().numpy()
-    got = toy_target.NumpyProgram(arrays, program)(pixels.astype(np.float32).transpose(0, 3, 1, 2))
-    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+def test_the_toy_target_is_short() -> None:
+    """A target is one short module: what it does not offer comes from TargetBase."""
+    assert len(Path(__file__).with_name("toy_target.py").read_text().splitlines()) < 80

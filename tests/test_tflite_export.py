@@ -27,6 +27,7 @@ import convert
 import shvit
 from convert.api.pipeline import ExportResult
 from convert.errors import RuntimeCrash
+from convert.int8.engine import PLAIN_FULL_INT8
 from convert.parity import compare
 from convert.tflite import graphinfo, metadata, onnx2tf_runner
 from convert.tflite.export import export_tflite
@@ -87,6 +88,7 @@ def s1(tmp_path_factory: pytest.TempPathFactory) -> S1Models:
         labels=[f"class_{i}" for i in range(1000)],
         name="SHViT-S1",
         calib_pixels=calib.synthetic_images(CALIB_IMAGES, 224, seed=1),
+        int8=PLAIN_FULL_INT8,  # the full-integer graph: every op int8, float islands only where XNNPACK needs them
         progress=False,
         log=lambda _: None,
     )

@@ -58,7 +58,7 @@ def baselines_for(names: Iterable[str]) -> list[Baseline]:
     wanted = set(names)
     found = []
     for target in targets.available():
-        plain = targets.baseline_of(target)
+        plain = target.baseline
         if target.name in wanted and plain is not None:
             found.append(Baseline(target, plain))
     return found
@@ -70,7 +70,7 @@ def export_baseline(baseline: Baseline, source: ModelSource, path: Path, *, scra
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{STAGING_PREFIX}{os.getpid()}-partial-{path.name}")
     try:
-        baseline.target.export_plain(source, partial, scratch=scratch, log=log)  # type: ignore[attr-defined]
+        baseline.target.export_plain(source, partial, scratch=scratch, log=log)
         if not partial.exists():
             raise ConvertError(f"the plain {baseline.target.name} conversion wrote no file")
         if path.exists():

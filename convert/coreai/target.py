@@ -7,6 +7,7 @@ included). Its timings are a CPU reference path, not a device figure, and the be
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from convert.coreai.compress import W8A8_REFUSED
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetBase, TargetOption
 from shvit.provenance import weights_digest
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ COREAI_INT4_WEIGHTS = Tolerance(cosine=0.97)
 S3 0.9864, tiny trained 0.9979 (its worst image 0.973); data-free 4-bit costs more than int8."""
 
 
-class CoreAITarget:
+class CoreAITarget(TargetBase):
     name = "coreai"
     suffix = ".aimodel"
     bundle = True
@@ -53,7 +54,7 @@ class CoreAITarget:
         not_comparable="a plain tensor-input program without the pixel front end: not checked against PyTorch here",
     )
 
-    def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
     def extra_files(self, stem: str) -> list[str]:
@@ -115,7 +116,7 @@ class CoreAITarget:
             }
         return record
 
-    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         from convert.coreai.runtime import run
 
         return run(path, pixels)

@@ -26,9 +26,9 @@ from convert.coreml.graph import CoreMLClassifierGraph
 from convert.coreml.metadata import PackageInfo, apply_metadata
 from convert.coreml.rules import resolve_min_ios
 from convert.errors import ArgumentError
+from convert.int8.engine import Int8Options
 
 if TYPE_CHECKING:
-    from convert.coreml.int8_mixed import CoreMLInt8Options
     from shvit.model import SHViT
 
 INPUT_NAME = "image"
@@ -75,30 +75,27 @@ def classifier(
     min_ios: str = "16",
     calib_pixels: np.ndarray | None = None,
     info: PackageInfo | None = None,
-    int8: CoreMLInt8Options | None = None,
+    int8: Int8Options | None = None,
     progress: bool = False,
     log: Log | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
-    """The classifier MLModel and, for an accuracy-aware W8A8 (``int8`` given), its int8 report.
+    """The classifier MLModel and, for ``int8`` (W8A8), its int8 report.
 
-    ``precision`` ``int8`` (W8A8) needs ``calib_pixels`` (uint8 RGB, N×H×W×3, the evaluation
-    preprocessing) and ``min_ios`` 17 or later. ``int8`` (a :class:`convert.coreml.int8_mixed.CoreMLInt8Options`)
-    makes it accuracy-aware (mode auto/full, ops kept fp16, calibration method); ``None`` keeps today's W8A8.
+    ``precision`` ``int8`` needs ``calib_pixels`` (uint8 RGB, N×H×W×3, the evaluation preprocessing)
+    and ``min_ios`` 17 or later; ``int8`` (:class:`convert.int8.engine.Int8Options`, default auto) says
+    how it is made: mode auto/full, ops kept fp16, calibration method.
     """
     say = log or (lambda _message: None)
     _check_options(precision, min_ios, calib_pixels, labels, deploy)
     say(f"→ converting to a Core ML ML Program (iOS {min_ios}+, {'fp32' if precision == 'fp32' else 'fp16'} compute)")
     mlmodel = convert_classifier(deploy, input_size=input_size, labels=labels, fp32=precision == "fp32", min_ios=min_ios)
     int8_report = None
-    if precision == "int8" and int8 is not None:
-        mlmodel, int8_report = _accuracy_aware_w8a8(mlmodel, np.asarray(calib_pixels), int8, say=say)
-    elif precision == "int8":
-        mlmodel = _quantize_activations(mlmodel, np.asarray(calib_pixels), progress=progress, say=say)
-    if precision == "int8-weights" or (precision == "int8" and int8 is None):
+    if precision == "int8":
+        mlmodel, int8_report = _accuracy_aware_w8a8(mlmodel, np.asarray(calib_pixels), int8 or Int8Options(), say=say)
+    if precision == "int8-weights":
         from convert.coreml.quantize import quantize_weights
 
-        if precision == "int8-weights":
-            say("→ quantising weights to int8 (linear symmetric, per output channel)")
+        say("→ quantising weights to int8 (linear symmetric, per output channel)")
         with quiet():
             mlmodel = quantize_weights(mlmodel)
     if info is not None:
@@ -126,7 +123,7 @@ def export_coreml(deploy: nn.Module, path: Path, **options: Any) -> CoreMLExport
     )
 
 
-def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: CoreMLInt8Options, *, say: Log) -> tuple[Any, dict[str, Any]]:
+def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: Int8Options, *, say: Log) -> tuple[Any, dict[str, Any]]:
     """W8A8 with the fewest ops kept fp16 (:mod:`convert.coreml.int8_mixed`); weights int8 already."""
     from convert.coreml.int8_mixed import convert_w8a8
 
@@ -142,21 +139,6 @@ def _accuracy_aware_w8a8(mlmodel: Any, pixels: np.ndarray, options: CoreMLInt8Op
             f"  {len(report.keep_float)} ops kept fp16; min cosine {report.final.min_cosine:.4f}, top-1 {report.final.top1:.0%} on calibration images"
         )
         return model, report.as_dict()
-
-
-def _quantize_activations(mlmodel: Any, pixels: np.ndarray, *, progress: bool, say: Log) -> Any:
-    """W8A8 activations: ranges measured by the reference executor on the saved float package."""
-    from convert.coreml.quantize import activation_stats, quantize_activations
-
-    ct = import_coremltools()
-    with tempfile.TemporaryDirectory(prefix="shvit-coreml-") as scratch:
-        float_path = Path(scratch) / "float.mlpackage"
-        mlmodel.save(str(float_path))
-        say(f"→ measuring activation ranges on {len(pixels)} calibration images (reference MIL executor)")
-        stats = activation_stats(float_path, pixels, progress=progress)
-        say("→ inserting int8 quantize/dequantize pairs (coremltools passes) and quantising weights to int8")
-        with quiet():
-            return quantize_activations(ct.models.MLModel(str(float_path), skip_model_load=True), stats)
 
 
 def convert_classifier(deploy: nn.Module, *, input_size: int, labels: list[str], fp32: bool = False, min_ios: str = "16") -> Any:

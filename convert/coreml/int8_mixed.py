@@ -1,4 +1,4 @@
-"""Accuracy-aware Core ML W8A8: per-op errors from the reference executor, ops kept fp16 by op selection.
+"""The Core ML half of accuracy-aware W8A8 (:mod:`convert.int8.engine` decides): the executor, coremltools' passes.
 
 The float package about to be quantised runs once in :class:`MILExecutor` over the calibration
 images; every op output is sampled (:class:`convert.int8.ranges.RangeObserver`), which gives the
@@ -12,7 +12,6 @@ fp16 ops too, so the package stays about half the fp16 size whatever the choice.
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 from collections.abc import Sequence
@@ -26,24 +25,16 @@ import torch
 from convert.coreml.ctimport import import_coremltools, quiet
 from convert.coreml.mil_executor import MILExecutor
 from convert.coreml.quantize import ActivationStats, quantize_activations, quantize_weights, share_concat_ranges
-from convert.errors import ArgumentError
-from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver, fake_quant, fake_quant_mse
+from convert.int8.engine import Int8Options, QuantOp, quantise_int8
+from convert.int8.ranges import RangeObserver, fake_quant, fake_quant_mse
 from convert.int8.report import (
     ALONE_IMAGES,
-    COREML_INT8_TARGET,
     Int8Report,
     LayerError,
-    OpSensitivity,
     Quality,
-    QualityTarget,
     SqnrSum,
-    aim,
-    most_sensitive,
     quality,
 )
-from convert.int8.select import Candidate, select_float_ops
-
-log = logging.getLogger(__name__)
 
 QUANTISED_TYPES: tuple[str, ...] = ("conv", "add", "avg_pool", "max_pool")
 """Ops coremltools' activation passes wrap in quantize/dequantize (``linear`` is excluded: the head)."""
@@ -51,20 +42,6 @@ REGION_OPS = 8
 """Consecutive quantised ops tried in fp16 together (about one residual sub-block)."""
 SELECTION_IMAGES = 16
 """Calibration images each selection step runs through the executor (the executor is the cost)."""
-
-
-@dataclass(frozen=True)
-class CoreMLInt8Options:
-    """``mode`` full|auto, MIL op names forced fp16, the target, the calibration method."""
-
-    mode: str = "auto"
-    keep_float: tuple[str, ...] = ()
-    target: QualityTarget = COREML_INT8_TARGET
-    calibration: str = DEFAULT_METHOD
-    compare_methods: bool = False
-    measure_alone: bool = False
-    """Also measure each region alone in fp16 (one executor run each); by default regions are ranked
-    by their ops' own errors, which saves most of the time on full-size variants."""
 
 
 @dataclass(frozen=True)
@@ -203,151 +180,95 @@ def quantize(float_package: Path, stats: ActivationStats, *, keep_float: Sequenc
         return quantize_weights(model) if weights else model
 
 
-def measure_alone_int8(
-    sensitivities: Sequence[OpSensitivity],
-    ops: Sequence[MILOp],
-    float_package: Path,
-    stats: ActivationStats,
-    pixels: np.ndarray,
-    *,
-    forced: Sequence[str] = (),
-) -> None:
-    """Set ``alone_int8`` of the most sensitive ops: the float package with only that op's inputs and output rounded to int8.
+def list_quantisable_ops(package: Path) -> list[str]:
+    """MIL op names ``keep_float`` accepts for ``package`` (a float or W8A8 package of the model)."""
+    return [op.name for op in program_ops(package)]
 
-    One executor run per op, the rounding done in the executor (no coremltools pass, which costs
-    seconds per trial); weights stay float, so this is the op's activation cost alone.
+
+class CoreMLBackend:
+    """The Core ML half of :func:`convert.int8.engine.quantise_int8`: coremltools' passes, the reference MIL executor.
+
+    Keys are MIL op names, as coremltools' per-op config takes them. Selection trials skip the weight
+    pass (most of a trial's time; per-channel int8 weights move the logits far less than activations),
+    so the final model is measured again with its int8 weights.
     """
-    executor = MILExecutor(float_package)
-    feeds, name = executor.image_feeds(pixels), executor.logits_name()
-    reference = np.asarray(executor.run(feeds, outputs=[name])[name], np.float32).reshape(len(pixels), -1)
-    by_name = {op.name: op for op in ops}
-    for sensitivity in most_sensitive(list(sensitivities), also=forced):
-        op = by_name[sensitivity.name]
-        rounded = {n: stats[n] for n in (*op.inputs, op.output) if n in stats}
 
-        def rewrite(var: str, value: Any, rounded: dict[str, Any] = rounded) -> Any:
+    label = "coreml"
+    display = "Core ML"
+    region_ops = REGION_OPS
+    measure_alone = False
+    """An executor run costs seconds per trial on full-size variants: regions rank by their ops' own errors."""
+    trials_are_final = False
+
+    def __init__(self, float_package: Path, pixels: np.ndarray, *, scratch: Path) -> None:
+        self.package, self.scratch = float_package, scratch
+        self.observer = observe(float_package, pixels)
+        self.table = program_ops(float_package, self.observer.shapes)
+        self.pixels = pixels[:SELECTION_IMAGES]
+        self.reference = MILExecutor(float_package).logits(self.pixels)
+        self.alone_pixels = pixels[:ALONE_IMAGES]
+        self.stats: ActivationStats = {}
+        self.runs = 0
+        self._alone: tuple[MILExecutor, Any, str, np.ndarray] | None = None
+
+    def ops(self) -> list[QuantOp]:
+        return [QuantOp(op.name, op.name, op.op_type, op.macs, op.macs) for op in self.table]
+
+    def use_ranges(self, method: str) -> None:
+        self.stats = stats_for(self.observer, method, self.package)
+
+    def own_errors(self) -> dict[str, float]:
+        return own_errors(self.table, self.observer, self.stats)
+
+    def quantize(self, keep_float: Sequence[str]) -> Any:
+        return quantize(self.package, self.stats, keep_float=keep_float)
+
+    def quality(self, model: Any) -> Quality:
+        self.runs += 1
+        path = self.scratch / f"trial-{self.runs}.mlpackage"
+        model.save(str(path))
+        try:
+            return quality(self.reference, MILExecutor(path).logits(self.pixels))
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def trial(self, keep_float: Sequence[str]) -> Quality:
+        return self.quality(quantize(self.package, self.stats, keep_float=keep_float, weights=False))
+
+    def alone_int8(self, key: str) -> Quality:
+        """The float package with only op ``key``'s inputs and output rounded to int8, in the executor (no coremltools pass)."""
+        if self._alone is None:
+            executor = MILExecutor(self.package)
+            feeds, name = executor.image_feeds(self.alone_pixels), executor.logits_name()
+            logits = np.asarray(executor.run(feeds, outputs=[name])[name], np.float32).reshape(len(self.alone_pixels), -1)
+            self._alone = executor, feeds, name, logits
+        executor, feeds, name, reference = self._alone
+        op = next(op for op in self.table if op.name == key)
+        rounded = {n: self.stats[n] for n in (*op.inputs, op.output) if n in self.stats}
+
+        def rewrite(var: str, value: Any) -> Any:
             if var not in rounded:
                 return value
             return torch.from_numpy(fake_quant(value.numpy(), rounded[var]["rmin"], rounded[var]["rmax"]))
 
         logits = executor.run(feeds, outputs=[name], rewrite=rewrite)[name]
-        sensitivity.alone_int8 = quality(reference, np.asarray(logits, np.float32).reshape(len(pixels), -1))
-        log.debug("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
+        return quality(reference, np.asarray(logits, np.float32).reshape(len(self.alone_pixels), -1))
 
-
-def list_quantisable_ops(package: Path) -> list[str]:
-    """MIL op names ``keep_float`` accepts for ``package`` (a float or W8A8 package of the model)."""
-    return [op.name for op in program_ops(package)]
+    def int8_mac_share(self, model: Any, kept: Sequence[str]) -> float:
+        floats = set(kept)
+        return 1 - sum(op.macs for op in self.table if op.name in floats) / (sum(op.macs for op in self.table) or 1)
 
 
 def convert_w8a8(
     float_package: Path,
     pixels: np.ndarray,
     *,
-    options: CoreMLInt8Options = CoreMLInt8Options(),
+    options: Int8Options | None = None,
     scratch: Path,
 ) -> tuple[Any, Int8Report]:
-    """Accuracy-aware W8A8 MLModel of ``float_package`` (saved float classifier) and its per-op report.
+    """Accuracy-aware W8A8 MLModel of ``float_package`` (saved float classifier) by ``options`` (default: auto).
 
     ``full`` with ``minmax`` matches :func:`convert.coreml.quantize.quantize_activations` on
-    :func:`convert.coreml.quantize.activation_stats`. ``auto`` keeps the fewest op regions fp16 that
-    meet ``options.target`` on (up to :data:`SELECTION_IMAGES` of) the calibration images; past the
-    float budget the outcome is ``int8-weights`` and every op is fp16 (weight-only int8).
+    :func:`convert.coreml.quantize.activation_stats`.
     """
-    if options.mode not in ("auto", "full"):
-        raise ValueError(f"unknown int8 mode {options.mode!r}: choose auto or full")
-    observer = observe(float_package, pixels)
-    ops = program_ops(float_package, observer.shapes)
-    unknown = [n for n in options.keep_float if n not in {op.name for op in ops}]
-    if unknown:
-        sample = ", ".join(op.name for op in ops[:3])
-        raise ArgumentError(
-            f"no quantisable Core ML op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
-            "listed in any int8 export's .json sidecar under export.int8.ops",
-            argument="keep_float",
-        )
-    chosen_pixels = pixels[:SELECTION_IMAGES]
-    reference = MILExecutor(float_package).logits(chosen_pixels)
-    counter = [0]
-
-    def run(model: Any) -> Quality:
-        counter[0] += 1
-        path = scratch / f"trial-{counter[0]}.mlpackage"
-        model.save(str(path))
-        try:
-            return quality(reference, MILExecutor(path).logits(chosen_pixels))
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-    methods = {}
-    for method in METHODS if options.compare_methods else ():
-        methods[method] = run(quantize(float_package, stats_for(observer, method, float_package), keep_float=options.keep_float))
-        log.info("calibration %s: %s", method, methods[method])
-    stats = stats_for(observer, options.calibration, float_package)
-    forced = list(options.keep_float)
-    model = quantize(float_package, stats, keep_float=forced)
-    full = methods.get(options.calibration) or run(model)
-    errors = own_errors(ops, observer, stats)
-    total = sum(op.macs for op in ops) or 1
-    sensitivities = [OpSensitivity(op.name, op.op_type, op.macs, errors[op.name], kept_float=op.name in forced) for op in ops]
-    report = Int8Report(
-        target="coreml",
-        mode=options.mode,
-        calibration=options.calibration,
-        quality_target=options.target,
-        full_int8=full,
-        final=full,
-        keep_float=list(forced),
-        int8_mac_share=1 - sum(op.macs for op in ops if op.name in forced) / total,
-        outcome="int8",
-        ops=sensitivities,
-        calibration_methods=methods,
-        evaluations=counter[0],
-    )
-    if options.mode == "full":
-        return model, report
-    measure_alone_int8(sensitivities, ops, float_package, stats, pixels[:ALONE_IMAGES], forced=forced)
-    free = [op for op in ops if op.name not in forced]
-    candidates = [
-        Candidate(
-            label=f"{chunk[0].name} … {chunk[-1].name}",
-            members=[op.name for op in chunk],
-            macs=sum(op.macs for op in chunk),
-            prior=sum(10 ** (-errors[op.name] / 10) for op in chunk if math.isfinite(errors[op.name])),
-        )
-        for chunk in (free[i : i + REGION_OPS] for i in range(0, len(free), REGION_OPS))
-    ]
-    selection = select_float_ops(
-        candidates,
-        lambda names: run(quantize(float_package, stats, keep_float=[*forced, *names], weights=False)),
-        target=options.target,
-        aim_for=aim(options.target),
-        baseline=full,
-        total_macs=total,
-        measure_alone=options.measure_alone,
-    )
-    kept = [*forced, *selection.keep_float]
-    if not selection.met:
-        kept = [op.name for op in ops]
-        report.outcome = "int8-weights"
-    model = quantize(float_package, stats, keep_float=kept) if kept else model
-    region_of = {name: c.label for c in candidates for name in c.members}
-    for sensitivity in sensitivities:
-        sensitivity.kept_float = sensitivity.name in kept
-        sensitivity.region = region_of.get(sensitivity.name, "")
-    report.regions = [
-        {
-            "label": c.label,
-            "ops": len(c.members),
-            "macs": c.macs,
-            "kept_float": c.chosen,
-            "alone_float": None if c.alone_float is None else c.alone_float.as_dict(),
-        }
-        for c in candidates
-    ]
-    report.final = run(model)
-    report.keep_float = kept
-    report.int8_mac_share = 1 - sum(op.macs for op in ops if op.name in kept) / total
-    report.evaluations = counter[0]
-    report.notes = list(selection.notes)
-    return model, report
+    return quantise_int8(CoreMLBackend(float_package, pixels, scratch=scratch), options or Int8Options())

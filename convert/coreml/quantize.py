@@ -11,14 +11,9 @@ image's), and model outputs get ranges too (the pass needs one for every tensor 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from convert.coreml.ctimport import import_coremltools
-from convert.coreml.mil_executor import MILExecutor
 
 WEIGHT_THRESHOLD = 2048
 """Weights with fewer elements stay fp16 (coremltools' default): biases, SE gates, tiny kernels."""
@@ -52,40 +47,6 @@ def const_names(spec: Any) -> list[str]:
     function = spec.mlProgram.functions["main"]
     block = function.block_specializations[function.opset]
     return [op.outputs[0].name for op in block.operations if op.type == "const"]
-
-
-class RangeCollector:
-    """Running min/max of every tensor the executor shows it."""
-
-    def __init__(self) -> None:
-        self.ranges: dict[str, list[float]] = {}
-
-    def __call__(self, name: str, value: torch.Tensor) -> None:
-        if value.numel() == 0:
-            return
-        low, high = (float(v) for v in torch.aminmax(value))
-        seen = self.ranges.get(name)
-        if seen is None:
-            self.ranges[name] = [low, high]
-        else:
-            seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
-
-    def stats(self) -> ActivationStats:
-        return {name: {"rmin": low, "rmax": high} for name, (low, high) in self.ranges.items()}
-
-
-def activation_stats(package: Path, pixels: np.ndarray, *, progress: bool = False, batch_size: int = 8) -> ActivationStats:
-    """Per-tensor ranges of the float ``package`` on calibration ``pixels`` (uint8 NHWC), concat groups shared."""
-    from shvit.progress import progress_bar
-
-    executor = MILExecutor(package)
-    collector = RangeCollector()
-    starts = range(0, len(pixels), batch_size)
-    for start in progress_bar(iterable=starts, desc="calibrating activations", unit="batch", enabled=progress):
-        executor.run(executor.image_feeds(pixels[start : start + batch_size]), observe=collector, batch_size=batch_size)
-    stats = collector.stats()
-    share_concat_ranges(stats, executor.concat_groups())
-    return stats
 
 
 def share_concat_ranges(stats: ActivationStats, groups: Iterable[list[str]]) -> None:

@@ -6,8 +6,8 @@ Off macOS, Core ML cannot run: parity is checked by the reference MIL executor
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +16,12 @@ import numpy as np
 from convert.coreml.rules import DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, W8A8_MIN_IOS, resolve_min_ios
 from convert.errors import ConvertError
 from convert.int8.options import OPTIONS as INT8_OPTIONS
-from convert.int8.options import quality_target, resolve_int8
-from convert.int8.report import describe_outcome, log_int8_report
+from convert.int8.options import int8_options, resolve_int8
+from convert.int8.report import INT8_TARGET, describe_outcome, log_int8_report
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetBase, TargetOption
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 COREML_FP32 = Tolerance(max_rel=1e-3)
 COREML_FP16 = Tolerance(cosine=0.9995)
 COREML_INT8_WEIGHTS = Tolerance(cosine=0.999)
-COREML_INT8 = Tolerance(cosine=0.98, top1=0.90)
+COREML_INT8 = Tolerance(cosine=INT8_TARGET.min_cosine, top1=INT8_TARGET.top1)
 MIN_IOS = TargetOption(
     "min_ios",
     MIN_IOS_CHOICES,
@@ -37,10 +37,9 @@ MIN_IOS = TargetOption(
     f"Core ML deployment target. auto: iOS {DEFAULT_MIN_IOS}, or iOS {W8A8_MIN_IOS} for --precision int8 (W8A8 needs iOS {W8A8_MIN_IOS}+).",
 )
 OFF_MACOS = "unavailable off macOS (Core ML runs only on Apple platforms)"
-THREADS_ENV = "SHVIT_THREADS"
 
 
-class CoreMLTarget:
+class CoreMLTarget(TargetBase):
     name = "coreml"
     suffix = ".mlpackage"
     bundle = True
@@ -52,13 +51,14 @@ class CoreMLTarget:
     tolerances = {"fp32": COREML_FP32, "fp16": COREML_FP16, "int8-weights": COREML_INT8_WEIGHTS, "int8": COREML_INT8}
     options = (MIN_IOS, *INT8_OPTIONS)
     demo_platform = "ios"
+    per_layer_check = True
     baseline = PlainBaseline(
         "fp16",
         "ct.convert of the traced fused model, defaults",
         not_comparable="a tensor-input program without classifier head: not checked against PyTorch here",
     )
 
-    def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
         return {"min_ios": resolve_min_ios(precision, str(given.get("min_ios") or MIN_IOS.default)), **resolve_int8(precision, given)}
 
     def extra_files(self, stem: str) -> list[str]:
@@ -78,17 +78,7 @@ class CoreMLTarget:
             weights=dict(source.weights_info),
             calibration=context.calib_description,
         )
-        int8 = None
-        if context.precision == "int8":
-            from convert.coreml.int8_mixed import CoreMLInt8Options
-
-            options = context.options
-            int8 = CoreMLInt8Options(
-                mode=options["int8_mode"],
-                keep_float=options["keep_float"],
-                target=quality_target(options, random_weights=context.random_weights),
-                calibration=options["calib_method"],
-            )
+        int8 = int8_options(context.options, random_weights=context.random_weights) if context.precision == "int8" else None
         result = export_coreml(
             source.deploy,
             staging.path(context.stem + self.suffix),
@@ -116,14 +106,13 @@ class CoreMLTarget:
         )
         return record
 
-    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         if sys.platform == "darwin":
             return _run_core_ml(path, pixels)
         import torch
 
         from convert.coreml.mil_executor import MILExecutor
 
-        threads = int(os.environ.get(THREADS_ENV, "0"))
         if threads:
             torch.set_num_threads(threads)
         executor = MILExecutor(path)

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from convert.errors import ArgumentError
+from convert.int8.engine import Int8Options
 from convert.int8.ranges import DEFAULT_METHOD, METHODS
-from convert.int8.report import QualityTarget
+from convert.int8.report import INT8_TARGET, MODES, QualityTarget
 from convert.targets import TargetOption
 
-MODES: tuple[str, ...] = ("auto", "full")
 INT8_MODE = TargetOption(
     "int8_mode",
     MODES,
@@ -30,8 +30,12 @@ KEEP_FLOAT = TargetOption(
     "For --precision int8: comma-separated op names to keep in float, in any mode (the names are listed in an int8 "
     "export's .json sidecar under export.int8.ops).",
 )
-MIN_COSINE = TargetOption("int8_min_cosine", None, "0.98", "For --precision int8 auto: the lowest per-image cosine to reach.")
-MIN_TOP1 = TargetOption("int8_min_top1", None, "0.90", "For --precision int8 auto: the top-1 agreement with float to reach.")
+MIN_COSINE = TargetOption(
+    "int8_min_cosine", None, f"{INT8_TARGET.min_cosine:g}", "For --precision int8 auto: the lowest per-image cosine to reach."
+)
+MIN_TOP1 = TargetOption(
+    "int8_min_top1", None, f"{INT8_TARGET.top1:.2f}", "For --precision int8 auto: the top-1 agreement with float to reach."
+)
 CALIB_METHOD = TargetOption(
     "calib_method",
     METHODS,
@@ -64,9 +68,10 @@ def resolve_int8(precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def quality_target(options: Mapping[str, Any], *, random_weights: bool = False) -> QualityTarget:
-    """The user's target; on random weights top-1 is not gated (their near-tied logits make it chance)."""
-    return QualityTarget(min_cosine=options["int8_min_cosine"], top1=options["int8_min_top1"], top1_gated=not random_weights)
+def int8_options(options: Mapping[str, Any], *, random_weights: bool = False) -> Int8Options:
+    """The engine's options from resolved target options; on random weights top-1 is not gated (near-tied logits make it chance)."""
+    target = QualityTarget(min_cosine=options["int8_min_cosine"], top1=options["int8_min_top1"], top1_gated=not random_weights)
+    return Int8Options(mode=options["int8_mode"], keep_float=options["keep_float"], target=target, calibration=options["calib_method"])
 
 
 def _fraction(given: Mapping[str, Any], option: TargetOption) -> float:

@@ -39,8 +39,8 @@ class QualityTarget:
         return f"min cosine {self.min_cosine:g}" + (f", top-1 {self.top1:.0%}" if self.top1_gated else " (top-1 not gated: random weights)")
 
 
-TFLITE_INT8_TARGET = QualityTarget(min_cosine=0.98, top1=0.90)
-COREML_INT8_TARGET = QualityTarget(min_cosine=0.98, top1=0.90)
+INT8_TARGET = QualityTarget(min_cosine=0.98, top1=0.90)
+"""The default bar for every target's int8 (``--int8-min-cosine``/``--int8-min-top1``)."""
 COSINE_MARGIN = 0.01
 TOP1_MARGIN = 0.05
 """Selection aims this much higher on the calibration images than the target, so that it holds on

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 from convert.config import DEFAULT_OPSET
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Step, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, Step, TargetBase, TargetOption
 
 ONNX_FP32 = Tolerance(max_rel=1e-4)
 ONNX_FP16 = Tolerance(cosine=0.9995)
@@ -19,7 +19,6 @@ ONNX_FP16 = Tolerance(cosine=0.9995)
 direction, not 1e-4 of their scale: the bound is on the cosine, as for the other targets' fp16. Measured in
 ONNX Runtime on CPU: tiny trained model 0.999998 (max |Δ| 0.1% of the logit scale), S1 with image-dependent
 BN statistics 0.99999 (0.3%)."""
-THREADS_ENV = "SHVIT_THREADS"
 
 
 def spatial_size(shape: list[int | None]) -> int | None:
@@ -30,7 +29,7 @@ def spatial_size(shape: list[int | None]) -> int | None:
     return height if isinstance(height, int) and height > 0 else None
 
 
-class ONNXTarget:
+class ONNXTarget(TargetBase):
     name = "onnx"
     suffix = ".onnx"
     bundle = False
@@ -43,7 +42,7 @@ class ONNXTarget:
     options: tuple[TargetOption, ...] = ()
     demo_platform = None
 
-    def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
         return {"opset": DEFAULT_OPSET}
 
     def extra_files(self, stem: str) -> list[str]:
@@ -92,8 +91,8 @@ class ONNXTarget:
             "op_counts": op_counts(model),
         }
 
-    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-        session, runtime = _session(path, threads=int(os.environ.get(THREADS_ENV, "0")))
+    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
+        session, runtime = _session(path, threads=threads or 0)
         inp = session.get_inputs()[0]
         x = pixels.astype(np.float32).transpose(0, 3, 1, 2)
         expected = inp.shape

@@ -10,21 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from convert.errors import ArgumentError, ConvertError
+from convert.int8.engine import Int8Options
 from convert.io.scratch import Scratch
 from convert.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from convert.tflite import graphinfo, metadata
 from convert.tflite.graph import tflite_friendly
 from convert.tflite.onnx2tf_runner import convert_onnx
 from convert.tflite.quantize import PRECISIONS
-
-if TYPE_CHECKING:
-    from convert.tflite.int8_mixed import Int8Options
 
 Log = Callable[[str], None]
 
@@ -70,8 +68,8 @@ def export_tflite(
     plain path, for comparison) instead of in its TFLite-friendly form (:mod:`.graph`).
     ``calib_pixels`` (uint8 NHWC, from :func:`calib.load_folder`) are needed for ``int8``.
     Temporary files live in ``scratch`` (a private one when not given).
-    ``int8`` (a :class:`convert.tflite.int8_mixed.Int8Options`) makes ``int8`` accuracy-aware (mode
-    auto/full, ops kept float, calibration method); ``None`` keeps today's full-integer min/max graph.
+    ``int8`` (:class:`convert.int8.engine.Int8Options`, default auto) says how ``int8`` is made: mode
+    auto/full, ops kept float, calibration method.
     """
     unknown = sorted(set(outputs) - set(PRECISIONS))
     if unknown:
@@ -108,7 +106,7 @@ def export_tflite(
             raw,
             scratch=scratch,
             calib_pixels=calib_pixels,
-            int8=None if int8 is None else int8.as_dict(),
+            int8=(int8 or Int8Options()).as_dict(),
             progress=progress,
             log=log,
         )

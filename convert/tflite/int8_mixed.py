@@ -1,17 +1,13 @@
-"""Accuracy-aware full-integer TFLite: calibrate, measure every op, keep the fewest ops float.
+"""The TFLite half of accuracy-aware int8 (:mod:`convert.int8.engine` decides): graph, quantiser, runs.
 
 Runs inside the conversion subprocess (see :mod:`convert.tflite.onnx2tf_runner`), on the same
 converter, calibration images and quantiser (``mlir_quantize``) as :mod:`convert.tflite.quantize`:
-
-1. calibrate once (TensorFlow's calibrator, which records each tensor's min/max), run the calibrated
-   float model once more over the calibration images to record a sample of every activation, and
-   re-set the ranges by the calibration method (:mod:`convert.int8.ranges`);
-2. measure each quantised op's own error with ``tf.lite.experimental.QuantizationDebugger``
-   (NumericVerify: the op's int8 output against its float op on the same inputs), and for the
-   worst of them the whole model's quality with that op alone left float;
-3. greedily add ops to the quantiser's ``denylisted_nodes`` (each becomes a DEQUANTIZE → float op →
-   QUANTIZE island, which XNNPACK runs inside the same partition) until the model meets the target on
-   the calibration images, then drop any that turn out not to be needed.
+calibrate once (TensorFlow's calibrator records each tensor's min/max), run the calibrated float model
+over the calibration images to sample every activation and re-set the ranges by the calibration method
+(:mod:`convert.int8.ranges`); each op's own error comes from ``tf.lite.experimental.QuantizationDebugger``
+(NumericVerify: the op's int8 output against its float op on the same inputs). Ops kept float go to the
+quantiser's ``denylisted_nodes`` (each becomes a DEQUANTIZE → float op → QUANTIZE island, which XNNPACK
+runs inside the same partition).
 
 Ops are named by their output tensor, as the quantiser's denylist takes them, shortened to the
 first fused location without the Keras model prefix (``tf.math.add_7/Add``): see :func:`op_table`.
@@ -19,8 +15,6 @@ first fused location without the Keras model prefix (``tf.math.add_7/Add``): see
 
 from __future__ import annotations
 
-import logging
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,26 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import ArgumentError
-from convert.int8.ranges import DEFAULT_METHOD, METHODS, RangeObserver
-from convert.int8.report import (
-    ALONE_IMAGES,
-    TFLITE_INT8_TARGET,
-    Int8Report,
-    LayerError,
-    OpSensitivity,
-    Quality,
-    QualityTarget,
-    SqnrSum,
-    aim,
-    most_sensitive,
-    quality,
-    sqnr_db,
-)
-from convert.int8.select import Candidate, select_float_ops
+from convert.int8.engine import Int8Options, QuantOp, quantise_int8
+from convert.int8.ranges import RangeObserver
+from convert.int8.report import ALONE_IMAGES, Int8Report, LayerError, Quality, SqnrSum, quality, sqnr_db
 from convert.tflite.quantize import FLOAT_ISLAND_OPS, _eps_adds, _representative
-
-log = logging.getLogger(__name__)
 
 MAC_OPS: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 _MODEL_PREFIX = re.compile(r"^model(_\d+)?/")
@@ -55,41 +33,6 @@ CLASSIFIER = "logits"
 """User-facing name of the op that computes the logits."""
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    """How to make the full-integer model: ``mode`` full|auto, ops forced float, the target, ranges."""
-
-    mode: str = "auto"
-    keep_float: tuple[str, ...] = ()
-    target: QualityTarget = TFLITE_INT8_TARGET
-    calibration: str = DEFAULT_METHOD
-    compare_methods: bool = False
-    """Also quantise with every other calibration method and report their full-int8 quality."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "keep_float": list(self.keep_float),
-            "calibration": self.calibration,
-            "compare_methods": self.compare_methods,
-            "target": {
-                "min_cosine": self.target.min_cosine,
-                "top1": self.target.top1,
-                "max_float_mac_share": self.target.max_float_mac_share,
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Int8Options:
-        return cls(
-            mode=data["mode"],
-            keep_float=tuple(data["keep_float"]),
-            calibration=data["calibration"],
-            compare_methods=data["compare_methods"],
-            target=QualityTarget(**data["target"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -194,20 +137,6 @@ def quantised_ops(model: bytes) -> list[TFLiteOp]:
     """
     islands = set(_eps_adds(model))
     return [op for op in op_table(model) if op.op_type not in (*FLOAT_ISLAND_OPS, "QUANTIZE", "DEQUANTIZE") and op.tensor not in islands]
-
-
-def resolve_names(names: Sequence[str], ops: Sequence[TFLiteOp]) -> list[str]:
-    """Full tensor names for user-facing ``names`` (short or full); unknown names raise ValueError."""
-    by_name = {op.name: op.tensor for op in ops} | {op.tensor: op.tensor for op in ops}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        sample = ", ".join(op.name for op in ops[:3])
-        raise ArgumentError(
-            f"no quantisable TFLite op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
-            "listed in any int8 export's .json sidecar under export.int8.ops",
-            argument="keep_float",
-        )
-    return [by_name[n] for n in names]
 
 
 # ----------------------------------------------------------------------- calibration, quantising
@@ -387,145 +316,75 @@ def layer_errors(calibrated: bytes, pixels: np.ndarray) -> dict[str, float]:
 # -------------------------------------------------------------------------------- the decision
 
 REGION_OPS = 12
-"""Consecutive quantised ops (graph order) that are tried float together: about one SHViT block."""
+"""Consecutive quantised ops tried float together: about one SHViT block (TFLite's graph has more
+elementwise ops per block than Core ML's program, hence more than :data:`convert.coreml.int8_mixed.REGION_OPS`)."""
 
 
-def regions(ops: Sequence[TFLiteOp], *, size: int = REGION_OPS, hybrid: bool = False) -> list[Candidate]:
-    """``ops`` cut into runs of ``size`` consecutive ops: the units :func:`select_float_ops` chooses from.
+class TFLiteBackend:
+    """The TFLite half of :func:`convert.int8.engine.quantise_int8`: ``mlir_quantize`` on the calibrated model, LiteRT runs.
 
-    A candidate's MACs are those it would run in float32 (with ``hybrid``, pointwise ops keep int8 weights).
+    Keys are output tensor names, as the quantiser's denylist takes them. With ``hybrid`` (the
+    ``int8-weights`` model of the same function) float 1x1 convolutions keep int8 weights, so their MACs
+    do not count as float.
     """
-    return [
-        Candidate(
-            label=f"{short_name(chunk[0].tensor)} … {short_name(chunk[-1].tensor)}",
-            members=[op.tensor for op in chunk],
-            macs=sum(op.macs for op in chunk if not (hybrid and op.pointwise)),
-        )
-        for chunk in (ops[i : i + size] for i in range(0, len(ops), size))
-    ]
 
+    label = "tflite"
+    display = "TFLite"
+    region_ops = REGION_OPS
+    measure_alone = True
+    trials_are_final = True
 
-def analyse_tflite(calibrated: bytes, pixels: np.ndarray) -> list[OpSensitivity]:
-    """Every op full int8 quantises, with its own error (:func:`layer_errors`), in graph order."""
-    errors = layer_errors(calibrated, pixels)
-    return [OpSensitivity(op.name, op.op_type, op.macs, errors.get(op.tensor, math.nan)) for op in quantised_ops(calibrated)]
+    def __init__(self, calibrated: bytes, pixels: np.ndarray, *, hybrid: bytes | None = None) -> None:
+        self.calibrated, self.pixels, self.hybrid = calibrated, pixels, hybrid
+        self.observer, self.reference = observe(calibrated, pixels)
+        self.table = quantised_ops(calibrated)
+        self.ranged = calibrated
 
+    def ops(self) -> list[QuantOp]:
+        return [
+            QuantOp(op.name, op.tensor, op.op_type, op.macs, 0 if self.hybrid is not None and op.pointwise else op.macs)
+            for op in self.table
+        ]
 
-def measure_alone_int8(
-    sensitivities: Sequence[OpSensitivity],
-    ops: Sequence[TFLiteOp],
-    calibrated: bytes,
-    pixels: np.ndarray,
-    reference: np.ndarray,
-    *,
-    forced: Sequence[str] = (),
-) -> None:
-    """Set ``alone_int8`` of the most sensitive ops and of ``forced`` (output tensors): only that op int8, every other op float."""
-    tensor_of = {op.name: op.tensor for op in ops}
-    every, kept = [op.tensor for op in ops], set(forced)
-    for sensitivity in most_sensitive(list(sensitivities), also=[op.name for op in ops if op.tensor in kept]):
-        tensor = tensor_of[sensitivity.name]
-        model = quantize(calibrated, keep_float=[t for t in every if t != tensor])
-        sensitivity.alone_int8 = quality(reference, run_logits(model, pixels))
-        log.debug("alone int8 %s: %s", sensitivity.name, sensitivity.alone_int8)
+    def use_ranges(self, method: str) -> None:
+        self.ranged = self.calibrated if method == "minmax" else with_ranges(self.calibrated, self.observer.ranges(method))
+
+    def own_errors(self) -> dict[str, float]:
+        return layer_errors(self.ranged, self.pixels)
+
+    def quantize(self, keep_float: Sequence[str]) -> bytes:
+        return quantize(self.ranged, keep_float=keep_float, hybrid=self.hybrid)
+
+    def quality(self, model: bytes) -> Quality:
+        return quality(self.reference, run_logits(model, self.pixels))
+
+    def trial(self, keep_float: Sequence[str]) -> Quality:
+        return self.quality(self.quantize(keep_float))
+
+    def alone_int8(self, key: str) -> Quality:
+        model = quantize(self.ranged, keep_float=[op.tensor for op in self.table if op.tensor != key])
+        return quality(self.reference[:ALONE_IMAGES], run_logits(model, self.pixels[:ALONE_IMAGES]))
+
+    def int8_mac_share(self, model: bytes, kept: Sequence[str]) -> float:
+        return int8_mac_share(model)
 
 
 def convert_int8(
     function: Any,
     pixels: np.ndarray,
     *,
-    options: Int8Options = Int8Options(),
+    options: Int8Options | None = None,
     hybrid: bytes | None = None,
     on_image: Progress | None = None,
 ) -> tuple[bytes, Int8Report]:
-    """Full-integer TFLite bytes of ``function`` by ``options``, with the per-op report.
+    """Full-integer TFLite bytes of ``function`` by ``options`` (default: auto), with the per-op report.
 
     ``mode="full"`` with the ``minmax`` method and no ``keep_float`` reproduces
     :func:`convert.tflite.quantize.convert`'s ``int8`` graph exactly. ``hybrid`` (the ``int8-weights``
-    model of ``function``) gives float islands int8 weights. ``auto`` never fails for accuracy: when
-    the target needs more float MACs than ``options.target.max_float_mac_share``, the report's outcome
-    is ``int8-weights`` and the model has every op float (with ``hybrid``: int8 weights, activations
-    quantised on the fly), still taking uint8 pixels.
+    model of ``function``) gives float islands int8 weights.
     """
-    if options.mode not in ("auto", "full"):
-        raise ValueError(f"unknown int8 mode {options.mode!r}: choose auto or full")
-    return decide(calibrate(function, pixels, on_image=on_image), pixels, options=options, hybrid=hybrid)
-
-
-def decide(calibrated: bytes, pixels: np.ndarray, *, options: Int8Options, hybrid: bytes | None = None) -> tuple[bytes, Int8Report]:
-    """:func:`convert_int8` from an already calibrated model (TensorFlow's calibrator output)."""
-    observer, reference = observe(calibrated, pixels)
-    ops = quantised_ops(calibrated)
-    forced = resolve_names(options.keep_float, ops)
-    methods: dict[str, Quality] = {}
-    ranged: dict[str, bytes] = {}
-    for method in METHODS if options.compare_methods else (options.calibration,):
-        ranged[method] = calibrated if method == "minmax" else with_ranges(calibrated, observer.ranges(method))
-        if options.compare_methods:
-            methods[method] = quality(reference, run_logits(quantize(ranged[method]), pixels))
-            log.info("calibration %s: %s", method, methods[method])
-    chosen = ranged[options.calibration]
-
-    def evaluate(names: Sequence[str]) -> Quality:
-        return quality(reference, run_logits(quantize(chosen, keep_float=[*forced, *names], hybrid=hybrid), pixels))
-
-    model = quantize(chosen, keep_float=forced, hybrid=hybrid)
-    full = quality(reference, run_logits(model, pixels))
-    report = Int8Report(
-        target="tflite",
-        mode=options.mode,
-        calibration=options.calibration,
-        quality_target=options.target,
-        full_int8=full,
-        final=full,
-        keep_float=[short_name(t) for t in forced],
-        int8_mac_share=int8_mac_share(model),
-        outcome="int8",
-        calibration_methods=methods,
-        evaluations=1 + len(methods),
-    )
-    sensitivities = analyse_tflite(chosen, pixels)
-    report.ops = sensitivities
-    if options.mode == "full":
-        return model, report
-    measure_alone_int8(sensitivities, ops, chosen, pixels[:ALONE_IMAGES], reference[:ALONE_IMAGES], forced=forced)
-    report.evaluations += sum(op.alone_int8 is not None for op in sensitivities)
-    candidates = regions([op for op in ops if op.tensor not in forced], hybrid=hybrid is not None)
-    selection = select_float_ops(
-        candidates, evaluate, target=options.target, aim_for=aim(options.target), baseline=full, total_macs=sum(op.macs for op in ops) or 1
-    )
-    kept = set(selection.keep_float) | set(forced)
-    region_of = {name: c.label for c in candidates for name in c.members}
-    for op, sensitivity in zip(ops, sensitivities):
-        sensitivity.kept_float = op.tensor in kept
-        sensitivity.region = region_of.get(op.tensor, "")
-    if selection.keep_float:
-        model = quantize(chosen, keep_float=[*forced, *selection.keep_float], hybrid=hybrid)
-    report.regions = [
-        {
-            "label": c.label,
-            "ops": len(c.members),
-            "macs": c.macs,
-            "kept_float": c.chosen,
-            "alone_float": None if c.alone_float is None else c.alone_float.as_dict(),
-        }
-        for c in candidates
-    ]
-    report.final, report.evaluations = selection.quality, report.evaluations + selection.evaluations
-    report.keep_float = [short_name(t) for t in (*forced, *selection.keep_float)]
-    report.int8_mac_share = int8_mac_share(model)
-    report.notes = list(selection.notes)
-    if not selection.met:
-        # Weight-only int8 always keeps the accuracy: every op float, pointwise weights int8, same uint8 interface.
-        report.outcome = "int8-weights"
-        every = [op.tensor for op in ops]
-        model = quantize(chosen, keep_float=every, hybrid=hybrid)
-        report.final = quality(reference, run_logits(model, pixels))
-        report.keep_float = [short_name(t) for t in every]
-        report.evaluations += 1
-        for sensitivity in sensitivities:
-            sensitivity.kept_float = True
-    return model, report
+    backend = TFLiteBackend(calibrate(function, pixels, on_image=on_image), pixels, hybrid=hybrid)
+    return quantise_int8(backend, options or Int8Options())
 
 
 # ---------------------------------------------------------------- per-layer check of artifacts

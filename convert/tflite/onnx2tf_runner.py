@@ -67,7 +67,7 @@ def convert_onnx(
 
     ``calib_pixels`` (uint8 NHWC) are required for ``int8``.
     The child works in a folder of ``scratch`` and keeps its temporary files there.
-    ``int8`` (:meth:`convert.tflite.int8_mixed.Int8Options.as_dict`) makes ``int8`` accuracy-aware;
+    ``int8`` (:meth:`convert.int8.engine.Int8Options.as_dict`) says how ``int8`` is made;
     the result then holds its ``int8_report``.
     """
     if "int8" in outputs and (calib_pixels is None or not len(calib_pixels)):
@@ -275,7 +275,7 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
             "stage", name=f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}"
         )
         started = time.perf_counter()
-        if precision == "int8" and job.get("int8") is not None and calib is not None:
+        if precision == "int8" and calib is not None:
             data, report = _mixed_int8(function, calib, job["int8"], float_model=float_model, on_image=on_image)
             extra["int8_report"] = report
         else:
@@ -292,12 +292,11 @@ def _mixed_int8(
     function: Any, calib: np.ndarray, options: dict[str, Any], *, float_model: bytes | None, on_image: Any
 ) -> tuple[bytes, dict[str, Any]]:
     """Accuracy-aware int8 (:mod:`convert.tflite.int8_mixed`), float islands with int8 weights."""
+    from convert.int8.engine import Int8Options
     from convert.tflite import int8_mixed, quantize
 
     hybrid = quantize.convert(function, "int8-weights", float_model=float_model)
-    data, report = int8_mixed.convert_int8(
-        function, calib, options=int8_mixed.Int8Options.from_dict(options), hybrid=hybrid, on_image=on_image
-    )
+    data, report = int8_mixed.convert_int8(function, calib, options=Int8Options.from_dict(options), hybrid=hybrid, on_image=on_image)
     return data, report.as_dict()
 
 

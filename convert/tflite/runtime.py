@@ -8,22 +8,17 @@ Integer outputs are dequantised so every runtime returns float logits.
 
 from __future__ import annotations
 
-import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-THREADS_ENV = "SHVIT_THREADS"
-
 
 def interpreter(path: Path, *, threads: int | None = None) -> tuple[Any, str]:
     """An allocated LiteRT interpreter for ``path`` and a description of it."""
     from ai_edge_litert.interpreter import Interpreter
 
-    if threads is None:
-        threads = int(os.environ.get(THREADS_ENV, "0")) or None
     it = Interpreter(model_path=str(path), num_threads=threads)
     it.allocate_tensors()
     version = metadata.version("ai-edge-litert")

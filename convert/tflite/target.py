@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,12 +11,12 @@ import numpy as np
 
 from convert.config import DEFAULT_OPSET
 from convert.int8.options import OPTIONS as INT8_OPTIONS
-from convert.int8.options import quality_target, resolve_int8
-from convert.int8.report import describe_outcome, log_int8_report
+from convert.int8.options import int8_options, resolve_int8
+from convert.int8.report import INT8_TARGET, describe_outcome, log_int8_report
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetBase, TargetOption
 from convert.tflite.quantize import PRECISIONS
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 TFLITE_FP32 = Tolerance(max_rel=1e-4)
 TFLITE_FP16 = Tolerance(cosine=0.9995)
 TFLITE_INT8_WEIGHTS = Tolerance(cosine=0.995)
-TFLITE_INT8 = Tolerance(cosine=0.98, top1=0.90)
+TFLITE_INT8 = Tolerance(cosine=INT8_TARGET.min_cosine, top1=INT8_TARGET.top1)
 LABELS_SUFFIX = ".labels.txt"
 
 
@@ -34,7 +35,7 @@ def labels_file_name(stem: str) -> str:
     return f"{stem}{LABELS_SUFFIX}"
 
 
-class TFLiteTarget:
+class TFLiteTarget(TargetBase):
     name = "tflite"
     suffix = ".tflite"
     bundle = False
@@ -46,9 +47,10 @@ class TFLiteTarget:
     tolerances = {"fp32": TFLITE_FP32, "fp16": TFLITE_FP16, "int8-weights": TFLITE_INT8_WEIGHTS, "int8": TFLITE_INT8}
     options: tuple[TargetOption, ...] = INT8_OPTIONS
     demo_platform = "android"
+    per_layer_check = True
     baseline = PlainBaseline("fp32", "fused model → ONNX opset 17 → onnx2tf defaults")
 
-    def resolve_options(self, precision: str, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
         return {"opset": DEFAULT_OPSET, **resolve_int8(precision, given)}
 
     def extra_files(self, stem: str) -> list[str]:
@@ -62,17 +64,7 @@ class TFLiteTarget:
         started = time.perf_counter()
         source, precision = context.source, context.precision
         artifact = staging.path(context.stem + self.suffix)
-        int8 = None
-        if precision == "int8":
-            from convert.tflite.int8_mixed import Int8Options
-
-            options = context.options
-            int8 = Int8Options(
-                mode=options["int8_mode"],
-                keep_float=options["keep_float"],
-                target=quality_target(options, random_weights=context.random_weights),
-                calibration=options["calib_method"],
-            )
+        int8 = int8_options(context.options, random_weights=context.random_weights) if precision == "int8" else None
         result = export_tflite(
             source.pixel_model,
             {precision: artifact},
@@ -111,10 +103,10 @@ class TFLiteTarget:
                 record["contents"] = describe_outcome(result.int8_report)
         return record
 
-    def run(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         from convert.tflite.runtime import from_output, interpreter, to_input
 
-        it, runtime = interpreter(path)
+        it, runtime = interpreter(path, threads=threads)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         expected = tuple(int(d) for d in inp["shape"])
         if len(expected) != 4 or expected[1:] != pixels.shape[1:]:

@@ -232,18 +232,17 @@ def check_per_layer(infos: Sequence[ArtifactInfo]) -> None:
                 "pass only int8 artifacts",
                 argument="per_layer",
             )
-        if targets.per_layer_of(targets.get(info.target)) is None:
+        if not targets.get(info.target).per_layer_check:
             raise UsageError(f"{{per_layer}} is not available for {info.target} artifacts ({info.path.name})", argument="per_layer")
 
 
 def per_layer(info: ArtifactInfo, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> PerLayerReport:
     """:class:`PerLayerReport` of one int8 artifact (see :func:`check_per_layer`) on ``pixels``."""
     target = targets.get(info.target)
-    compare = targets.per_layer_of(target)
-    if compare is None:
+    if not target.per_layer_check:
         raise UsageError(f"{{per_layer}} is not available for {info.target} artifacts", argument="per_layer")
     errors: list[LayerError]
-    errors, twin = compare(info.path, source, pixels, scratch=scratch, log=log)
+    errors, twin = target.per_layer(info.path, source, pixels, scratch=scratch, log=log)
     export = ((info.sidecar or {}).get("export") or {}).get("int8") or {}
     by_name = {op["name"]: op for op in export.get("ops", [])}
     rows = []

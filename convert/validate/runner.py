@@ -25,7 +25,6 @@ from convert.targets import ArtifactFacts, Target
 
 DEFAULT_TIMEOUT_S = 900.0
 INSPECT_TIMEOUT_S = 300.0
-THREADS_ENV = "SHVIT_THREADS"
 
 
 def _where(target: Target) -> list[str]:
@@ -55,9 +54,9 @@ def run_artifact(
     with scratch.temporary("shvit-run-") as tmp:
         inp, out = tmp / "in.npy", tmp / "out.npz"
         np.save(inp, np.ascontiguousarray(pixels, dtype=np.uint8))
-        env = {**scratch.child_env(), **({THREADS_ENV: str(threads)} if threads else {})}
+        command = ["convert.validate.runner", "run", *_where(target), str(artifact), str(inp), str(out), str(threads or 0)]
         try:
-            run_child(["convert.validate.runner", "run", *_where(target), str(artifact), str(inp), str(out)], timeout_s=timeout_s, env=env)
+            run_child(command, timeout_s=timeout_s, env=scratch.child_env())
         except ChildFailure as exc:
             raise RuntimeCrash(f"{artifact.name}: {exc.describe('the runtime', 'while loading or running the model')}") from None
         if not out.exists():
@@ -82,8 +81,8 @@ def inspect_artifact(artifact: Path, *, scratch: Scratch, timeout_s: float = INS
     return ArtifactFacts(**facts)
 
 
-def _run(module: str, name: str, artifact: str, inp: str, out: str) -> None:
-    logits, runtime = child_target(module, name).run(Path(artifact), np.load(inp))
+def _run(module: str, name: str, artifact: str, inp: str, out: str, threads: str) -> None:
+    logits, runtime = child_target(module, name).run(Path(artifact), np.load(inp), threads=int(threads) or None)
     np.savez(out, logits=np.asarray(logits, dtype=np.float32), runtime=np.array(runtime))
 
 

@@ -29,7 +29,7 @@ from bad_inputs import (
     unprivileged,
     unreadable,
 )
-from test_check import private_cache, run_cli, tiny_exports
+from helpers import private_cache, run_cli
 
 import calib
 import convert
@@ -88,8 +88,8 @@ class Inputs:
 
 
 @pytest.fixture(scope="module")
-def exports(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    made = dict(tiny_exports(tiny, tmp_path_factory))
+def exports(tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    made = dict(tiny_exports)
     out = tmp_path_factory.mktemp("hardening-coreml")
     with private_cache(tmp_path_factory):
         made["mlpackage"] = convert.export(

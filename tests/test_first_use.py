@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from test_check import run_cli
+from helpers import run_cli
 
 import calib
 import convert
@@ -201,11 +201,11 @@ def test_a_newcomer_walk_through_readme_on_the_tiny_model(tiny: Any, tmp_path: P
 
 def test_on_random_weights_int8_gates_on_cosine_alone() -> None:
     """Near-tied logits make top-1 agreement chance: auto mode must not steer by it, and must say so."""
-    from convert.int8.options import quality_target
+    from convert.int8.options import int8_options, resolve_int8
     from convert.int8.report import Quality, aim
 
-    options = {"int8_min_cosine": 0.98, "int8_min_top1": 0.9}
-    trained, random = quality_target(options), quality_target(options, random_weights=True)
+    options = resolve_int8("int8", {"int8_min_cosine": "0.98", "int8_min_top1": "0.9"})
+    trained, random = int8_options(options).target, int8_options(options, random_weights=True).target
     near_ties = Quality(images=8, min_cosine=0.999, mean_cosine=0.999, top1=0.25)
     assert not trained.met_by(near_ties) and random.met_by(near_ties) and aim(random).met_by(near_ties)
     assert random.describe() == "min cosine 0.98 (top-1 not gated: random weights)"

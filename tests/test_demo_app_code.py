@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_mobile_demo import (
+from demo_helpers import (
     ANDROID_SOURCES,
     KOTLIN,
     SWIFT,
-    _nodes,
-    _syntax_problems,
     kotlin_constants,
-    tiny_tflites,  # noqa: F401  (a fixture: pytest finds it by name)
+    nodes,
+    syntax_problems,
 )
 from tree_sitter import Node, Parser
 
@@ -46,7 +45,7 @@ ALL_ORIENTATIONS = frozenset(
 
 
 @pytest.fixture(scope="module")
-def android_app(tiny_tflites: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def android_app(tiny_tflites: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo(tiny_tflites["quantized"], tmp_path_factory.mktemp("android-fixes") / "app")
 
 
@@ -80,7 +79,7 @@ def ios_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _parse(parser: Parser, path: Path) -> Node:
     """The file's syntax tree; the file must parse without ERROR or MISSING nodes."""
-    problems = _syntax_problems(parser, path)
+    problems = syntax_problems(parser, path)
     assert not problems, problems
     return parser.parse(path.read_bytes()).root_node
 
@@ -97,7 +96,7 @@ def _name(node: Node) -> str | None:
 
 
 def _function(root: Node, name: str) -> Node:
-    found = [f for f in _nodes(root, "function_declaration") if _name(f) == name]
+    found = [f for f in nodes(root, "function_declaration") if _name(f) == name]
     assert len(found) == 1, f"expected one function {name}, found {len(found)}"
     return found[0]
 
@@ -121,7 +120,7 @@ def _calls(node: Node, name: str | None = None) -> list[Node]:
     f(x) { … } is one call: the inner f(x) that its trailing lambda wraps is not listed again."""
     calls = [
         c
-        for c in _nodes(node, "call_expression")
+        for c in nodes(node, "call_expression")
         if not (c.parent is not None and c.parent.type == "call_expression" and c.parent.children[0] == c)
     ]
     calls.sort(key=lambda c: _callee_node(c).start_byte)
@@ -135,7 +134,7 @@ def _call_names(node: Node) -> list[str]:
 def _property(root: Node, name: str) -> Node:
     found = [
         d
-        for d in _nodes(root, "property_declaration")
+        for d in nodes(root, "property_declaration")
         if any(_name(v) == name for v in d.children if v.type in ("variable_declaration", "pattern"))
     ]
     assert len(found) == 1, f"expected one property {name}, found {len(found)}"
@@ -145,10 +144,10 @@ def _property(root: Node, name: str) -> Node:
 def _lambda(call: Node) -> Node:
     """A Kotlin call's trailing lambda, or its one lambda argument."""
     lambdas = [c for c in call.children if c.type == "annotated_lambda"] or [
-        a for a in _nodes(call.child_by_field_name("value_arguments") or call, "lambda_literal")
+        a for a in nodes(call.child_by_field_name("value_arguments") or call, "lambda_literal")
     ]
     assert lambdas, f"{_text(call)[:60]!r} takes no lambda"
-    return lambdas[0] if lambdas[0].type == "lambda_literal" else next(_nodes(lambdas[0], "lambda_literal"))
+    return lambdas[0] if lambdas[0].type == "lambda_literal" else next(nodes(lambdas[0], "lambda_literal"))
 
 
 def _condition(node: Node) -> str:
@@ -184,7 +183,7 @@ def test_android_camera_teardown_is_ordered_and_late_frames_are_dropped(android_
     assert len(body) == 1 and body[0].type == "call_expression" and _callee(body[0]) == "use", (
         "the whole analyzer runs inside ImageProxy.use, so every frame is closed"
     )
-    [guard] = list(_nodes(body[0], "if_expression"))
+    [guard] = list(nodes(body[0], "if_expression"))
     assert _condition(guard) == "!closed.get()"
     [sink] = _calls(analyzer, "frameSink")
     assert _inside(sink, guard), "frames reach the controller only while the pane is open"
@@ -199,12 +198,12 @@ def test_android_camera_teardown_is_ordered_and_late_frames_are_dropped(android_
 def test_android_controller_ignores_work_after_close(android_app: Path) -> None:
     controller = _kotlin(android_app, "DemoController")
     submit = _function(controller, "submit")
-    block = next(_nodes(submit, "block"))
+    block = next(nodes(submit, "block"))
     first, second = [c for c in block.children if c.is_named][:2]
     assert first.type == "if_expression" and _condition(first) == "closed.get()" and "return false" in _text(first)
-    [attempt] = list(_nodes(second, "try_expression"))
+    [attempt] = list(nodes(second, "try_expression"))
     [execute] = _calls(attempt, "execute")
-    [catch] = list(_nodes(attempt, "catch_block"))
+    [catch] = list(nodes(attempt, "catch_block"))
     assert not _inside(execute, catch) and "RejectedExecutionException" in _text(catch)
     assert "throw" not in _text(catch), "a task refused after close is dropped, not rethrown"
 
@@ -216,7 +215,7 @@ def test_android_controller_ignores_work_after_close(android_app: Path) -> None:
 
     frame = _function(controller, "classifyFrame")
     assert _calls(frame, "submit") and not _calls(frame, "execute")
-    assert "frameInFlight.set(false)" in _text(next(_nodes(frame, "finally_block"))), "a failed frame frees the slot"
+    assert "frameInFlight.set(false)" in _text(next(nodes(frame, "finally_block"))), "a failed frame frees the slot"
 
     screen = _kotlin(android_app, "MainActivity")
     [dispose] = _calls(screen, "onDispose")
@@ -231,25 +230,25 @@ def test_android_photos_are_decoded_at_a_target_size_off_the_main_thread(android
     decodes = [(name, call) for name, root in code.items() for call in _calls(root, "decodeBitmap")]
     assert [name for name, _ in decodes] == ["Images.kt"], "one decode path, the bounded one"
     _, decode = decodes[0]
-    assert [_text(a) for a in _nodes(decode, "value_argument")] == ["source", "atTargetSize"]
+    assert [_text(a) for a in nodes(decode, "value_argument")] == ["source", "atTargetSize"]
 
     images = code["Images.kt"]
     [listener] = [c for c in _calls(images, "OnHeaderDecodedListener") if "ImageDecoder" in _text(c.children[0])]
     header = _lambda(listener)
-    assert [_text(p) for p in _nodes(header, "variable_declaration")][:2] == ["decoder", "info"]
+    assert [_text(p) for p in nodes(header, "variable_declaration")][:2] == ["decoder", "info"]
     [size] = _calls(header, "photoTargetSize")
     assert _text(size.children[-1]) == "(info.size.width, info.size.height)", "the size comes from the header"
     [target] = _calls(header, "setTargetSize")
     assert _text(target.children[0]) == "decoder.setTargetSize" and size.end_byte < target.start_byte
     for root in code.values():  # no other way in: BitmapFactory or MediaStore would decode at full size
-        names = {_text(i) for i in _nodes(root, "identifier")}
+        names = {_text(i) for i in nodes(root, "identifier")}
         assert not names & {"BitmapFactory", "decodeStream", "decodeFile", "getBitmap"}
 
     constants = kotlin_constants(android_app / ANDROID_SOURCES / "Images.kt")
     display, most = constants["DISPLAY_SIDE"], constants["MAX_SIDE"]
     assert display * display * 4 <= 16 * 2**20, "the usual photo stays a bitmap of 16 MB or less"
     assert display <= most <= 4096 and most * most * 4 < 100_000_000, "under the GPU texture size and Canvas's 100 MB"
-    uses = {_text(i) for i in _nodes(_property(images, "MIN_SHORT_SIDE"), "identifier")}
+    uses = {_text(i) for i in nodes(_property(images, "MIN_SHORT_SIDE"), "identifier")}
     assert {"INPUT_WIDTH", "INPUT_HEIGHT", "CROP_FRACTION"} <= uses, "the minimum follows the model input, not a guess"
     assert 2 * 224 / 0.875 < display, "for a 224 × 224 model the minimum leaves room below the display side"
 
@@ -258,7 +257,7 @@ def test_android_photos_are_decoded_at_a_target_size_off_the_main_thread(android
     offloaded = [s for s in _calls(controller, "submit") if _inside(decode_call, s)]
     assert offloaded and _text(offloaded[0]).startswith("submit(photoDecoder)"), "decoded off the main thread"
     activity = code["MainActivity.kt"]
-    assert "ImageDecoder" not in {_text(i) for i in _nodes(activity, "identifier")}
+    assert "ImageDecoder" not in {_text(i) for i in nodes(activity, "identifier")}
     [picked] = _calls(activity, "pickPhoto")
     assert _text(picked) == "controller.pickPhoto(uri)"
 
@@ -277,9 +276,9 @@ def test_android_photo_picked_while_busy_or_loading_waits_and_the_ui_says_so(and
     assert "pendingPhoto.set(bitmap)" in {_text(c) for c in _calls(classify_photo, "set")}, "the newest photo replaces the older one"
 
     drain = _function(controller, "classifyPendingPhoto")
-    block = [c for c in next(_nodes(drain, "block")).children if c.is_named]
+    block = [c for c in next(nodes(drain, "block")).children if c.is_named]
     assert "runner ?: return" in _text(block[0]) and "getAndSet(null)" in _text(block[1]), "without a loaded model the photo stays pending"
-    stale = [i for i in _nodes(drain, "if_expression") if _condition(i) == "photo !== bitmap"]
+    stale = [i for i in nodes(drain, "if_expression") if _condition(i) == "photo !== bitmap"]
     assert stale and "return@post" in _text(stale[0]), "a superseded photo's result is not shown"
 
     select = _function(controller, "select")
@@ -288,15 +287,15 @@ def test_android_photo_picked_while_busy_or_loading_waits_and_the_ui_says_so(and
     assert load_calls.index("create") < load_calls.index("classifyPendingPhoto"), "retried once the model is loaded"
     assert "pendingPhoto.compareAndSet(null, shown)" in _text(select), "a backend switch classifies the shown photo again"
 
-    frame_guard = next(c for c in next(_nodes(_function(controller, "classifyFrame"), "block")).children if c.is_named)
+    frame_guard = next(c for c in next(nodes(_function(controller, "classifyFrame"), "block")).children if c.is_named)
     assert frame_guard.type == "if_expression" and _condition(frame_guard).startswith("pendingPhoto.get() != null ||")
 
     progress = _function(controller, "showProgress")
-    assert {_text(a) for a in _nodes(progress, "assignment")} >= {"progress = message", "predictions = emptyList()", "lastMillis = null"}
+    assert {_text(a) for a in nodes(progress, "assignment")} >= {"progress = message", "predictions = emptyList()", "lastMillis = null"}
     assert "showProgress" in _call_names(_function(controller, "pickPhoto"))
 
     screen = _function(_kotlin(android_app, "MainActivity"), "DemoScreen")
-    [branch] = [i for i in _nodes(screen, "if_expression") if _condition(i) == "progress != null"]
+    [branch] = [i for i in nodes(screen, "if_expression") if _condition(i) == "progress != null"]
     then_part, else_part = [c for c in branch.children if c.type in ("block", "control_structure_body")][:2]
     assert "predictions" not in _text(then_part) and "Text(progress)" in _text(then_part)
     assert _calls(else_part, "forEach") and "controller.predictions" in _text(_calls(else_part, "forEach")[0])
@@ -307,7 +306,7 @@ def test_android_photo_picked_while_busy_or_loading_waits_and_the_ui_says_so(and
 
 def test_android_draws_edge_to_edge_inside_the_safe_insets(android_app: Path) -> None:
     activity = _kotlin(android_app, "MainActivity")
-    assert "androidx.activity.enableEdgeToEdge" in {_text(q) for q in _nodes(activity, "qualified_identifier")}
+    assert "androidx.activity.enableEdgeToEdge" in {_text(q) for q in nodes(activity, "qualified_identifier")}
     names = _call_names(_function(activity, "onCreate"))
     assert names.index("enableEdgeToEdge") < names.index("setContent")
 
@@ -332,7 +331,7 @@ def test_android_preprocessing_downscales_in_filtered_halvings(android_app: Path
     scaled = [(name, c) for name, root in code.items() for c in _calls(root, "createScaledBitmap")]
     assert scaled and all(name == "Images.kt" and _inside(c, downscale) for name, c in scaled), "one resize path"
     assert all(_text(c).rstrip(")").endswith("true") for _, c in scaled), "every scale filters"
-    [loop] = list(_nodes(downscale, "while_statement"))
+    [loop] = list(nodes(downscale, "while_statement"))
     assert _condition(loop) == "current.width >= 2 * width && current.height >= 2 * height"
     [halving] = _calls(loop, "createScaledBitmap")
     assert "current.width / 2, current.height / 2, true" in _text(halving)
@@ -350,9 +349,9 @@ def test_android_preprocessing_downscales_in_filtered_halvings(android_app: Path
 
 def _agp_version(root_build: Node) -> str:
     """The version string after id("com.android.application") in the root plugins block."""
-    for node in _nodes(root_build, "infix_expression"):
+    for node in nodes(root_build, "infix_expression"):
         if '"com.android.application"' in _text(node):
-            return _text(list(_nodes(node, "string_literal"))[-1]).strip('"')
+            return _text(list(nodes(node, "string_literal"))[-1]).strip('"')
     raise AssertionError("no com.android.application plugin version")
 
 
@@ -364,10 +363,10 @@ def _properties(path: Path) -> dict[str, str]:
 def test_android_build_uses_compiler_options_and_the_gradle_its_agp_needs(android_app: Path) -> None:
     scripts = {p.relative_to(android_app).as_posix(): _parse(KOTLIN, p) for p in android_app.rglob("*.kts")}
     for name, root in scripts.items():
-        assert "kotlinOptions" not in {_text(i) for i in _nodes(root, "identifier")}, name
+        assert "kotlinOptions" not in {_text(i) for i in nodes(root, "identifier")}, name
 
     app = scripts["app/build.gradle.kts"]
-    assert "org.jetbrains.kotlin.gradle.dsl.JvmTarget" in {_text(q) for q in _nodes(app, "qualified_identifier")}
+    assert "org.jetbrains.kotlin.gradle.dsl.JvmTarget" in {_text(q) for q in nodes(app, "qualified_identifier")}
     [kotlin] = [c for c in app.children if c.type == "call_expression" and _callee(c) == "kotlin"]
     [options] = _calls(kotlin, "compilerOptions")
     [jvm] = _calls(options, "set")
@@ -441,20 +440,20 @@ def test_ios_camera_frames_are_rotated_to_how_the_phone_is_held(ios_app: Path) -
     app = {p.name: _parse(SWIFT, p) for p in sorted((ios_app / "SHViTDemo").glob("*.swift"))}
     feed = app["CameraFeed.swift"]
     [coordinator] = _calls(feed, "RotationCoordinator")
-    assert [_text(a) for a in _nodes(coordinator, "value_argument")] == ["device: device", "previewLayer: nil"]
+    assert [_text(a) for a in nodes(coordinator, "value_argument")] == ["device: device", "previewLayer: nil"]
     [observe] = _calls(feed, "observe")
-    assert _text(next(_nodes(observe, "value_argument"))) == r"\.videoRotationAngleForHorizonLevelCapture"
-    assert _calls(next(_nodes(observe, "lambda_literal")), "applyRotation"), "every change reaches the connection"
+    assert _text(next(nodes(observe, "value_argument"))) == r"\.videoRotationAngleForHorizonLevelCapture"
+    assert _calls(next(nodes(observe, "lambda_literal")), "applyRotation"), "every change reaches the connection"
     initial = [c for c in _calls(_function(feed, "configureIfNeeded"), "applyRotation") if not _inside(c, observe)]
     assert initial and "videoRotationAngleForHorizonLevelCapture" in _text(initial[0]), "and the angle at start-up"
 
     apply = _function(feed, "applyRotation")
-    [guard] = list(_nodes(apply, "guard_statement"))
+    [guard] = list(nodes(apply, "guard_statement"))
     assert _calls(guard, "isVideoRotationAngleSupported") and "(angle)" in _text(_calls(guard, "isVideoRotationAngleSupported")[0])
-    [assignment] = list(_nodes(apply, "assignment"))
+    [assignment] = list(nodes(apply, "assignment"))
     assert _text(assignment) == "connection.videoRotationAngle = angle" and guard.end_byte < assignment.start_byte
     for name, root in app.items():  # no fixed angle left that would be wrong in another grip
-        for node in _nodes(root, "assignment"):
+        for node in nodes(root, "assignment"):
             assert not re.fullmatch(r"\S*videoRotationAngle = \d+", _text(node)), (name, _text(node))
 
     [handler] = _calls(app["Classifier.swift"], "VNImageRequestHandler")
@@ -470,6 +469,6 @@ def test_generated_sources_parse(android_app: Path, ios_app: Path) -> None:
     kotlin = sorted(android_app.rglob("*.kt")) + sorted(android_app.rglob("*.kts"))
     swift = sorted(ios_app.rglob("*.swift"))
     assert (android_app / ANDROID_SOURCES / "Images.kt") in kotlin and len(swift) >= 12
-    problems = [p for path in kotlin for p in _syntax_problems(KOTLIN, path)]
-    problems += [p for path in swift for p in _syntax_problems(SWIFT, path)]
+    problems = [p for path in kotlin for p in syntax_problems(KOTLIN, path)]
+    problems += [p for path in swift for p in syntax_problems(SWIFT, path)]
     assert not problems, problems
