@@ -257,9 +257,12 @@ def misbehaving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     """A plugin target whose runtime aborts or hangs on request, importable by the timing children too."""
     (tmp_path / "bench_misbehaving_target.py").write_text(MISBEHAVING)
     monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.import_module("bench_misbehaving_target")
+    toy_known = "toy" in targets.names()
+    importlib.import_module("bench_misbehaving_target")  # imports toy_target, which registers the toy target
     yield tmp_path
     targets.unregister("misbehaving")
+    if not toy_known:  # other tests in this worker see only the targets they registered
+        targets.unregister("toy")
     sys.modules.pop("bench_misbehaving_target", None)
 
 
