@@ -32,6 +32,7 @@ from convert.coreml.quantize import FLOAT_WEIGHT_PREFIXES
 from convert.coreml.target import COREML_INT8
 from convert.coreml.target import TARGET as COREML
 from convert.errors import ConvertError
+from convert.int8.engine import PLAIN_FULL_INT8
 from convert.labels import imagenet_labels
 from convert.parity import compare
 from convert.source import ModelSource, load_source
@@ -217,6 +218,7 @@ def test_w8a8_on_the_trained_tiny_model_keeps_cosine_and_top1(tiny, tmp_path: Pa
         precision="int8",
         min_ios=min_ios,
         calib_pixels=calibration,
+        int8=PLAIN_FULL_INT8,  # every op W8A8: the plain conversion must keep the trained model's accuracy
     )
     assert result.spec_version == 8
     reference, w8a8 = source.reference_logits(held_out.pixels), MILExecutor(result.path).logits(held_out.pixels)
