@@ -76,7 +76,6 @@ def classifier(
     calib_pixels: np.ndarray | None = None,
     info: PackageInfo | None = None,
     int8: Int8Options | None = None,
-    progress: bool = False,
     log: Log | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """The classifier MLModel and, for ``int8`` (W8A8), its int8 report.

@@ -89,7 +89,6 @@ class CoreMLTarget(TargetBase):
             calib_pixels=context.calib_pixels,
             info=info,
             int8=int8,
-            progress=context.progress,
             log=context.log,
         )
         context.log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
