@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -64,26 +66,41 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return tiny_model.build(root)
 
 
+def _run_wide_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this run sees (the workers' base folders share a parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_exports(tiny: tiny_model.TinyModel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """ONNX fp32 and calibrated TFLite int8 exports of the tiny model, made once per session (test_bench reuses them)."""
-    out = tmp_path_factory.mktemp("tiny-exports")
-    calib_dir = out / "calib-images"
-    pixels, labels, names = calib.make_class_dataset(4, tiny.input_size, seed=7, num_classes=len(tiny.class_names))
-    calib.write_dataset(calib_dir, pixels, labels, names)
-    made = {"calib": calib_dir}
-    with private_cache(tmp_path_factory):
-        for name, target, precision in (("onnx", "onnx", "fp32"), ("tflite_int8", "tflite", "int8")):
-            made[name] = convert.export(
-                tiny.checkpoint,
-                target=target,
-                out_dir=out,
-                precision=precision,
-                input_size=tiny.input_size,
-                labels=tiny.labels_file,
-                calib=calib_dir if precision == "int8" else None,
-            ).path
-    return made
+    """ONNX fp32 and calibrated TFLite int8 exports of the tiny model, made once per run: the first worker to
+    need them builds them under a lock, the other reads them (tests only read them)."""
+    from filelock import FileLock
+
+    root = _run_wide_folder(tmp_path_factory)
+    record = root / "tiny-exports.json"
+    with FileLock(str(root / "tiny-exports.lock")):
+        if record.exists():
+            return {name: Path(path) for name, path in json.loads(record.read_text()).items()}
+        out = Path(tempfile.mkdtemp(prefix="tiny-exports-", dir=root))
+        calib_dir = out / "calib-images"
+        pixels, labels, names = calib.make_class_dataset(4, tiny.input_size, seed=7, num_classes=len(tiny.class_names))
+        calib.write_dataset(calib_dir, pixels, labels, names)
+        made = {"calib": calib_dir}
+        with private_cache(tmp_path_factory):
+            for name, target, precision in (("onnx", "onnx", "fp32"), ("tflite_int8", "tflite", "int8")):
+                made[name] = convert.export(
+                    tiny.checkpoint,
+                    target=target,
+                    out_dir=out,
+                    precision=precision,
+                    input_size=tiny.input_size,
+                    labels=tiny.labels_file,
+                    calib=calib_dir if precision == "int8" else None,
+                ).path
+        record.write_text(json.dumps({name: str(path) for name, path in made.items()}))
+        return made
 
 
 @pytest.fixture(scope="session")

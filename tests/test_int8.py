@@ -355,7 +355,7 @@ def test_tiny_coreml_full_mode_is_todays_w8a8_and_keep_float_leaves_an_op_fp16(t
     assert _dequantized_inputs(kept.path)[name] is False and kept.int8_report["keep_float"] == [name]
 
 
-# ------------------------------------------- image-dependent S1 and S3 (slow), both targets
+# ------------------------------------------- image-dependent full-size S1, both targets
 
 
 @dataclass
@@ -367,15 +367,16 @@ class ImageDependent:
     reference: np.ndarray
 
 
-@pytest.fixture(scope="module", params=["s1", pytest.param("s3", marks=pytest.mark.slow)])
-def image_dependent(request: pytest.FixtureRequest) -> ImageDependent:
-    """Random weights, BatchNorm statistics recomputed on natural-looking images; held-out images of another seed."""
+@pytest.fixture(scope="module")
+def image_dependent() -> ImageDependent:
+    """Random weights, BatchNorm statistics recomputed on natural-looking images; held-out images of another seed.
+    S1 only: S3's int8 figures are benchmarks/bench_int8.py's (the same code path, several minutes more here)."""
     torch.manual_seed(0)
-    model = recompute_bn_stats(shvit.create_model(request.param), size=224)
+    model = recompute_bn_stats(shvit.create_model("s1"), size=224)
     held = calib.synthetic_images(HELD_COUNT, 224, seed=7)
     with torch.no_grad():
         reference = model(torch.from_numpy(calib.normalize(held))).numpy()
-    return ImageDependent(request.param, shvit.reparameterize(model), calib.synthetic_images(CALIB_COUNT, 224, seed=1), held, reference)
+    return ImageDependent("s1", shvit.reparameterize(model), calib.synthetic_images(CALIB_COUNT, 224, seed=1), held, reference)
 
 
 def test_image_dependent_tflite_auto_meets_the_cosine_target_and_matches_weight_only_top1(

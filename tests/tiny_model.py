@@ -83,17 +83,22 @@ def train(seed: int = SEED) -> tuple[torch.nn.Module, list[str]]:
 
 def build(root: Path) -> TinyModel:
     """Train (or reuse from ``root``) the tiny model and write its held-out image folder."""
+    from filelock import FileLock
+
     root = root / _recipe_key()
     ckpt, images, labels_file, meta = root / "tiny.pth", root / "images", root / "labels.txt", root / "meta.json"
-    if not meta.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        model, names = train()
-        torch.save({"model": model.state_dict()}, ckpt)
-        px, lb, _ = calib.make_class_dataset(EVAL_PER_CLASS, TINY_CONFIG.img_size, seed=SEED + 1000, num_classes=TINY_CONFIG.num_classes)
-        calib.write_dataset(images, px, lb, names)
-        with torch.no_grad():
-            pred = model(torch.from_numpy(calib.normalize(px))).argmax(1).numpy()
-        labels_file.write_text("\n".join(names) + "\n")
-        meta.write_text(json.dumps({"names": names, "accuracy": float(np.mean(pred == np.asarray(lb)))}))
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root.with_suffix(".lock"))):  # one xdist worker trains, the other waits and reuses
+        if not meta.exists():
+            model, names = train()
+            torch.save({"model": model.state_dict()}, ckpt)
+            px, lb, _ = calib.make_class_dataset(
+                EVAL_PER_CLASS, TINY_CONFIG.img_size, seed=SEED + 1000, num_classes=TINY_CONFIG.num_classes
+            )
+            calib.write_dataset(images, px, lb, names)
+            with torch.no_grad():
+                pred = model(torch.from_numpy(calib.normalize(px))).argmax(1).numpy()
+            labels_file.write_text("\n".join(names) + "\n")
+            meta.write_text(json.dumps({"names": names, "accuracy": float(np.mean(pred == np.asarray(lb)))}))
     info = json.loads(meta.read_text())
     return TinyModel(ckpt, images, labels_file, info["names"], info["accuracy"])
