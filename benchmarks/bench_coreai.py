@@ -58,7 +58,9 @@ WEIGHTS_SEED, IMAGES_SEED = 0, 42
 
 def _model(variant: str, weights: str | None) -> torch.nn.Module:
     if weights:
-        return shvit.create_model(variant, weights=weights)
+        from make_standin import resolve_weights
+
+        return shvit.create_model(variant, weights=resolve_weights(weights, variant))
     from calib.proxy import trained_like
 
     return trained_like(variant, seed=WEIGHTS_SEED)
@@ -85,7 +87,12 @@ def bench_variant(variant: str, *, weights: str | None, images: int, tmp: Path) 
             fp16 = exported if precision == "fp16" else fp16
         paths[precision] = save_aimodel(exported, tmp / f"{variant}_{precision}.aimodel")
         row[precision] = facts(paths[precision]) | {"seconds": time.perf_counter() - started}
-    pixels = calib.synthetic_images(images, size, seed=IMAGES_SEED)
+    if weights:  # a trained model is measured on photos (views of scikit-image's, the standin extra)
+        from make_standin import EVAL_SEED, photo_views
+
+        pixels = photo_views(images, size, seed=EVAL_SEED + 7)
+    else:
+        pixels = calib.synthetic_images(images, size, seed=IMAGES_SEED)
     with torch.no_grad():
         reference = shvit.PixelInput(deploy)(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).numpy()
     logits = {precision: runtime.run(path, pixels)[0] for precision, path in paths.items()}
@@ -138,7 +145,7 @@ def report(row: dict[str, object]) -> bool:
         limit = f"cos ≥ {tolerance.cosine}" if tolerance.cosine is not None else f"max_rel ≤ {tolerance.max_rel:g}"
         size_mb, ratio = record["size_bytes"] / 1e6, record["size_bytes"] / fp16_bytes  # type: ignore[index]
         print(
-            f"  {precision:13s} {size_mb:6.2f} MB {ratio:6.3f} │ {to_torch.max_rel:12.4f} {to_torch.cosine:8.6f} {to_torch.min_cosine:8.6f} │ "
+            f"  {precision:13s} {size_mb:6.2f} MB {ratio:6.3f} │ {to_torch.max_rel:12.4f} {to_torch.cosine:8.6f} {to_torch.min_cosine:8.6f} {to_torch.top1:6.1%} │ "
             f"{to_fp16.max_rel:12.4f} {to_fp16.cosine:8.6f} │ {'✓' if ok else '✗'} {limit:16s} {record['seconds']:5.1f}s"
         )  # type: ignore[index]
     images = errors["fp16"][0].images  # type: ignore[index]
@@ -152,8 +159,12 @@ def report(row: dict[str, object]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", choices=sorted(shvit.VARIANTS), help="repeatable; default s1 and s3")
-    parser.add_argument("--weights", default=None, help="checkpoint file (default: the tests' image-dependent random weights)")
-    parser.add_argument("--images", type=int, default=8, help="generated images the errors are measured on (default 8)")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="standin (benchmarks/make_standin.py) or a checkpoint file, measured on photo views (default: the tests' image-dependent random weights, on generated images)",
+    )
+    parser.add_argument("--images", type=int, default=8, help="images the errors are measured on (default 8)")
     args = parser.parse_args()
     variants = args.variant or ["s1", "s3"]
     if args.weights and len(variants) > 1:

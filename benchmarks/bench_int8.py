@@ -1,8 +1,8 @@
 """Accuracy-aware int8 against today's full int8, on image-dependent full-size SHViT, held-out images.
 
     python benchmarks/bench_int8.py [--variant s1] [--variant s3 ...] [--target tflite] [--target coreml]
-                                    [--calib-count 32] [--held 32] [--runs 30] [--rounds 3]
-                                    [--compare-methods] [--json results.json]
+                                    [--weights standin|CKPT] [--calib-count 32] [--held 128] [--runs 30]
+                                    [--rounds 3] [--compare-methods] [--json results.json]
 
 "Image-dependent": random weights with BatchNorm statistics recomputed on natural-looking images
 (tests/helpers.py ``recompute_bn_stats``), so the logits depend on the image like a trained model's.
@@ -13,6 +13,10 @@ accuracy ceiling of TFLite's float islands), today's full int8 (``full``, min/ma
 default accuracy-aware int8 (``auto``), with
 the ops kept float, the int8 share of MACs, XNNPACK partitions, LiteRT latency against fp32 TFLite
 (interleaved rounds, one thread, in this run) and Core ML package size against fp16.
+
+``--weights standin`` (or a checkpoint path) measures a trained SHViT instead: the stand-in
+``benchmarks/make_standin.py`` distils from EfficientNet-Lite0. A trained model is measured on photos:
+calibration and held-out views are crops of scikit-image's photos (two seeds; the ``standin`` extra).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class Row:
     size_ratio: float | None = None
     seconds: float = 0.0
     passed: bool | None = None
+    weights: str = "proxy"
 
 
 def image_dependent(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int]:
@@ -64,6 +69,34 @@ def image_dependent(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int
     model = shvit.create_model(variant)
     model = recompute_bn_stats(model, size=model.config.img_size)
     return model, shvit.reparameterize(model), model.config.img_size
+
+
+def measured_model(
+    variant: str, weights: str | None, *, calib_count: int, held: int
+) -> tuple[torch.nn.Module, torch.nn.Module, int, np.ndarray, np.ndarray]:
+    """The model, its deploy form, input size, calibration and held-out pixels: generated images for the
+    image-dependent proxy, photo views for a trained checkpoint."""
+    if weights is None:
+        model, deploy, size = image_dependent(variant)
+        return (
+            model,
+            deploy,
+            size,
+            calib.synthetic_images(calib_count, size, seed=CALIB_SEED),
+            calib.synthetic_images(held, size, seed=HELD_SEED),
+        )
+    from make_standin import CALIB_SEED as PHOTO_CALIB_SEED
+    from make_standin import EVAL_SEED, photo_views, resolve_weights
+
+    model = shvit.create_model(variant, weights=resolve_weights(weights, variant))
+    size = model.config.img_size
+    return (
+        model,
+        shvit.reparameterize(model),
+        size,
+        photo_views(calib_count, size, seed=PHOTO_CALIB_SEED),
+        photo_views(held, size, seed=EVAL_SEED + 7),
+    )
 
 
 def bench_tflite(
@@ -197,7 +230,7 @@ def bench_coreml(
 
 
 def table(rows: list[Row]) -> list[str]:
-    head = f"{'variant':7} {'target':6} {'mode':7} {'ops float':>9} {'int8 MACs':>9} {'XNNPACK':>7} {'min cos':>8} {'top-1':>6} {'lat/fp32':>8} {'size/fp16':>9} {'s':>6}  gate"
+    head = f"{'weights':8} {'variant':7} {'target':6} {'mode':7} {'ops float':>9} {'int8 MACs':>9} {'XNNPACK':>7} {'min cos':>8} {'top-1':>6} {'lat/fp32':>8} {'size/fp16':>9} {'s':>6}  gate"
     lines = [head]
     for r in rows:
 
@@ -205,7 +238,7 @@ def table(rows: list[Row]) -> list[str]:
             return "-" if value is None else format(value, spec)
 
         lines.append(
-            f"{r.variant:7} {r.target:6} {r.mode:7} {fmt(r.ops_float, 'd'):>9} {fmt(r.int8_mac_share, '.1%'):>9} {fmt(r.partitions, 'd'):>7} "
+            f"{r.weights:8} {r.variant:7} {r.target:6} {r.mode:7} {fmt(r.ops_float, 'd'):>9} {fmt(r.int8_mac_share, '.1%'):>9} {fmt(r.partitions, 'd'):>7} "
             f"{r.min_cosine:8.4f} {r.top1:6.1%} {fmt(r.latency_ratio, '.2f'):>8} {fmt(r.size_ratio, '.2f'):>9} {r.seconds:6.0f}  "
             f"{'PASS' if r.passed else 'fail'}"
         )
@@ -216,6 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", help="s1..s4 (repeatable; default s1)")
     parser.add_argument("--target", action="append", choices=("tflite", "coreml"), help="default: both")
+    parser.add_argument(
+        "--weights", default=None, help="standin (benchmarks/make_standin.py) or a checkpoint (default: image-dependent random weights)"
+    )
     parser.add_argument("--calib-count", type=int, default=32)
     parser.add_argument("--held", type=int, default=128, help="held-out images measured (top-1 agreement moves in steps of 1/N)")
     parser.add_argument("--runs", type=int, default=30)
@@ -226,9 +262,7 @@ def main() -> None:
     rows: list[Row] = []
     details: dict[str, Any] = {}
     for variant in args.variant or ["s1"]:
-        model, deploy, size = image_dependent(variant)
-        calib_px = calib.synthetic_images(args.calib_count, size, seed=CALIB_SEED)
-        held = calib.synthetic_images(args.held, size, seed=HELD_SEED)
+        model, deploy, size, calib_px, held = measured_model(variant, args.weights, calib_count=args.calib_count, held=args.held)
         with torch.no_grad():
             reference = model(torch.from_numpy(calib.normalize(held))).numpy()
         with tempfile.TemporaryDirectory(prefix="shvit-bench-int8-") as tmp:
@@ -258,6 +292,8 @@ def main() -> None:
                         compare=args.compare_methods,
                         tmp=Path(tmp),
                     )
+                for row in found:
+                    row.weights = args.weights or "proxy"
                 rows += found
                 details[f"{variant}/{target}"] = extra
                 print("\n".join(table(rows)), file=sys.stderr)
