@@ -91,8 +91,10 @@ def bench_variant(variant: str, *, weights: str | None, images: int, tmp: Path) 
         from make_standin import EVAL_SEED, photo_views
 
         pixels = photo_views(images, size, seed=EVAL_SEED + 7)
+        row["images"] = f"photo views (seed {EVAL_SEED + 7})"
     else:
         pixels = calib.synthetic_images(images, size, seed=IMAGES_SEED)
+        row["images"] = f"generated images (seed {IMAGES_SEED})"
     with torch.no_grad():
         reference = shvit.PixelInput(deploy)(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).numpy()
     logits = {precision: runtime.run(path, pixels)[0] for precision, path in paths.items()}
@@ -133,7 +135,7 @@ def report(row: dict[str, object]) -> bool:
     fp16_bytes = row["fp16"]["size_bytes"]  # type: ignore[index]
     print("\n  vs PyTorch fp32 and vs the fp16 asset, same images; max|Δ|/scale is max |Δ| over the reference's largest |logit|")
     print(
-        f"  {'precision':13s} {'size':>9s} {'×fp16':>6s} │ {'max|Δ|/scale':>12s} {'cosine':>8s} {'min cos':>8s} │ "
+        f"  {'precision':13s} {'size':>9s} {'×fp16':>6s} │ {'max|Δ|/scale':>12s} {'cosine':>8s} {'min cos':>8s} {'top-1':>6s} │ "
         f"{'max|Δ|/scale':>12s} {'cosine':>8s} │ {'tolerance':18s} {'build':>6s}"
     )
     for precision in PRECISIONS:
@@ -150,7 +152,7 @@ def report(row: dict[str, object]) -> bool:
         )  # type: ignore[index]
     images = errors["fp16"][0].images  # type: ignore[index]
     print(
-        f"  errors over {images} generated images (seed {IMAGES_SEED}) in {runtime.runtime_description()}; "
+        f"  errors over {images} {row['images']} in {runtime.runtime_description()}; "
         f"std of logit 0 across images {row['image_dependent']:.3g} (image-dependent)"
     )
     return ok_all
