@@ -27,6 +27,7 @@ figures. Never run by tests or CI.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -134,13 +135,14 @@ def _load_rgb(path: Path | Any, *, longest: int = 512) -> torch.Tensor:
         return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
-def photos(names: Sequence[str]) -> list[torch.Tensor]:
-    """scikit-image's bundled photos as (3, H, W) floats in [0, 1] (longest side 512)."""
+@functools.cache
+def photos(names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+    """scikit-image's bundled photos as (3, H, W) floats in [0, 1] (longest side 512), decoded once per process."""
     try:
         folder = resources.files("skimage") / "data"
     except ModuleNotFoundError:
         raise SystemExit("error: scikit-image is not installed: pip install -e '.[standin]'") from None
-    return [_load_rgb(folder / name) for name in names]
+    return tuple(_load_rgb(folder / name) for name in names)
 
 
 def synthetic_pool(count: int = SYNTHETIC_POOL, size: int = 288) -> list[torch.Tensor]:
@@ -156,8 +158,7 @@ def _crop(rng: np.random.Generator, image: torch.Tensor, size: int, *, scale: tu
     w = int(min(width, max(8, round(math.sqrt(area * ratio)))))
     h = int(min(height, max(8, round(math.sqrt(area / ratio)))))
     x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-    patch = image[None, :, y0 : y0 + h, x0 : x0 + w]
-    return F.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return _resized(image[None, :, y0 : y0 + h, x0 : x0 + w], size)[0]
 
 
 def _jitter(rng: np.random.Generator, view: torch.Tensor) -> torch.Tensor:
@@ -227,15 +228,19 @@ def teacher() -> nn.Module:
     return model.eval().to(memory_format=torch.channels_last)  # depthwise convolutions: about 2x faster on CPU
 
 
+def _resized(views: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, size, size), antialiased when shrinking."""
+    if views.shape[-2:] == (size, size):
+        return views
+    return F.interpolate(views, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 def teacher_input(views: torch.Tensor, size: int) -> torch.Tensor:
-    if views.shape[-1] != size:
-        views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return ((views - TEACHER_MEAN) / TEACHER_STD).contiguous(memory_format=torch.channels_last)
+    return ((_resized(views, size) - TEACHER_MEAN) / TEACHER_STD).contiguous(memory_format=torch.channels_last)
 
 
 def student_input(views: torch.Tensor, size: int) -> torch.Tensor:
-    if views.shape[-1] != size:
-        views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    views = _resized(views, size)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (views - mean) / std
@@ -359,7 +364,7 @@ def evaluate(student: nn.Module, teach: nn.Module, *, variant: str, count: int) 
     from calib.proxy import trained_like
 
     size = shvit.VARIANTS[variant].config.img_size
-    train_names = [name for name in PHOTOS if name not in HELD_OUT_PHOTOS]
+    train_names = tuple(name for name in PHOTOS if name not in HELD_OUT_PHOTOS)
     sets = {
         "new views": evaluation_views(photos(train_names), count, size, seed=EVAL_SEED),
         "held-out photos": evaluation_views(photos(HELD_OUT_PHOTOS), max(24, count // 4), size, seed=EVAL_SEED + 1),
@@ -442,7 +447,7 @@ def main() -> int:
         student = shvit.create_model(recipe.variant, weights=output)
         sidecar = json.loads(output.with_suffix(".json").read_text()) if output.with_suffix(".json").exists() else {}
     else:
-        train_images = photos([name for name in PHOTOS if name not in HELD_OUT_PHOTOS])
+        train_images = photos(tuple(name for name in PHOTOS if name not in HELD_OUT_PHOTOS))
         log(f"{len(train_images)} photos + {SYNTHETIC_POOL} generated images; recipe {recipe.key}")
         resume_file = cache_dir() / "standin" / f"{recipe.key}.partial.pt"
         try:

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_model
-from helpers import private_cache
+from helpers import private_cache, tiny_traced_classifier
 
 import calib
 import convert
@@ -146,17 +146,11 @@ def tiny_tflites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_mlpackages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tensor-input classifier and an image-input model without classifier outputs: both refused."""
-    import torch
-
     from convert.coreml.ctimport import import_coremltools
 
     ct = import_coremltools()
     root = tmp_path_factory.mktemp("tiny-coreml")
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
-    ).eval()
-    example = torch.zeros(1, 3, 32, 32)
-    traced = torch.jit.trace(net, example)
+    traced, example = tiny_traced_classifier()
     common = {"convert_to": "mlprogram", "minimum_deployment_target": ct.target.iOS16}
     tensor_in = ct.convert(
         traced, inputs=[ct.TensorType(name="x", shape=example.shape)], classifier_config=ct.ClassifierConfig(["a", "b", "c"]), **common

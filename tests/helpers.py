@@ -109,3 +109,15 @@ __all__ = [
     "run_in_runtime",
     "trained_like",
 ]
+
+
+def tiny_traced_classifier() -> tuple[Any, Any]:
+    """A traced 3-class image classifier on 32 px inputs (and its example input): converts in seconds, for
+    tests that need some Core ML package whose interface, not its numbers, matters."""
+    import torch
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    ).eval()
+    example = torch.zeros(1, 3, 32, 32)
+    return torch.jit.trace(net, example), example

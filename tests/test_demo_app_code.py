@@ -28,6 +28,7 @@ from demo_helpers import (
     nodes,
     syntax_problems,
 )
+from helpers import tiny_traced_classifier
 from tree_sitter import Node, Parser
 
 from mobile_demo import generate_demo
@@ -52,18 +53,13 @@ def android_app(tiny_tflites: dict[str, Path], tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="module")
 def ios_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """From a tiny image classifier: all the iOS generator reads is the interface."""
-    import torch
-
     from convert.coreml.ctimport import import_coremltools
 
     ct = import_coremltools()
     root = tmp_path_factory.mktemp("ios-fixes")
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
-    ).eval()
-    example = torch.zeros(1, 3, 32, 32)
+    traced, example = tiny_traced_classifier()
     model = ct.convert(
-        torch.jit.trace(net, example),
+        traced,
         inputs=[ct.ImageType(name="image", shape=example.shape)],
         classifier_config=ct.ClassifierConfig(["a", "b", "c"]),
         convert_to="mlprogram",

@@ -98,6 +98,12 @@ def _offline(command: list[str]) -> list[str]:
     return ["unshare", "--net", *command]
 
 
+def _convert_offline(args: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``shvit-convert ARGS`` as a fresh process with no network."""
+    command = _offline([sys.executable, "-m", "convert.cli", *args])
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+
+
 def _fresh_machine(root: Path) -> dict[str, str]:
     """The environment of a user who never ran the toolkit: empty home, empty cache, no weights URL override."""
     home = root / "home"
@@ -122,15 +128,7 @@ def test_readme_first_main_job_runs_on_a_fresh_offline_machine(tmp_path: Path) -
     cwd = tmp_path / "work"
     cwd.mkdir()
     env = _fresh_machine(tmp_path)
-    proc = subprocess.run(
-        _offline([sys.executable, "-m", "convert.cli", *command[1:]]),
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _convert_offline(command[1:], cwd=cwd, env=env, timeout_s=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = cwd / command[command.index("--out") + 1]
     artifact = Path(proc.stdout.strip().splitlines()[-1])
@@ -150,14 +148,8 @@ def test_cached_released_weights_convert_offline(tmp_path: Path) -> None:
     torch.save({"model": shvit.create_model("s1").state_dict()}, cached)
     cwd = tmp_path / "work"
     cwd.mkdir()
-    proc = subprocess.run(
-        _offline([sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "onnx", "--weights", "imagenet", "--out", "exports"]),
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
+    proc = _convert_offline(
+        ["--variant", "s1", "--target", "onnx", "--weights", "imagenet", "--out", "exports"], cwd=cwd, env=env, timeout_s=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "download" not in proc.stderr.lower(), proc.stderr
