@@ -120,3 +120,14 @@ def test_behaviour_figures(standin):
     flat = standin.behaviour(tied, confident)
     assert flat["margin_p90"] < 0.02 and flat["top1_agreement"] == 1.0
     assert standin.behaviour(tied[[1, 0]], confident)["top1_agreement"] == 0.0
+
+
+def test_benchmarks_asking_for_a_missing_stand_in_get_one_line_naming_the_command(standin, tmp_path, monkeypatch):
+    monkeypatch.setenv("SHVIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert standin.resolve_weights("my.pth", "s1") == "my.pth" and standin.resolve_weights(None, "s1") is None
+    with pytest.raises(SystemExit) as exc:
+        standin.resolve_weights("standin", "s1")
+    message = str(exc.value)
+    assert message.count("\n") == 0 and message.startswith("error: no stand-in for s1 at ")
+    assert "python benchmarks/make_standin.py --variant s1" in message
+    assert not (tmp_path / "cache").exists(), "asking must not create the cache"
