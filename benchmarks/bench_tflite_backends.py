@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from convert.bench.latency import LatencyUnavailable, host_description, measure
+from convert.io.child import ChildFailure, run_isolated
 from convert.io.scratch import Scratch
 from convert.tflite import graphinfo
 
@@ -53,7 +52,6 @@ FILES = (("ours fp32", "tf_fp32"), ("direct fp32", "direct_fp32"), ("ours fp16",
 LATENCY_ROWS = (("ours fp32", "tf_fp32"), ("direct fp32", "direct_fp32"))
 IMAGE_SEED = 7
 CHILD_TIMEOUT_S = 1800.0
-DIRECT_CHILD, LOGITS_CHILD = "--child-direct", "--child-logits"
 
 
 # ---------------------------------------------------------------- conversions
@@ -98,27 +96,24 @@ def export_direct(pixel_model: Any, size: int, variant: str, tmp: Path, scratch:
     started = time.perf_counter()
     export_onnx(tflite_friendly(pixel_model), onnx_path, input_size=size, opset=17, dynamic_batch=False)
     onnx_s = time.perf_counter() - started
-    work, out = tmp / "direct-work", tmp / "direct-out"
+    work, out, log_path = tmp / "direct-work", tmp / "direct-out", tmp / "direct-onnx2tf.log"
     work.mkdir()
-    job, result_path, log_path = work / "job.json", work / "result.json", tmp / "direct-onnx2tf.log"
-    job.write_text(json.dumps({"onnx": str(onnx_path), "out": str(out), "result": str(result_path)}))
-    env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **scratch.child_env())
+    env = {"PATH": tool_path(), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **scratch.child_env()}
     started = time.perf_counter()
-    with open(log_path, "wb") as log:
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), DIRECT_CHILD, str(job)],
-            cwd=work,
+    try:
+        result: dict[str, Any] = run_isolated(
+            "bench_tflite_backends:direct_child",
+            args={"onnx": onnx_path, "out": out},
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            timeout=CHILD_TIMEOUT_S,
+            cwd=work,
+            log_path=log_path,
+            timeout_s=CHILD_TIMEOUT_S,
+            offline=False,  # the child records attempts itself, as a figure of the row
         )
+    except ChildFailure as exc:
+        result = {"error": exc.describe("the onnx2tf child", "") or _last_line(log_path)}
     child_s = time.perf_counter() - started
-    result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.exists() else {}
     record: dict[str, Any] = {"onnx_export_s": round(onnx_s, 1), "child_s": round(child_s, 1), "log": str(log_path), **result}
-    if proc.returncode != 0 and not result.get("error"):
-        record["error"] = _last_line(log_path) or f"child exited with code {proc.returncode}"
     if record.get("error"):
         record["log"] = str(scratch.keep(log_path, prefix="bench-direct-"))  # outlives the scratch folder
     else:
@@ -139,11 +134,10 @@ def _last_line(log_path: Path) -> str:
     return _last_error(log_path)
 
 
-def _direct_child(job_path: str) -> int:
-    """In the child: one onnx2tf.convert with the direct back end; result (or error line) to JSON."""
-    from convert.tflite.onnx2tf_runner import block_network
+def direct_child(*, onnx: str, out: str) -> dict[str, Any]:
+    """In the child: one onnx2tf.convert with the direct back end; its figures, or its error line."""
+    from convert.io.child import block_network
 
-    job = json.loads(Path(job_path).read_text())
     attempts: list[str] = []
     block_network(attempts)
     result: dict[str, Any] = {}
@@ -152,8 +146,8 @@ def _direct_child(job_path: str) -> int:
 
         started = time.perf_counter()
         onnx2tf.convert(
-            input_onnx_file_path=job["onnx"],
-            output_folder_path=job["out"],
+            input_onnx_file_path=onnx,
+            output_folder_path=out,
             tflite_backend="flatbuffer_direct",
             output_signaturedefs=True,
             non_verbose=True,
@@ -168,8 +162,7 @@ def _direct_child(job_path: str) -> int:
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     if attempts:
         result["network_attempts"] = attempts
-    Path(job["result"]).write_text(json.dumps(result))
-    return 1 if "error" in result else 0
+    return result
 
 
 # ---------------------------------------------------------------- what the files hold
@@ -227,54 +220,36 @@ def _transposes(model: Any) -> dict[str, int]:
 def logits_of(paths: dict[str, Path], pixels: np.ndarray, scratch: Scratch) -> dict[str, np.ndarray | str]:
     """LiteRT logits of every file on uint8 NHWC ``pixels``, in one child (an NCHW input gets transposed pixels);
     a file that fails maps to its error line."""
-    with scratch.temporary("bench-logits-") as tmp:
-        np.save(tmp / "in.npy", pixels)
-        job = {"pixels": str(tmp / "in.npy"), "models": {k: str(p) for k, p in paths.items()}, "out": str(tmp)}
-        (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), LOGITS_CHILD, str(tmp / "job.json")],
-            capture_output=True,
-            text=True,
-            timeout=CHILD_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **scratch.child_env()),
+    try:
+        found: dict[str, np.ndarray | str] = run_isolated(
+            "bench_tflite_backends:logits_child",
+            args={"pixels": pixels, "models": paths},
+            env=scratch.child_env(),
+            timeout_s=CHILD_TIMEOUT_S,
         )
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        out: dict[str, np.ndarray | str] = {}
-        for key in paths:
-            result = tmp / f"{key}.npy"
-            error = tmp / f"{key}.err"
-            out[key] = (
-                np.load(result)
-                if result.exists()
-                else error.read_text()
-                if error.exists()
-                else (lines[-1] if lines else f"child exit code {proc.returncode}")
-            )
-        return out
+    except ChildFailure as exc:
+        return dict.fromkeys(paths, exc.describe("LiteRT", "while running the models"))
+    return found
 
 
-def _logits_child(job_path: str) -> int:
+def logits_child(*, pixels: np.ndarray, models: dict[str, str]) -> dict[str, np.ndarray | str]:
     from convert.tflite.runtime import from_output, interpreter
 
-    job = json.loads(Path(job_path).read_text())
-    images = np.load(job["pixels"])
-    for key, model in job["models"].items():
+    out: dict[str, np.ndarray | str] = {}
+    for key, model in models.items():
         try:
             it, _ = interpreter(Path(model), threads=1)
             detail, out_detail = it.get_input_details()[0], it.get_output_details()[0]
-            pixels = images if list(detail["shape"][1:]) == list(images.shape[1:]) else images.transpose(0, 3, 1, 2)  # NCHW input
+            images = pixels if list(detail["shape"][1:]) == list(pixels.shape[1:]) else pixels.transpose(0, 3, 1, 2)  # NCHW input
             rows = []
-            for image in pixels:
+            for image in images:
                 it.set_tensor(detail["index"], np.ascontiguousarray(image[None], dtype=np.float32))
                 it.invoke()
                 rows.append(from_output(it.get_tensor(out_detail["index"]), out_detail))
-            np.save(Path(job["out"]) / f"{key}.npy", np.concatenate(rows))
+            out[key] = np.concatenate(rows)
         except Exception as exc:
-            (Path(job["out"]) / f"{key}.err").write_text(
-                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            )
-    return 0
+            out[key] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return out
 
 
 def agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
@@ -504,9 +479,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in (DIRECT_CHILD, LOGITS_CHILD):
-        from convert.io.scratch import exit_with_parent
-
-        exit_with_parent()
-        sys.exit(_direct_child(sys.argv[2]) if sys.argv[1] == DIRECT_CHILD else _logits_child(sys.argv[2]))
     main()

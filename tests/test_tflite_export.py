@@ -298,7 +298,7 @@ def test_the_conversion_childs_guard_refuses_the_network(tmp_path: Path) -> None
     """onnx2tf 2.x downloads nothing, but anything in the child that tries is refused and recorded."""
     script = (
         "import requests\n"
-        "from convert.tflite.onnx2tf_runner import block_network\n"
+        "from convert.io.child import block_network\n"
         "attempts = []\nblock_network(attempts)\n"
         "try:\n    requests.get('https://github.com', timeout=5)\nexcept requests.exceptions.ConnectionError:\n    pass\n"
         "print('attempts', len(attempts))\n"

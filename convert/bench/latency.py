@@ -8,40 +8,29 @@ order that rotates every round. On a shared machine the load drifts over minutes
 after another charges that drift to whichever ran at the time, rounds spread it over all of them, and
 a speed-up taken within each round (two medians measured minutes apart never meet) cancels most of it.
 
-The child protocol is line-based: the parent writes ``time N`` (or ``quit``) to the child's stdin, the
-child answers each with one JSON line on its stdout (the first, unasked, names its runtime once the
-model is loaded). Everything else a runtime prints goes to a log file the parent reads on failure.
+Each child is a served :class:`convert.io.child.Child`: it loads its model once, then answers ``time(runs=N)``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from convert import targets
-from convert.io.child import ChildFailure, last_error_line, report_child_error
+from convert.io.child import DEFAULT_TIMEOUT_S, Child, ChildFailure
 from convert.io.scratch import Scratch
 from convert.validate.runner import child_target
 
-DEFAULT_TIMEOUT_S = 900.0
-"""Longest wait for one reply of a child: loading the model, its warm-up, or one round's share of runs."""
 DEFAULT_ROUNDS = 5
 PYTORCH = "pytorch"
-_QUIT_TIMEOUT_S = 10.0
 _logger = logging.getLogger(__name__)
 
 
@@ -200,18 +189,17 @@ def effective_rounds(rounds: int, runs: int) -> int:
 
 
 class _RuntimeChild:
-    """One model loaded in its runtime in a long-lived child process (see the module's protocol)."""
+    """One model loaded in its runtime in a long-lived child process, serving timed runs (:mod:`convert.io.child`)."""
 
-    def __init__(self, model: Model, *, input_size: int, threads: int, log_path: Path, env: dict[str, str], timeout_s: float) -> None:
-        self.model, self.timeout_s, self.log_path = model, timeout_s, log_path
+    def __init__(self, model: Model, *, input_size: int, threads: int, scratch: Scratch, timeout_s: float) -> None:
         self.runtime = ""
-        where = [PYTORCH, ""]
+        where = {"module": PYTORCH, "name": ""}
         if model.kind != PYTORCH:
             target = targets.get(model.kind)
-            where = [type(target).__module__, target.name]
+            where = {"module": type(target).__module__, "name": target.name}
         spec = {
-            "where": where,
-            "artifact": str(model.artifact) if model.artifact else None,
+            **where,
+            "artifact": model.artifact,
             "variant": model.variant,
             "weights": model.weights,
             "seed": model.seed,
@@ -219,81 +207,36 @@ class _RuntimeChild:
             "input_size": input_size,
             "threads": threads,
         }
-        self._log: IO[bytes] = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "convert.bench.latency", json.dumps(spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            text=True,
-            bufsize=1,
+        self.child = Child(
+            "convert.bench.latency:Loaded",
+            args=spec,
+            serve=True,
+            threads=threads,
+            env=scratch.child_env(),
+            timeout_s=timeout_s,
+            preload_coremltools=model.artifact is not None and model.artifact.suffix == ".mlpackage",
         )
-        self._replies: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, name=f"bench-{model.kind}", daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._replies.put(line)
-        self._replies.put(None)
-
-    def _reply(self) -> dict[str, Any]:
-        """The child's next JSON line; a timeout, a death or an error line becomes LatencyUnavailable."""
+    def _ask(self, work: Callable[[], Any]) -> Any:
         try:
-            line = self._replies.get(timeout=self.timeout_s)
-        except queue.Empty:
-            self.kill()
-            raise LatencyUnavailable(ChildFailure(timeout_s=self.timeout_s).describe("the runtime", "")) from None
-        if line is None:
-            raise LatencyUnavailable(self._failure().describe("the runtime", "while timing the model"))
-        return json.loads(line)
-
-    def _failure(self) -> ChildFailure:
-        code = self.proc.wait()
-        if code < 0:
-            return ChildFailure(signal_name=signal.Signals(-code).name)
-        self._log.flush()
-        error = last_error_line(self.log_path.read_text(errors="replace")) if self.log_path.exists() else ""
-        return ChildFailure(error=error or f"the runtime exited with code {code} while timing the model")
+            return work()
+        except ChildFailure as exc:
+            raise LatencyUnavailable(exc.describe("the runtime", "while timing the model")) from None
 
     def ready(self) -> str:
         """Wait until the model is loaded; the runtime's description."""
-        self.runtime = str(self._reply()["runtime"])
+        self._ask(self.child.result)
+        self.runtime = str(self._ask(lambda: self.child.call("runtime")))
         return self.runtime
 
     def time(self, runs: int) -> list[float]:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(f"time {runs}\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise LatencyUnavailable(self._failure().describe("the runtime", "while timing the model")) from None
-        return [float(t) for t in self._reply()["times_ms"]]
+        return [float(t) for t in self._ask(lambda: self.child.call("time", runs=runs))]
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        self.child.kill()
 
     def close(self) -> None:
-        """Ask the child to quit; kill it if it does not (or if we are being interrupted)."""
-        try:
-            if self.proc.poll() is None and self.proc.stdin is not None:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.close()
-                self.proc.wait(timeout=_QUIT_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired, ValueError):
-            pass
-        finally:
-            self.kill()
-            self._log.close()
-
-
-def _child_env(threads: int, scratch: Scratch) -> dict[str, str]:
-    """As :func:`convert.io.child.run_child` gives its children (plugin targets importable), one thread pool size."""
-    search_path = os.pathsep.join(p for p in sys.path if p)
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": search_path, "OMP_NUM_THREADS": str(threads), **scratch.child_env()}
+        self.child.close()
 
 
 def measure_all(
@@ -314,43 +257,37 @@ def measure_all(
     """
     rounds = effective_rounds(rounds, runs)
     results = [Measurement() for _ in models]
-    with scratch.temporary("shvit-bench-") as tmp:
-        children: dict[int, _RuntimeChild] = {}
-        try:
-            env = _child_env(threads, scratch)
-            for index, model in enumerate(models):
-                reason = targets.get(model.kind).latency_unavailable() if model.kind != PYTORCH else None
-                if reason:
-                    results[index] = Measurement(note=reason)
-                    continue
-                children[index] = _RuntimeChild(
-                    model, input_size=input_size, threads=threads, log_path=tmp / f"child-{index}.log", env=env, timeout_s=timeout_s
-                )
-            for index, child in list(children.items()):
-                try:
-                    child.ready()
-                    if warmup:
-                        child.time(warmup)
-                except LatencyUnavailable as exc:
-                    results[index] = Measurement(note=str(exc))
-                    child.close()
-                    del children[index]
-            order = list(children)
-            timed = run_rounds([children[i] for i in order], rounds=rounds, runs=runs)
-            for index, got in zip(order, timed):
-                if got.failure:
-                    results[index] = Measurement(note=got.failure)
-                else:
-                    results[index] = Measurement(
-                        Latency.of_rounds(got.rounds, warmup=warmup, threads=threads, runtime=children[index].runtime)
-                    )
-        except BaseException:  # Ctrl-C or a bug: no child may outlive the command, none gets time to linger
-            for child in children.values():
-                child.kill()
-            raise
-        finally:
-            for child in children.values():
+    children: dict[int, _RuntimeChild] = {}
+    try:
+        for index, model in enumerate(models):
+            reason = targets.get(model.kind).latency_unavailable() if model.kind != PYTORCH else None
+            if reason:
+                results[index] = Measurement(note=reason)
+                continue
+            children[index] = _RuntimeChild(model, input_size=input_size, threads=threads, scratch=scratch, timeout_s=timeout_s)
+        for index, child in list(children.items()):
+            try:
+                child.ready()
+                if warmup:
+                    child.time(warmup)
+            except LatencyUnavailable as exc:
+                results[index] = Measurement(note=str(exc))
                 child.close()
+                del children[index]
+        order = list(children)
+        timed = run_rounds([children[i] for i in order], rounds=rounds, runs=runs)
+        for index, got in zip(order, timed):
+            if got.failure:
+                results[index] = Measurement(note=got.failure)
+            else:
+                results[index] = Measurement(Latency.of_rounds(got.rounds, warmup=warmup, threads=threads, runtime=children[index].runtime))
+    except BaseException:  # Ctrl-C or a bug: no child may outlive the command, none gets time to linger
+        for child in children.values():
+            child.kill()
+        raise
+    finally:
+        for child in children.values():
+            child.close()
     return results
 
 
@@ -424,40 +361,18 @@ def _pytorch(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
     return step, f"PyTorch {torch.__version__.split('+')[0]} eager (unfused), {spec['threads']} thread(s)"
 
 
-def _load(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
-    module, name = spec["where"]
-    if module == PYTORCH:
-        return _pytorch(spec)
-    target = child_target(module, name)
-    return target.timer(Path(spec["artifact"]), _pixels(spec["input_size"]), threads=spec["threads"])
+class Loaded:
+    """In the child: the model loaded in its runtime (or PyTorch), timed on request."""
 
+    def __init__(self, **spec: Any) -> None:
+        if spec["module"] == PYTORCH:
+            self.step, self._runtime = _pytorch(spec)
+        else:
+            target = child_target(spec["module"], spec["name"])
+            self.step, self._runtime = target.timer(Path(spec["artifact"]), _pixels(spec["input_size"]), threads=spec["threads"])
 
-def _serve(spec_json: str) -> int:
-    """The child: load, say so, then answer ``time N`` until ``quit`` or the end of stdin."""
-    protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # whatever a runtime prints goes to the log, never into the protocol
-    try:
-        step, runtime = _load(json.loads(spec_json))
-        protocol.write(json.dumps({"runtime": runtime}) + "\n")
-        for line in sys.stdin:
-            command, _, argument = line.strip().partition(" ")
-            if command == "quit":
-                break
-            if command != "time":
-                raise ValueError(f"unknown command {line.strip()!r}")
-            protocol.write(json.dumps({"times_ms": time_runs(step, runs=int(argument))}) + "\n")
-    except Exception as exc:  # reported to the parent as one line
-        report_child_error(exc)
-        return 1
-    return 0
+    def runtime(self) -> str:
+        return self._runtime
 
-
-if __name__ == "__main__":
-    from convert.io.scratch import exit_with_parent
-
-    exit_with_parent()
-    if ".mlpackage" in sys.argv[1]:
-        from convert.process import preload_coremltools
-
-        preload_coremltools()
-    sys.exit(_serve(sys.argv[1]))
+    def time(self, *, runs: int) -> list[float]:
+        return time_runs(self.step, runs=runs)

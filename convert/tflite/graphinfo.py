@@ -10,15 +10,13 @@ partition boundary costs a hand-over between the two.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convert.errors import ConvertError, RuntimeCrash
-from convert.io.child import ChildFailure, run_child
+from convert.io.child import ChildFailure, run_isolated
 
 PARTITION_TIMEOUT_S = 300.0
 
@@ -99,32 +97,21 @@ class Delegation:
 
 
 def delegation(path: Path, *, timeout_s: float = PARTITION_TIMEOUT_S) -> Delegation:
-    """XNNPACK partitions of ``path``, read in a subprocess (a native abort becomes :class:`RuntimeCrash`)."""
+    """XNNPACK partitions of ``path``, read in a child process (a native abort becomes :class:`RuntimeCrash`)."""
     name = Path(path).name
     try:
-        proc = run_child(["convert.tflite.graphinfo", str(path)], timeout_s=timeout_s)
+        found = run_isolated("convert.tflite.graphinfo:read_delegation", args={"path": Path(path)}, timeout_s=timeout_s)
     except ChildFailure as exc:
         detail = f"LiteRT could not load the model: {exc.error}" if exc.error else exc.describe("LiteRT", "while delegating the model")
         raise RuntimeCrash(f"{name}: {detail}") from None
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeCrash(f"{name}: LiteRT could not load the model: no output")
-    data = json.loads(lines[-1])
-    return Delegation(data["partitions"], data["nodes"], data["runtime"])
+    return Delegation(**found)
 
 
-def _child(path: str) -> int:
+def read_delegation(*, path: str) -> dict[str, Any]:
+    """In the child: load the graph with XNNPACK and count the partitions it made."""
     from convert.tflite.runtime import interpreter
 
     it, runtime = interpreter(Path(path), threads=1)
     nodes = it._get_ops_details()
     partitions = sum(1 for node in nodes if node["op_name"] == "DELEGATE")
-    print(json.dumps({"partitions": partitions, "nodes": len(nodes) - partitions, "runtime": runtime}))
-    return 0
-
-
-if __name__ == "__main__":
-    from convert.io.scratch import exit_with_parent
-
-    exit_with_parent()
-    sys.exit(_child(sys.argv[1]))
+    return {"partitions": partitions, "nodes": len(nodes) - partitions, "runtime": runtime}

@@ -20,9 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from convert.errors import ArgumentError, ConvertError, RuntimeCrash
+from convert.io.child import ChildFailure, NetworkBlocked, run_isolated
 from convert.io.scratch import Scratch
 
 LOG_NAME = "onnx2tf.log"
@@ -90,62 +88,42 @@ def _run_child(
 ) -> dict[str, Any]:
     from shvit.progress import progress_bar
 
-    env = dict(os.environ, PATH=tool_path(), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1", **scratch.child_env())
+    env = {"PATH": tool_path(), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **scratch.child_env()}
     steps = 1 + len(precisions) + (calib_count if "int8" in precisions else 0)
     bar = progress_bar(total=steps, desc="onnx2tf", unit="step", enabled=progress)
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "stage":
+            bar.set_description(event["name"])
+            if log is not None and bar.disable:  # no bar (not a terminal): the stage as a line
+                log(f"  {event['name']}")
+        elif event["event"] == "step":
+            bar.update(1)
+
     started = time.perf_counter()
-    result: dict[str, Any] = {}
-    error, argument = "", None
-    with open(work / LOG_NAME, "wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "convert.tflite.onnx2tf_runner", str(work / JOB_NAME)],
-            cwd=work,
+    try:
+        result: dict[str, Any] = run_isolated(
+            "convert.tflite.onnx2tf_runner:convert_in_child",
+            args={"job": work / JOB_NAME},
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            stdin=subprocess.DEVNULL,
-            text=True,
+            cwd=work,
+            log_path=work / LOG_NAME,
+            timeout_s=None,
+            on_event=on_event,
         )
-        try:
-            for line in proc.stdout or ():
-                event = _event(line)
-                kind = event.get("event")
-                if kind == "stage":
-                    bar.set_description(event["name"])
-                    if log is not None and bar.disable:  # no bar (not a terminal): the stage as a line
-                        log(f"  {event['name']}")
-                elif kind == "step":
-                    bar.update(1)
-                elif kind == "error":
-                    error, argument = event["message"], event.get("argument")
-                elif kind == "done":
-                    result = event["result"]
-            proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            bar.close()
-    if proc.returncode < 0:
+    except ChildFailure as exc:
+        if exc.signal_name is not None:
+            kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
+            raise RuntimeCrash(f"onnx2tf crashed with {exc.signal_name}; its log: {kept}") from None
+        if exc.argument:
+            raise ArgumentError(exc.message, argument=exc.argument) from None
+        detail = (exc.message if exc.kind == Onnx2tfFailed.__name__ else exc.error) or _last_error(work / LOG_NAME)
         kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
-        raise RuntimeCrash(f"onnx2tf crashed with {signal.Signals(-proc.returncode).name}; its log: {kept}")
-    if argument:
-        raise ArgumentError(error, argument=argument)
-    if proc.returncode != 0 or not result:
-        detail = error or _last_error(work / LOG_NAME) or f"exited with code {proc.returncode}"
-        kept = scratch.keep(work / LOG_NAME, prefix=WORKDIR_PREFIX)
-        raise ConvertError(f"TFLite conversion failed: {detail} (full log: {kept})")
+        raise ConvertError(f"TFLite conversion failed: {detail or exc.describe('onnx2tf', '')} (full log: {kept})") from None
+    finally:
+        bar.close()
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
-
-
-def _event(line: str) -> dict[str, Any]:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _last_error(log_path: Path) -> str:
@@ -172,76 +150,24 @@ def _strip_ansi(text: str) -> str:
 # ----------------------------------------------------------------- child side
 
 
-class NetworkBlocked(OSError):
-    """Raised for every connection or name lookup in the conversion child."""
+class Onnx2tfFailed(RuntimeError):
+    """The conversion failed in the child; the message is the telling line, as the user reads it."""
 
 
-def block_network(attempts: list[str]) -> None:
-    """Make every internet access in this (child) process fail, and record it in ``attempts``.
-
-    An audit hook (PEP 578) sees every connect and name lookup before it happens, whichever library
-    makes it, and patches nothing; it lasts as long as the process, which exists for this conversion.
-    """
-
-    def audit(event: str, args: tuple[Any, ...]) -> None:
-        if event == "socket.getaddrinfo":
-            what = f"name lookup {args[0]!r}"
-        elif event == "socket.connect" and args[0].family in (socket.AF_INET, socket.AF_INET6):
-            what = f"connect {args[1]!r}"
-        else:
-            return
-        attempts.append(what)
-        raise NetworkBlocked(f"network access blocked during conversion ({what})")
-
-    sys.addaudithook(audit)
-
-
-class _Channel:
-    """Progress events to the parent, on the original stdout (fd 1 itself goes to the log)."""
-
-    def __init__(self) -> None:
-        self._out = os.fdopen(os.dup(1), "w", buffering=1)
-        os.dup2(2, 1)  # onnx2tf's prints join TensorFlow's stderr in the log
-
-    def send(self, event: str, **fields: Any) -> None:
-        self._out.write(json.dumps({"event": event, **fields}) + "\n")
-        self._out.flush()
-
-
-def _child(job_path: str) -> int:
-    channel = _Channel()
-    attempts: list[str] = []
-    block_network(attempts)
+def convert_in_child(*, job: str, emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """In the child (offline, in the work folder, output going to the log): the whole conversion."""
     try:
-        result = _convert(json.loads(Path(job_path).read_text()), channel)
+        return _convert(json.loads(Path(job).read_text()), emit)
     except SystemExit as exc:  # onnx2tf exits on some conversion errors after logging them
         sys.stdout.flush()
         sys.stderr.flush()
-        channel.send("error", message=_last_error(Path(LOG_NAME)) or f"onnx2tf exited ({exc.code})")
-        return 1
-    except ArgumentError as exc:  # a bad option value, found once the graph's names are known
-        channel.send("error", message=exc.template, argument=exc.argument)
-        return 1
-    except Exception as exc:  # reported to the parent as one line; the traceback goes to the log
-        import traceback
-
-        traceback.print_exc()
-        if attempts:
-            message = f"onnx2tf tried to reach the network ({attempts[0]})"
-        else:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            message = f"{type(exc).__name__}: {first_line}"
-        channel.send("error", message=message)
-        return 1
-    if attempts:
-        channel.send("error", message=f"the conversion tried to reach the network ({attempts[0]}); it must run offline")
-        return 1
-    channel.send("done", result=result)
-    return 0
+        raise Onnx2tfFailed(_last_error(Path(LOG_NAME)) or f"onnx2tf exited ({exc.code})") from None
+    except NetworkBlocked as exc:
+        raise Onnx2tfFailed(f"onnx2tf tried to reach the network ({exc})") from None
 
 
-def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
-    channel.send("stage", name="onnx2tf: ONNX → TensorFlow")
+def _convert(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    emit({"event": "stage", "name": "onnx2tf: ONNX → TensorFlow"})
     onnxsim = shutil.which("onnxsim")
     if onnxsim is None:  # onnx2tf would skip simplification silently, then fail obscurely on big variants
         raise RuntimeError(
@@ -262,18 +188,17 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
     )
     function = quantize.concrete_function(model)
     timings = {"onnx2tf": round(time.perf_counter() - started, 1)}
-    channel.send("step")
+    emit({"event": "step"})
     calib = np.load(job["calib"]) if job.get("calib") else None
 
     def on_image(done: int, total: int) -> None:
-        channel.send("step")
+        emit({"event": "step"})
 
     float_model = None  # reused by int8-weights, which restores some float weights from it
     extra: dict[str, Any] = {}
     for precision in sorted(job["outputs"], key=lambda p: p != "fp32"):
-        channel.send(
-            "stage", name=f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}"
-        )
+        stage = f"calibrating int8 on {len(calib)} images" if precision == "int8" and calib is not None else f"TFLite {precision}"
+        emit({"event": "stage", "name": stage})
         started = time.perf_counter()
         if precision == "int8" and calib is not None:
             data, report = _mixed_int8(function, calib, job["int8"], float_model=float_model, on_image=on_image)
@@ -284,7 +209,7 @@ def _convert(job: dict[str, Any], channel: _Channel) -> dict[str, Any]:
             float_model = data
         Path(job["outputs"][precision]).write_bytes(data)
         timings[precision] = round(time.perf_counter() - started, 1)
-        channel.send("step")
+        emit({"event": "step"})
     return {"timings_s": timings, "onnx2tf_version": onnx2tf.__version__, "onnxsim": onnxsim, **extra}
 
 
@@ -298,10 +223,3 @@ def _mixed_int8(
     hybrid = quantize.convert(function, "int8-weights", float_model=float_model)
     data, report = int8_mixed.convert_int8(function, calib, options=Int8Options.from_dict(options), hybrid=hybrid, on_image=on_image)
     return data, report.as_dict()
-
-
-if __name__ == "__main__":
-    from convert.io.scratch import exit_with_parent
-
-    exit_with_parent()
-    sys.exit(_child(sys.argv[1]))

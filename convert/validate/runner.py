@@ -4,31 +4,29 @@ Native runtimes abort on malformed graphs (LiteRT's ``allocate_tensors`` SIGABRT
 child process that becomes a :class:`RuntimeCrash` with the signal's name, never a dead CLI.
 Every target's ``run`` takes the same input, uint8 RGB pixels (N, H, W, 3) from :mod:`calib`, and
 adapts layout and dtype itself, so a comparison always feeds every runtime identical pixels.
-The child finds the target by module and name, so a plugin target runs like a built-in one.
+The child (:mod:`convert.io.child`) finds the target by module and name, so a plugin target runs like a built-in one.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import sys
-from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from convert import targets
 from convert.errors import ConvertError, RuntimeCrash
-from convert.io.child import ChildFailure, report_child_error, run_child
+from convert.io.child import DEFAULT_TIMEOUT_S, ChildFailure, run_isolated
 from convert.io.scratch import Scratch
 from convert.targets import ArtifactFacts, Target
 
-DEFAULT_TIMEOUT_S = 900.0
 INSPECT_TIMEOUT_S = 300.0
 
 
-def _where(target: Target) -> list[str]:
-    return [type(target).__module__, target.name]
+def _where(target: Target) -> dict[str, str]:
+    return {"module": type(target).__module__, "name": target.name}
 
 
 def child_target(module: str, name: str) -> Target:
@@ -51,74 +49,45 @@ def run_artifact(
         raise ConvertError(f"{artifact} does not exist")
     target = targets.for_path(artifact)
     targets.require_toolchain(target)
-    with scratch.temporary("shvit-run-") as tmp:
-        inp, out = tmp / "in.npy", tmp / "out.npz"
-        np.save(inp, np.ascontiguousarray(pixels, dtype=np.uint8))
-        command = ["convert.validate.runner", "run", *_where(target), str(artifact), str(inp), str(out), str(threads or 0)]
-        try:
-            run_child(command, timeout_s=timeout_s, env=scratch.child_env())
-        except ChildFailure as exc:
-            raise RuntimeCrash(f"{artifact.name}: {exc.describe('the runtime', 'while loading or running the model')}") from None
-        if not out.exists():
-            raise RuntimeCrash(f"{artifact.name}: the runtime wrote no result")
-        with np.load(out) as data:
-            return data["logits"], str(data["runtime"])
+    try:
+        logits, runtime = run_isolated(
+            "convert.validate.runner:predict",
+            args={**_where(target), "artifact": artifact, "pixels": np.ascontiguousarray(pixels, dtype=np.uint8), "threads": threads},
+            threads=threads,
+            env=scratch.child_env(),
+            timeout_s=timeout_s,
+            preload_coremltools=artifact.suffix == ".mlpackage",
+        )
+    except ChildFailure as exc:
+        raise RuntimeCrash(f"{artifact.name}: {exc.describe('the runtime', 'while loading or running the model')}") from None
+    return logits, runtime
 
 
 def inspect_artifact(artifact: Path, *, scratch: Scratch, timeout_s: float = INSPECT_TIMEOUT_S) -> ArtifactFacts:
-    """What ``artifact``'s own file says, read in a subprocess (toolchains are slow to import and noisy,
+    """What ``artifact``'s own file says, read in a child process (toolchains are slow to import and noisy,
     and a malformed file must never take the caller down); a :class:`ConvertError` says why not."""
     target = targets.for_path(artifact)
     targets.require_toolchain(target)
     try:
-        proc = run_child(
-            ["convert.validate.runner", "inspect", *_where(target), str(artifact)], timeout_s=timeout_s, env=scratch.child_env()
+        facts = run_isolated(
+            "convert.validate.runner:inspect",
+            args={**_where(target), "artifact": Path(artifact)},
+            env=scratch.child_env(),
+            timeout_s=timeout_s,
+            preload_coremltools=Path(artifact).suffix == ".mlpackage",
         )
     except ChildFailure as exc:
         raise ConvertError(exc.describe("the graph reader", "while reading the graph")) from None
-    lines = proc.stdout.strip().splitlines()
-    facts = json.loads(lines[-1]) if lines else {}
     return ArtifactFacts(**facts)
 
 
-def _run(module: str, name: str, artifact: str, inp: str, out: str, threads: str) -> None:
-    logits, runtime = child_target(module, name).run(Path(artifact), np.load(inp), threads=int(threads) or None)
-    np.savez(out, logits=np.asarray(logits, dtype=np.float32), runtime=np.array(runtime))
+# ---- inside the child -------------------------------------------------------------------------
 
 
-def _inspect(module: str, name: str, artifact: str) -> None:
-    facts = child_target(module, name).inspect(Path(artifact))
-    print(
-        json.dumps(
-            {
-                "input_size": facts.input_size,
-                "num_classes": facts.num_classes,
-                "precision": facts.precision,
-                "ops": facts.ops,
-                "extra": facts.extra,
-            },
-            default=str,
-        )
-    )
+def predict(*, module: str, name: str, artifact: str, pixels: np.ndarray, threads: int | None) -> tuple[np.ndarray, str]:
+    logits, runtime = child_target(module, name).run(Path(artifact), pixels, threads=threads)
+    return np.asarray(logits, dtype=np.float32), runtime
 
 
-def _child(command: str, *args: str) -> int:
-    """Entry point inside the subprocess; every failure is reported to the parent as one line."""
-    try:
-        commands: dict[str, Callable[..., None]] = {"run": _run, "inspect": _inspect}
-        commands[command](*args)
-    except Exception as exc:
-        report_child_error(exc)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    from convert.io.scratch import exit_with_parent
-
-    exit_with_parent()
-    if any(arg.endswith(".mlpackage") for arg in sys.argv[1:]):
-        from convert.process import preload_coremltools
-
-        preload_coremltools()
-    sys.exit(_child(*sys.argv[1:]))
+def inspect(*, module: str, name: str, artifact: str) -> dict[str, Any]:
+    return asdict(child_target(module, name).inspect(Path(artifact)))
