@@ -96,6 +96,29 @@ class ArtifactFacts:
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    """What :meth:`Target.export` wrote, under the keys every target shares (the sidecar's ``export`` section).
+
+    Readers (the checker, the demo generator, a user's script) find the input, the output's class
+    count, the int8 report and a one-line description in the same place whatever the format.
+    """
+
+    input: Mapping[str, Any]
+    """The model's input: ``name``, ``layout``, ``dtype`` (or ``type`` for an image input) and the value range."""
+    output: Mapping[str, Any]
+    """The logits: ``name`` and ``classes``."""
+    contents: str | None = None
+    """What the artifact holds when that is not just its precision (which ops stayed float after int8)."""
+    int8: Mapping[str, Any] | None = None
+    """The int8 engine's report (:meth:`convert.int8.report.Int8Report.as_dict`), for int8 exports."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """What only this target records: op counts, partitions, storage types..."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"input": dict(self.input), "output": dict(self.output), "contents": self.contents, "int8": self.int8, **self.details}
+
+
+@dataclass(frozen=True)
 class ExportContext:
     """Everything a target's :meth:`Target.export` needs, resolved and validated by the pipeline."""
 
@@ -153,8 +176,8 @@ class Target(Protocol):
     def extra_files(self, stem: str) -> list[str]:
         """Files written beside ``<stem><suffix>`` (a labels file, say)."""
 
-    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
-        """Write ``staging.path(stem + suffix)`` (and :meth:`extra_files`); the record for the sidecar."""
+    def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
+        """Write ``staging.path(stem + suffix)`` (and :meth:`extra_files`); what it wrote, for the sidecar."""
 
     def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         """Inside the parity subprocess: float32 logits (N, classes) for uint8 RGB pixels (N, H, W, 3),

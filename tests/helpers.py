@@ -121,3 +121,12 @@ def tiny_traced_classifier() -> tuple[Any, Any]:
     ).eval()
     example = torch.zeros(1, 3, 32, 32)
     return torch.jit.trace(net, example), example
+
+
+def assert_common_export_record(sidecar: dict[str, Any], *, classes: int) -> None:
+    """The sidecar's ``export`` section has the keys every target shares, so readers need not know the format."""
+    export = sidecar["export"]
+    assert {"input", "output", "contents", "int8"} <= export.keys(), sorted(export)
+    assert export["input"]["name"] and export["output"]["name"]
+    assert export["output"]["classes"] == classes
+    assert (export["int8"] is not None) == (sidecar["config"]["precision"] == "int8")

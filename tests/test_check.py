@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import Run, private_cache, run_cli
+from helpers import Run, assert_common_export_record, private_cache, run_cli
 from onnx import numpy_helper
 
 import calib
@@ -43,6 +43,12 @@ def exports(tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.T
     deploy = shvit.reparameterize(shvit.create_model("auto", weights=tiny.checkpoint))
     export_onnx(shvit.PixelInput(deploy).eval(), paths["size128"], input_size=128, simplify=False)
     return paths
+
+
+def test_onnx_and_tflite_sidecars_record_input_and_output_alike(exports: dict[str, Path], tiny: Any) -> None:
+    """The checker reads the class count of an export from ``export.output.classes`` whatever its target."""
+    for name in ("onnx", "tflite_int8"):
+        assert_common_export_record(json.loads(Path(f"{exports[name]}.json").read_text()), classes=len(tiny.class_names))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_cli
+from helpers import assert_common_export_record, run_cli
 
 from convert.cli import convert_command
 from convert.coreai.inspect import facts
@@ -58,6 +58,7 @@ def test_shvit_convert_writes_a_checked_aimodel(exported: dict[str, Path], tiny:
     sidecar = json.loads(Path(f"{path}.json").read_text())
     assert sidecar["parity"]["passed"] and "Core AI Linux reference runtime" in sidecar["parity"]["runtime"]
     assert sidecar["config"]["target"] == "coreai" and sidecar["export"]["minimum_os"].startswith("27")
+    assert_common_export_record(sidecar, classes=len(tiny.class_names))
     read = facts(path)
     assert read["labels"] == tiny.class_names and read["metadata"]["precision"] == precision == read["precision"]
     assert read["metadata"]["weights_sha256"] == sidecar["weights"]["sha256"]

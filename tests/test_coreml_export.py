@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close, export_source, recompute_bn_stats, trained_like
+from helpers import assert_close, assert_common_export_record, export_source, recompute_bn_stats, trained_like
 
 import calib
 import shvit
@@ -100,6 +100,7 @@ def test_s1_parity_within_tolerance(s1: S1Exports, precision: str) -> None:
     outcome = s1[precision]
     assert outcome.path.name == f"shvit_s1_{precision.replace('-', '_')}.mlpackage" and outcome.path.is_dir()
     assert outcome.passed, f"{precision}: {outcome.parity.summary()}"
+    assert_common_export_record(outcome.sidecar, classes=1000)
     assert outcome.parity.images == CHECK_IMAGES
     if not ON_MACOS:
         assert "reference MIL executor" in outcome.runtime and "Core ML cannot run on Linux" in outcome.runtime

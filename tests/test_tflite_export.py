@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import recompute_bn_stats, run_in_runtime
+from helpers import assert_common_export_record, recompute_bn_stats, run_in_runtime
 
 import calib
 import convert
@@ -271,6 +271,8 @@ def test_tiny_int8_files_and_sidecar(tiny, tiny_int8: TinyInt8) -> None:
     assert (out / labels_file_name(artifact.stem)).read_text().splitlines() == tiny.class_names
     record = json.loads((out / (artifact.name + ".json")).read_text())
     export = record["export"]
+    assert_common_export_record(record, classes=len(tiny.class_names))
+    assert export["int8"]["outcome"] and export["contents"]
     assert export["xnnpack_partitions"] <= 3 and export["calibration_images"] > 0
     assert export["input"] == {
         "name": "pixels",

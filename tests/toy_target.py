@@ -14,7 +14,7 @@ import numpy as np
 
 from convert import targets
 from convert.parity import Tolerance
-from convert.targets import ExportContext, Step, TargetBase, TargetOption
+from convert.targets import ExportContext, ExportRecord, Step, TargetBase, TargetOption
 
 
 class ToyTarget(TargetBase):
@@ -29,12 +29,13 @@ class ToyTarget(TargetBase):
     def resolve_options(self, precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
         return {"layout": given.get("layout") or "nchw"}
 
-    def export(self, context: ExportContext, staging: Any) -> dict[str, Any]:
+    def export(self, context: ExportContext, staging: Any) -> ExportRecord:
         from convert.onnx.export import export_onnx  # PyTorch loads here, not in every runtime child
 
         export_onnx(context.source.pixel_model, staging.path(context.stem + self.suffix), input_size=context.input_size)
         context.log("  toy: the ONNX graph under a .toy name")
-        return {"layout": context.options["layout"]}
+        output = {"name": "logits", "classes": context.source.num_classes}
+        return ExportRecord(input={"name": "pixels", "layout": "NCHW"}, output=output, details={"layout": context.options["layout"]})
 
     def _session(self, path: Path, threads: int | None) -> tuple[Any, str]:
         import onnxruntime as ort

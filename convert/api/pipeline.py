@@ -186,12 +186,12 @@ def run_export(
             artifact=staged,
             config={**source.record(), **export_plan.record()},
             weights=source.weights_info,
-            extra={"parity": parity, "export": metadata},
+            extra={"parity": parity, "export": metadata.as_dict()},
         )
         write_sidecar(staging.path(names[1]), record)
         files = staging.commit()
     seconds = time.perf_counter() - started
-    contents = f": {metadata['contents']}" if metadata.get("contents") else ""
+    contents = f": {metadata.contents}" if metadata.contents else ""
     log(
         f"✓ wrote {artifact}{contents} in {seconds:.1f} s"
         if passed

@@ -17,7 +17,7 @@ from convert.coreai.compress import W8A8_REFUSED
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetBase, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Log, PlainBaseline, Step, TargetBase, TargetOption
 from shvit.provenance import weights_digest
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class CoreAITarget(TargetBase):
     def extra_files(self, stem: str) -> list[str]:
         return []
 
-    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+    def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
         from convert.coreai.compress import COMPRESSIONS, skipped_summary
         from convert.coreai.export import INPUT_NAME, LOGITS_NAME, MINIMUM_OS, save_aimodel, to_aimodel
         from convert.coreai.inspect import facts
@@ -87,9 +87,7 @@ class CoreAITarget(TargetBase):
             f"  {read['ops']} ops ({sum(read['graph_ops'].values())} in the main graph), minimum OS {read['minimum_os']}, "
             f"{read['size_bytes'] / 1e6:.1f} MB"
         )
-        record: dict[str, Any] = {
-            "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
-            "output": {"name": LOGITS_NAME, "classes": source.num_classes},
+        details: dict[str, Any] = {
             "ops": read["ops"],
             "op_counts": read["op_histogram"],
             "graph_ops": read["graph_ops"],
@@ -107,14 +105,18 @@ class CoreAITarget(TargetBase):
                 f"  {read['decompression_ops']} weights stored {compression.dtype} ({share:.1%} of stored elements)"
                 + (f"; {skipped}" if skipped else "")
             )
-            record["weight_compression"] = {
+            details["weight_compression"] = {
                 **compression.record(),
                 "description": compression.describe(),
                 "compressed_weights": read["decompression_ops"],
                 "compressed_share": round(share, 4),
                 "left_fp16": skipped or None,
             }
-        return record
+        return ExportRecord(
+            input={"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
+            output={"name": LOGITS_NAME, "classes": source.num_classes},
+            details=details,
+        )
 
     def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         from convert.coreai.runtime import run

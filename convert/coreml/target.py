@@ -21,7 +21,7 @@ from convert.int8.report import INT8_TARGET, describe_outcome, log_int8_report
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetBase, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Log, PlainBaseline, Step, TargetBase, TargetOption
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -64,7 +64,7 @@ class CoreMLTarget(TargetBase):
     def extra_files(self, stem: str) -> list[str]:
         return []
 
-    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+    def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
         from convert.coreml.export import INPUT_NAME, LOGITS_NAME, export_coreml
         from convert.coreml.metadata import PackageInfo
 
@@ -92,18 +92,22 @@ class CoreMLTarget(TargetBase):
             log=context.log,
         )
         context.log(f"  {result.non_const_ops} ops per prediction, {result.size_bytes / 1e6:.1f} MB, Core ML spec {result.spec_version}")
-        record = result.as_dict()
-        record.pop("path")
-        record["int8"] = record.pop("int8_report")
-        if record["int8"] is not None:
-            log_int8_report(record["int8"], log=context.log)
-            record["contents"] = describe_outcome(record["int8"])
-        record.update(
+        details = result.as_dict()
+        details.pop("path")
+        report = details.pop("int8_report")
+        if report is not None:
+            log_int8_report(report, log=context.log)
+        return ExportRecord(
             input={"name": INPUT_NAME, "type": "image", "color": "RGB", "size": context.input_size, "normalisation": "built in"},
-            outputs={"classLabel": "top label", "classLabel_probs": "probabilities", LOGITS_NAME: "pre-softmax logits"},
-            calibration=context.calib_description,
+            output={
+                "name": LOGITS_NAME,
+                "classes": source.num_classes,
+                "also": {"classLabel": "top label", "classLabel_probs": "probabilities"},
+            },
+            contents=describe_outcome(report) if report is not None else None,
+            int8=report,
+            details={**details, "calibration": context.calib_description},
         )
-        return record
 
     def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         if sys.platform == "darwin":

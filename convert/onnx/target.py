@@ -11,7 +11,7 @@ import numpy as np
 from convert.config import DEFAULT_OPSET
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Step, TargetBase, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Step, TargetBase, TargetOption
 
 ONNX_FP32 = Tolerance(max_rel=1e-4)
 ONNX_FP16 = Tolerance(cosine=0.9995)
@@ -48,7 +48,7 @@ class ONNXTarget(TargetBase):
     def extra_files(self, stem: str) -> list[str]:
         return []
 
-    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+    def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
         from convert.onnx import metadata
         from convert.onnx.export import INPUT_NAME, OUTPUT_NAME, export_onnx, op_counts, set_metadata
 
@@ -83,13 +83,15 @@ class ONNXTarget(TargetBase):
             precision=precision,
             describe=describe,
         )
-        return {
-            "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
-            "output": {"name": OUTPUT_NAME, "classes": source.num_classes, "dtype": "float32"},
-            "compute_dtype": "float16" if precision == "fp16" else "float32",
-            "metadata_props": sorted(props),
-            "op_counts": op_counts(model),
-        }
+        return ExportRecord(
+            input={"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255, normalisation baked in"},
+            output={"name": OUTPUT_NAME, "classes": source.num_classes, "dtype": "float32"},
+            details={
+                "compute_dtype": "float16" if precision == "fp16" else "float32",
+                "metadata_props": sorted(props),
+                "op_counts": op_counts(model),
+            },
+        )
 
     def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         session, runtime = _session(path, threads=threads or 0)

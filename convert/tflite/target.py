@@ -16,7 +16,7 @@ from convert.int8.report import INT8_TARGET, describe_outcome, log_int8_report
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, Log, PlainBaseline, Step, TargetBase, TargetOption
+from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Log, PlainBaseline, Step, TargetBase, TargetOption
 from convert.tflite.quantize import PRECISIONS
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class TFLiteTarget(TargetBase):
     def extra_files(self, stem: str) -> list[str]:
         return [labels_file_name(stem)]
 
-    def export(self, context: ExportContext, staging: Staging) -> dict[str, Any]:
+    def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
         from convert.tflite import graphinfo, metadata
         from convert.tflite.export import _io_record, export_tflite, gpu_delegate_record
         from convert.tflite.quantize import FLOAT_ISLAND_OPS
@@ -83,9 +83,7 @@ class TFLiteTarget(TargetBase):
         delegation = graphinfo.delegation(artifact)
         partitions = delegation.partitions
         context.log(f"  graph: {sum(result.op_counts.values())} ops, {partitions} XNNPACK partition{'s' if partitions != 1 else ''}")
-        record: dict[str, Any] = {
-            "input": _io_record(result.input, layout="NHWC"),
-            "output": _io_record(result.output),
+        details: dict[str, Any] = {
             "op_counts": result.op_counts,
             **delegation.as_dict(),
             "gpu_delegate": gpu_delegate_record(artifact, log=context.log),
@@ -94,14 +92,18 @@ class TFLiteTarget(TargetBase):
             "metadata": [metadata.METADATA_NAME, metadata.JSON_NAME],
             "seconds": round(time.perf_counter() - started, 1),
         }
+        report = result.int8_report if precision == "int8" else None
         if precision == "int8":
-            record["calibration_images"] = len(context.calib_pixels) if context.calib_pixels is not None else 0
-            record["float_islands"] = list(FLOAT_ISLAND_OPS)
-            record["int8"] = result.int8_report
-            log_int8_report(result.int8_report, log=context.log)
-            if result.int8_report:
-                record["contents"] = describe_outcome(result.int8_report)
-        return record
+            details["calibration_images"] = len(context.calib_pixels) if context.calib_pixels is not None else 0
+            details["float_islands"] = list(FLOAT_ISLAND_OPS)
+            log_int8_report(report, log=context.log)
+        return ExportRecord(
+            input=_io_record(result.input, layout="NHWC"),
+            output={**_io_record(result.output), "classes": context.source.num_classes},
+            contents=describe_outcome(report) if report else None,
+            int8=report,
+            details=details,
+        )
 
     def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
         from convert.tflite.runtime import from_output, interpreter, to_input
