@@ -1,8 +1,9 @@
 """Export targets as plugins: one :class:`Target` per sub-package, collected here.
 
-A target is everything the toolkit knows about one artifact format: its suffix, precisions and
-their tolerances, its options and their rules, and its operations (export; run, inspect and time
-inside a subprocess; the demo platform). The pipeline, the checker, the benchmark and the demo
+A target is everything the toolkit knows about one artifact format, in two parts: the
+:class:`Target` describes the format (suffix, precisions and their tolerances, options and their
+rules, the demo platform) and exports it; its :class:`Runtime` opens an artifact inside a child
+process (a thread count in, a predict callable out) and reads what the file states. The pipeline, the checker, the benchmark and the demo
 generator ask only this registry, so a new target is one sub-package plus one line in
 :data:`BUILTIN` (or a :func:`register` call from a plugin module).
 
@@ -147,6 +148,48 @@ class ExportContext:
         return "SHViT" if self.source.variant == "auto" else f"SHViT-{self.source.variant.upper()}"
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """An artifact loaded in its runtime, inside a child process: parity runs call :attr:`predict`, timing :meth:`step`."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    """uint8 RGB pixels (N, H, W, 3) → float32 logits (N, classes)."""
+    runtime: str
+    """The runtime as reports name it (version, delegate, threads)."""
+    prepare: Callable[[np.ndarray], Step] | None = None
+    """For timing: ``pixels`` → one prediction with its input already in the runtime's form (default: :attr:`predict`)."""
+
+    def step(self, pixels: np.ndarray) -> Step:
+        """One timed prediction of ``pixels``, as a callable."""
+        if self.prepare is not None:
+            return self.prepare(pixels)
+        return lambda: self.predict(pixels)
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """What runs an artifact of one format, inside a child process (:mod:`convert.io.child`); heavy imports inside."""
+
+    def open(self, path: Path, *, threads: int | None) -> Loaded:
+        """Load ``path``; ``threads`` None is the runtime's default."""
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        """The facts the artifact's own file states."""
+
+    def latency_unavailable(self) -> str | None:
+        """Why host latency cannot be measured on this machine (Core ML off macOS), or None."""
+
+
+class RuntimeBase:
+    """Defaults for a runtime that reads nothing from its files and can be timed anywhere."""
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        return ArtifactFacts()
+
+    def latency_unavailable(self) -> str | None:
+        return None
+
+
 @runtime_checkable
 class Target(Protocol):
     """One artifact format. Attributes are data; methods do the work (heavy imports inside them)."""
@@ -179,18 +222,9 @@ class Target(Protocol):
     def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
         """Write ``staging.path(stem + suffix)`` (and :meth:`extra_files`); what it wrote, for the sidecar."""
 
-    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
-        """Inside the parity subprocess: float32 logits (N, classes) for uint8 RGB pixels (N, H, W, 3),
-        and the runtime's name as the report shows it; ``threads`` None is the runtime's default."""
-
-    def inspect(self, path: Path) -> ArtifactFacts:
-        """Inside a subprocess: the facts the artifact's own file states."""
-
-    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
-        """Inside the latency subprocess: one prediction as a callable, and the runtime's name."""
-
-    def latency_unavailable(self) -> str | None:
-        """Why host latency cannot be measured on this machine (Core ML off macOS), or None."""
+    @property
+    def runtime(self) -> Runtime:
+        """What opens and reads this format's artifacts (imported on use: a target module stays light)."""
 
     # Optional capabilities, declared: TargetBase says "not offered" for each.
     baseline: PlainBaseline | None
@@ -222,12 +256,6 @@ class TargetBase:
 
     def extra_files(self, stem: str) -> list[str]:
         return []
-
-    def inspect(self, path: Path) -> ArtifactFacts:
-        return ArtifactFacts()
-
-    def latency_unavailable(self) -> str | None:
-        return None
 
     def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
         raise ConvertError(f"{type(self).__name__} offers no plain baseline")

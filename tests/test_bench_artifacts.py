@@ -222,16 +222,14 @@ import time
 from pathlib import Path
 
 from convert import targets
+from convert.targets import Loaded, RuntimeBase
 from toy_target import ToyTarget
 
 
-class Misbehaving(ToyTarget):
+class MisbehavingRuntime(RuntimeBase):
     """Times fine for three calls, then does what its artifact file says: abort, hang, or go on."""
 
-    name = "misbehaving"
-    suffix = ".misbehaving"
-
-    def timer(self, path, pixels, *, threads):
+    def open(self, path, *, threads):
         mode, calls = Path(path).read_text().strip(), [0]
 
         def step():
@@ -241,10 +239,13 @@ class Misbehaving(ToyTarget):
             if calls[0] > 3 and mode == "hang":
                 time.sleep(600)
 
-        return step, f"misbehaving ({mode})"
+        return Loaded(lambda pixels: None, f"misbehaving ({mode})", lambda pixels: step)
 
-    def latency_unavailable(self):
-        return None
+
+class Misbehaving(ToyTarget):
+    name = "misbehaving"
+    suffix = ".misbehaving"
+    runtime = MisbehavingRuntime()
 
 
 if "misbehaving" not in targets.names():

@@ -184,10 +184,11 @@ def test_runtime_says_what_it_is_and_checks_the_input_size(s1: Exported) -> None
         runtime.run(s1.paths["fp32"], calib.synthetic_images(1, 192, seed=0))
 
 
-def test_timing_step_runs_one_inference(s1: Exported) -> None:
-    step, description = runtime.timing_step(s1.paths["fp16"], input_size=224, threads=1)
-    result = step()
-    assert LOGITS_NAME in result and "not a device figure" in description
+def test_the_opened_asset_predicts_and_times_one_inference(s1: Exported) -> None:
+    loaded = runtime.RUNTIME.open(s1.paths["fp16"], threads=1)
+    assert "not a device figure" in loaded.runtime and "1 requested, no setting exists" in loaded.runtime
+    assert LOGITS_NAME in loaded.step(s1.pixels[:1])()
+    np.testing.assert_array_equal(loaded.predict(s1.pixels[:2]), runtime.run(s1.paths["fp16"], s1.pixels[:2])[0])
 
 
 def test_asset_carries_labels_and_metadata(s1: Exported) -> None:

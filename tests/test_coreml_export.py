@@ -192,16 +192,17 @@ def test_graph_is_lean_for_the_neural_engine(s1: S1Exports) -> None:
 @pytest.mark.skipif(ON_MACOS, reason="on macOS the runtime is Core ML itself, not the reference executor")
 def test_linux_runtime_is_the_reference_executor_and_says_so(s1: S1Exports) -> None:
     pixels = calib.synthetic_images(3, 224, seed=8)
-    logits, name = COREML.run(s1["int8-weights"].path, pixels)
-    assert logits.shape == (3, 1000)
-    assert name == "reference MIL executor, fp16 emulated (Core ML cannot run on Linux)"
+    loaded = COREML.runtime.open(s1["int8-weights"].path, threads=None)
+    assert loaded.predict(pixels).shape == (3, 1000)
+    assert loaded.runtime == "reference MIL executor, fp16 emulated (Core ML cannot run on Linux)"
 
 
 @pytest.mark.skipif(not ON_MACOS, reason="Core ML's runtime exists only on macOS; elsewhere the reference MIL executor checks packages")
 def test_core_ml_runtime_agrees_with_pytorch_and_the_executor(s1: S1Exports) -> None:
     pixels = calib.synthetic_images(4, 224, seed=8)
-    logits, name = COREML.run(s1["fp16"].path, pixels)
-    assert name.startswith("Core ML")
+    loaded = COREML.runtime.open(s1["fp16"].path, threads=None)
+    logits = loaded.predict(pixels)
+    assert loaded.runtime.startswith("Core ML")
     assert compare(MILExecutor(s1["fp16"].path).logits(pixels), logits).cosine > 0.999
 
 

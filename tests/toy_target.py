@@ -14,7 +14,7 @@ import numpy as np
 
 from convert import targets
 from convert.parity import Tolerance
-from convert.targets import ExportContext, ExportRecord, Step, TargetBase, TargetOption
+from convert.targets import ExportContext, ExportRecord, Loaded, RuntimeBase, TargetBase, TargetOption
 
 
 class ToyTarget(TargetBase):
@@ -37,23 +37,23 @@ class ToyTarget(TargetBase):
         output = {"name": "logits", "classes": context.source.num_classes}
         return ExportRecord(input={"name": "pixels", "layout": "NCHW"}, output=output, details={"layout": context.options["layout"]})
 
-    def _session(self, path: Path, threads: int | None) -> tuple[Any, str]:
+    @property
+    def runtime(self) -> ToyRuntime:
+        return ToyRuntime()
+
+
+class ToyRuntime(RuntimeBase):
+    def open(self, path: Path, *, threads: int | None) -> Loaded:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return session, f"toy runtime (ONNX Runtime {ort.__version__})"
 
-    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
-        session, runtime = self._session(path, threads)
-        x = pixels.astype(np.float32).transpose(0, 3, 1, 2)
-        return session.run(None, {session.get_inputs()[0].name: x})[0], runtime
+        def predict(pixels: np.ndarray) -> np.ndarray:
+            return session.run(None, {session.get_inputs()[0].name: pixels.astype(np.float32).transpose(0, 3, 1, 2)})[0]
 
-    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
-        session, runtime = self._session(path, threads)
-        feed = {session.get_inputs()[0].name: pixels[:1].astype(np.float32).transpose(0, 3, 1, 2)}
-        return (lambda: session.run(None, feed)), runtime
+        return Loaded(predict, f"toy runtime (ONNX Runtime {ort.__version__})")
 
 
 TARGET = ToyTarget()

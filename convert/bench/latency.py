@@ -208,7 +208,7 @@ class _RuntimeChild:
             "threads": threads,
         }
         self.child = Child(
-            "convert.bench.latency:Loaded",
+            "convert.bench.latency:TimedModel",
             args=spec,
             serve=True,
             threads=threads,
@@ -260,7 +260,7 @@ def measure_all(
     children: dict[int, _RuntimeChild] = {}
     try:
         for index, model in enumerate(models):
-            reason = targets.get(model.kind).latency_unavailable() if model.kind != PYTORCH else None
+            reason = targets.get(model.kind).runtime.latency_unavailable() if model.kind != PYTORCH else None
             if reason:
                 results[index] = Measurement(note=reason)
                 continue
@@ -361,15 +361,15 @@ def _pytorch(spec: dict[str, Any]) -> tuple[Callable[[], object], str]:
     return step, f"PyTorch {torch.__version__.split('+')[0]} eager (unfused), {spec['threads']} thread(s)"
 
 
-class Loaded:
+class TimedModel:
     """In the child: the model loaded in its runtime (or PyTorch), timed on request."""
 
     def __init__(self, **spec: Any) -> None:
         if spec["module"] == PYTORCH:
             self.step, self._runtime = _pytorch(spec)
         else:
-            target = child_target(spec["module"], spec["name"])
-            self.step, self._runtime = target.timer(Path(spec["artifact"]), _pixels(spec["input_size"]), threads=spec["threads"])
+            loaded = child_target(spec["module"], spec["name"]).runtime.open(Path(spec["artifact"]), threads=spec["threads"])
+            self.step, self._runtime = loaded.step(_pixels(spec["input_size"])), loaded.runtime
 
     def runtime(self) -> str:
         return self._runtime

@@ -316,8 +316,8 @@ def time_rows(rows: Sequence[BenchRow], *, source: ModelSource, settings: BenchS
             continue
         elif row.check is not None and row.check.status in (CRASH, MISMATCH, ERROR):
             row.latency_note = f"not measured: {row.check.status} in the parity check"
-        elif targets.get(row.target).latency_unavailable():
-            row.latency_note = str(targets.get(row.target).latency_unavailable())  # said once, in its row: not timed at all
+        elif targets.get(row.target).runtime.latency_unavailable():
+            row.latency_note = str(targets.get(row.target).runtime.latency_unavailable())  # said once, in its row: not timed at all
         else:
             timed.append((row, Model(row.target, artifact=row.artifact)))
     rounds = effective_rounds(settings.rounds, settings.runs)

@@ -23,6 +23,7 @@ import numpy as np
 from convert.coreai.deps import require
 from convert.coreai.export import ENTRYPOINT, INPUT_NAME, LOGITS_NAME
 from convert.errors import ConvertError
+from convert.targets import ArtifactFacts, Loaded, RuntimeBase
 
 
 def runtime_description() -> str:
@@ -55,27 +56,41 @@ async def _run_all(path: Path, x: np.ndarray) -> np.ndarray:
     return np.stack(outputs)
 
 
-def timing_step(path: Path, *, input_size: int, threads: int) -> tuple[Callable[[], object], str]:
-    """One batch-1 inference per call, the asset loaded once; for :func:`convert.bench.latency.time_runs`.
-
-    ``threads`` is recorded, not applied: the reference runtime has no thread setting.
-    """
-    import calib
-
+def timing_step(path: Path, pixels: np.ndarray) -> Callable[[], object]:
+    """One inference of ``pixels`` per call, the asset loaded once; for :func:`convert.bench.latency.time_runs`."""
     runtime = require("coreai.runtime")
     loop = asyncio.new_event_loop()
     context = _executable(Path(path))
     model = loop.run_until_complete(context.__aenter__())
     weakref.finalize(model, _close, loop, context)
     function = model.load_function(ENTRYPOINT)
-    x = calib.synthetic_images(1, input_size, seed=0).astype(np.float32).transpose(0, 3, 1, 2)
+    x = pixels.astype(np.float32).transpose(0, 3, 1, 2)
     _check_input(Path(path), function, x.shape[1:])
     feed = {INPUT_NAME: runtime.NDArray(np.ascontiguousarray(x))}
 
     def step() -> object:
         return loop.run_until_complete(function(feed))
 
-    return step, f"{runtime_description()}, its own threading ({threads} requested, no setting exists)"
+    return step
+
+
+class CoreAIRuntime(RuntimeBase):
+    def open(self, path: Path, *, threads: int | None) -> Loaded:
+        """``threads`` is recorded, not applied: the reference runtime has no thread setting."""
+        described = runtime_description() + (f", its own threading ({threads} requested, no setting exists)" if threads else "")
+        return Loaded(lambda pixels: run(path, pixels)[0], described, lambda pixels: timing_step(path, pixels))
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        from convert.coreai.inspect import facts
+
+        read = facts(path)
+        return ArtifactFacts(
+            input_size=read["input_size"],
+            num_classes=read["num_classes"],
+            precision=read["precision"],
+            ops=read["ops"],
+            extra={"minimum_os": read["minimum_os"], "labels": read["labels"]},
+        )
 
 
 def _executable(path: Path) -> AbstractAsyncContextManager[Any]:
@@ -97,3 +112,6 @@ def _close(loop: asyncio.AbstractEventLoop, context: AbstractAsyncContextManager
     if not loop.is_closed():
         loop.run_until_complete(context.__aexit__(None, None, None))
         loop.close()
+
+
+RUNTIME = CoreAIRuntime()

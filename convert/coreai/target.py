@@ -11,13 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from convert.coreai.compress import W8A8_REFUSED
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Log, PlainBaseline, Step, TargetBase, TargetOption
+from convert.targets import ExportContext, ExportRecord, Log, PlainBaseline, Runtime, TargetBase, TargetOption
 from shvit.provenance import weights_digest
 
 if TYPE_CHECKING:
@@ -118,30 +116,11 @@ class CoreAITarget(TargetBase):
             details=details,
         )
 
-    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
-        from convert.coreai.runtime import run
+    @property
+    def runtime(self) -> Runtime:
+        from convert.coreai.runtime import RUNTIME
 
-        return run(path, pixels)
-
-    def inspect(self, path: Path) -> ArtifactFacts:
-        from convert.coreai.inspect import facts
-
-        read = facts(path)
-        return ArtifactFacts(
-            input_size=read["input_size"],
-            num_classes=read["num_classes"],
-            precision=read["precision"],
-            ops=read["ops"],
-            extra={"minimum_os": read["minimum_os"], "labels": read["labels"]},
-        )
-
-    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
-        from convert.coreai.runtime import timing_step
-
-        return timing_step(path, input_size=pixels.shape[1], threads=threads)
-
-    def latency_unavailable(self) -> str | None:
-        return None
+        return RUNTIME
 
     def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
         """coreai-torch's defaults on the unfused model: what our asset's op count is measured against."""

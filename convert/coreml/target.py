@@ -6,7 +6,6 @@ Off macOS, Core ML cannot run: parity is checked by the reference MIL executor
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convert.coreml.rules import DEFAULT_MIN_IOS, MIN_IOS_CHOICES, PRECISIONS, W8A8_MIN_IOS, resolve_min_ios
-from convert.errors import ConvertError
 from convert.int8.options import OPTIONS as INT8_OPTIONS
 from convert.int8.options import int8_options, resolve_int8
 from convert.int8.report import INT8_TARGET, describe_outcome, log_int8_report
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Log, PlainBaseline, Step, TargetBase, TargetOption
+from convert.targets import ExportContext, ExportRecord, Log, PlainBaseline, Runtime, TargetBase, TargetOption
 
 if TYPE_CHECKING:
     from convert.source import ModelSource
@@ -36,7 +34,6 @@ MIN_IOS = TargetOption(
     "auto",
     f"Core ML deployment target. auto: iOS {DEFAULT_MIN_IOS}, or iOS {W8A8_MIN_IOS} for --precision int8 (W8A8 needs iOS {W8A8_MIN_IOS}+).",
 )
-OFF_MACOS = "unavailable off macOS (Core ML runs only on Apple platforms)"
 
 
 class CoreMLTarget(TargetBase):
@@ -109,66 +106,11 @@ class CoreMLTarget(TargetBase):
             details={**details, "calibration": context.calib_description},
         )
 
-    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
-        if sys.platform == "darwin":
-            return _run_core_ml(path, pixels)
-        import torch
+    @property
+    def runtime(self) -> Runtime:
+        from convert.coreml.runtime import RUNTIME
 
-        from convert.coreml.mil_executor import MILExecutor
-
-        if threads:
-            torch.set_num_threads(threads)
-        executor = MILExecutor(path)
-        mode = "fp16 emulated" if executor.is_fp16 else "fp32"
-        return executor.logits(pixels), f"reference MIL executor, {mode} (Core ML cannot run on Linux)"
-
-    def inspect(self, path: Path) -> ArtifactFacts:
-        from convert.coreml.ctimport import import_coremltools
-        from convert.onnx.target import spatial_size
-
-        spec = import_coremltools().utils.load_spec(str(path))
-        from coremltools.proto import MIL_pb2
-
-        first = spec.description.input[0].type
-        if first.WhichOneof("Type") == "imageType":
-            size = int(first.imageType.height) or None
-        else:
-            size = spatial_size([int(d) for d in first.multiArrayType.shape])
-        classes = None
-        for output in spec.description.output:
-            if output.type.WhichOneof("Type") == "multiArrayType" and output.type.multiArrayType.shape:
-                classes = int(output.type.multiArrayType.shape[-1])
-        precision, runs = None, None
-        if spec.WhichOneof("Type") == "mlProgram":
-            main = spec.mlProgram.functions["main"]
-            operations = list(main.block_specializations[main.opset].operations)
-            types = {op.type for op in operations}
-            runs = sum(1 for op in operations if op.type != "const" and not op.type.startswith("constexpr_"))
-            const_types = {MIL_pb2.DataType.Name(op.attributes["val"].type.tensorType.dataType) for op in operations if op.type == "const"}
-            if types & {"quantize", "dequantize"}:
-                precision = "int8"
-            elif any(name.startswith("constexpr_") for name in types):
-                precision = "int8-weights"
-            else:
-                precision = "fp16" if "FLOAT16" in const_types else "fp32"
-        return ArtifactFacts(input_size=size, num_classes=classes, precision=precision, ops=runs)
-
-    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
-        from PIL import Image
-
-        from convert.coreml.ctimport import import_coremltools
-
-        ct = import_coremltools()
-        model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
-        first = model.get_spec().description.input[0]
-        if first.type.WhichOneof("Type") == "imageType":
-            feed: dict[str, Any] = {first.name: Image.fromarray(pixels[0])}
-        else:
-            feed = {first.name: pixels.astype(np.float32).transpose(0, 3, 1, 2)}
-        return (lambda: model.predict(feed)), f"Core ML {ct.__version__} (compute units ALL)"
-
-    def latency_unavailable(self) -> str | None:
-        return None if sys.platform == "darwin" else OFF_MACOS
+        return RUNTIME
 
     def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
         """coremltools' defaults on the traced fused model: what our package's op count is measured against."""
@@ -187,28 +129,6 @@ class CoreMLTarget(TargetBase):
             log(f"→ converting the float twin (fp16 Core ML, iOS {min_ios}+) to compare op by op in the reference MIL executor")
             to_mlmodel(source.deploy, input_size=source.input_size, labels=source.labels, precision="fp16", min_ios=min_ios).save(str(twin))
             return per_layer_errors(Path(artifact), twin, pixels), f"fp16 Core ML, iOS {min_ios}+, reference MIL executor"
-
-
-def _run_core_ml(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-    from PIL import Image
-
-    from convert.coreml.ctimport import import_coremltools
-    from convert.coreml.export import LOGITS_NAME
-
-    ct = import_coremltools()
-    model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
-    description = model.get_spec().description
-    if LOGITS_NAME not in {o.name for o in description.output}:
-        raise ConvertError(f"{path.name} has no '{LOGITS_NAME}' output to compare: export it with shvit-convert")
-    image = description.input[0]
-    height, width = image.type.imageType.height, image.type.imageType.width
-    if pixels.shape[1:3] != (height, width):
-        raise ConvertError(
-            f"{path.name} takes {width}x{height} images, got {pixels.shape[2]}x{pixels.shape[1]}: wrong variant or input size?"
-        )
-    outputs = model.predict([{image.name: Image.fromarray(np.ascontiguousarray(p))} for p in pixels])
-    logits = np.stack([np.asarray(o[LOGITS_NAME], dtype=np.float32).reshape(-1) for o in outputs])
-    return logits, f"Core ML {ct.__version__} runtime on macOS (compute units: all)"
 
 
 TARGET = CoreMLTarget()

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from convert.onnx.runtime import spatial_size
+from convert.targets import ArtifactFacts, Loaded, RuntimeBase, Step
+
 
 def interpreter(path: Path, *, threads: int | None = None) -> tuple[Any, str]:
     """An allocated LiteRT interpreter for ``path`` and a description of it."""
@@ -42,3 +45,65 @@ def from_output(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         scale, zero = detail["quantization"]
         return (values.astype(np.float32) - zero) * scale
     return values.astype(np.float32)
+
+
+class TFLiteRuntime(RuntimeBase):
+    def open(self, path: Path, *, threads: int | None) -> Loaded:
+        it, runtime = interpreter(path, threads=threads)
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        expected = tuple(int(d) for d in inp["shape"])
+
+        def predict(pixels: np.ndarray) -> np.ndarray:
+            if len(expected) != 4 or expected[1:] != pixels.shape[1:]:
+                raise ValueError(
+                    f"model input {inp['name']} has shape {list(expected)}, images are {list(pixels.shape)}: wrong variant or input size?"
+                )
+            logits = []
+            for image in pixels:
+                it.set_tensor(inp["index"], to_input(image[None], inp))
+                it.invoke()
+                logits.append(from_output(it.get_tensor(out["index"]), out))
+            return np.concatenate(logits)
+
+        def prepare(pixels: np.ndarray) -> Step:
+            if list(expected[1:]) != list(pixels.shape[1:]):  # an NCHW graph (a plain conversion may keep one)
+                pixels = pixels.transpose(0, 3, 1, 2)
+            x = np.ascontiguousarray(to_input(pixels, inp))
+
+            def step() -> object:
+                it.set_tensor(inp["index"], x)
+                it.invoke()
+                return None
+
+            return step
+
+        return Loaded(predict, runtime, prepare)
+
+    def inspect(self, path: Path) -> ArtifactFacts:
+        from ai_edge_litert import schema_py_generated as tfl
+
+        buf = bytearray(path.read_bytes())
+        if not tfl.Model.ModelBufferHasIdentifier(buf, 0):
+            raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+        graph = tfl.Model.GetRootAs(buf, 0).Subgraphs(0)
+        inp, out = graph.Tensors(graph.Inputs(0)), graph.Tensors(graph.Outputs(0))
+        types = {graph.Tensors(i).Type() for i in range(graph.TensorsLength())}
+        t = tfl.TensorType
+        if inp.Type() in (t.UINT8, t.INT8):
+            precision = "int8"
+        elif t.FLOAT16 in types:
+            precision = "fp16"
+        elif types & {t.INT8, t.UINT8}:
+            precision = "int8-weights"
+        else:
+            precision = "fp32"
+        out_shape = [int(d) for d in out.ShapeAsNumpy()] if out.ShapeLength() else []
+        return ArtifactFacts(
+            input_size=spatial_size([int(d) for d in inp.ShapeAsNumpy()]),
+            num_classes=out_shape[-1] if out_shape else None,
+            precision=precision,
+            ops=graph.OperatorsLength(),
+        )
+
+
+RUNTIME = TFLiteRuntime()

@@ -16,7 +16,7 @@ from convert.int8.report import INT8_TARGET, describe_outcome, log_int8_report
 from convert.io.scratch import Scratch
 from convert.io.staging import Staging
 from convert.parity import Tolerance
-from convert.targets import ArtifactFacts, ExportContext, ExportRecord, Log, PlainBaseline, Step, TargetBase, TargetOption
+from convert.targets import ExportContext, ExportRecord, Log, PlainBaseline, Runtime, TargetBase, TargetOption
 from convert.tflite.quantize import PRECISIONS
 
 if TYPE_CHECKING:
@@ -105,75 +105,17 @@ class TFLiteTarget(TargetBase):
             details=details,
         )
 
-    def run(self, path: Path, pixels: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
-        from convert.tflite.runtime import from_output, interpreter, to_input
+    @property
+    def runtime(self) -> Runtime:
+        from convert.tflite.runtime import RUNTIME
 
-        it, runtime = interpreter(path, threads=threads)
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        expected = tuple(int(d) for d in inp["shape"])
-        if len(expected) != 4 or expected[1:] != pixels.shape[1:]:
-            raise ValueError(
-                f"model input {inp['name']} has shape {list(expected)}, images are {list(pixels.shape)}: wrong variant or input size?"
-            )
-        logits = []
-        for image in pixels:
-            it.set_tensor(inp["index"], to_input(image[None], inp))
-            it.invoke()
-            logits.append(from_output(it.get_tensor(out["index"]), out))
-        return np.concatenate(logits), runtime
-
-    def inspect(self, path: Path) -> ArtifactFacts:
-        from ai_edge_litert import schema_py_generated as tfl
-
-        from convert.onnx.target import spatial_size
-
-        buf = bytearray(path.read_bytes())
-        if not tfl.Model.ModelBufferHasIdentifier(buf, 0):
-            raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
-        graph = tfl.Model.GetRootAs(buf, 0).Subgraphs(0)
-        inp, out = graph.Tensors(graph.Inputs(0)), graph.Tensors(graph.Outputs(0))
-        types = {graph.Tensors(i).Type() for i in range(graph.TensorsLength())}
-        t = tfl.TensorType
-        if inp.Type() in (t.UINT8, t.INT8):
-            precision = "int8"
-        elif t.FLOAT16 in types:
-            precision = "fp16"
-        elif types & {t.INT8, t.UINT8}:
-            precision = "int8-weights"
-        else:
-            precision = "fp32"
-        out_shape = [int(d) for d in out.ShapeAsNumpy()] if out.ShapeLength() else []
-        return ArtifactFacts(
-            input_size=spatial_size([int(d) for d in inp.ShapeAsNumpy()]),
-            num_classes=out_shape[-1] if out_shape else None,
-            precision=precision,
-            ops=graph.OperatorsLength(),
-        )
+        return RUNTIME
 
     def gpu_delegate(self, path: Path) -> GpuCompatibility:
         """Which ops of ``path`` the LiteRT GPU delegate would not take (shvit-check and shvit-bench report it)."""
         from convert.tflite.gpu_compat import gpu_compatibility_of
 
         return gpu_compatibility_of(path)
-
-    def timer(self, path: Path, pixels: np.ndarray, *, threads: int) -> tuple[Step, str]:
-        from convert.tflite.runtime import interpreter, to_input
-
-        it, runtime = interpreter(path, threads=threads)
-        detail = it.get_input_details()[0]
-        if list(detail["shape"][1:]) != list(pixels.shape[1:]):  # an NCHW graph (a plain conversion may keep one)
-            pixels = pixels.transpose(0, 3, 1, 2)
-        x = np.ascontiguousarray(to_input(pixels, detail))
-
-        def step() -> object:
-            it.set_tensor(detail["index"], x)
-            it.invoke()
-            return None
-
-        return step, runtime
-
-    def latency_unavailable(self) -> str | None:
-        return None
 
     def export_plain(self, source: ModelSource, path: Path, *, scratch: Scratch, log: Log) -> None:
         """The plain path: pixel-input fused model → ONNX opset 17 → onnx2tf defaults, no graph rewrite."""

@@ -85,9 +85,9 @@ def inspect_artifact(artifact: Path, *, scratch: Scratch, timeout_s: float = INS
 
 
 def predict(*, module: str, name: str, artifact: str, pixels: np.ndarray, threads: int | None) -> tuple[np.ndarray, str]:
-    logits, runtime = child_target(module, name).run(Path(artifact), pixels, threads=threads)
-    return np.asarray(logits, dtype=np.float32), runtime
+    loaded = child_target(module, name).runtime.open(Path(artifact), threads=threads)
+    return np.asarray(loaded.predict(pixels), dtype=np.float32), loaded.runtime
 
 
 def inspect(*, module: str, name: str, artifact: str) -> dict[str, Any]:
-    return asdict(child_target(module, name).inspect(Path(artifact)))
+    return asdict(child_target(module, name).runtime.inspect(Path(artifact)))
