@@ -12,14 +12,18 @@ import sys
 import threading
 from collections.abc import Iterator
 
+_SKIPPED_BY_COREMLTOOLS = ("tensorflow", "torchao")
+"""Optional dependencies of coremltools for converters this toolkit never calls."""
+
 
 def preload_coremltools() -> None:
     """Import coremltools now, for a command (or a child process) that will use it.
 
-    ``import coremltools`` also imports TensorFlow for its TF converter, which this toolkit never uses:
-    3-8 s and a screen of warnings in every export and parity child. Blocking that import while
-    coremltools loads makes it skip the converter; the block is lifted right after, so TensorFlow
-    stays importable. coremltools imports its optional dependencies (torchao: seconds) under bare
+    ``import coremltools`` also imports TensorFlow for its TF converter and torchao (which coreai-opt
+    installs) for torchao-quantised PyTorch models, neither of which this toolkit uses: TensorFlow costs
+    3-8 s and a screen of warnings, torchao 6-7 s (it imports torch._dynamo and sympy), in every export
+    and parity child. Blocking those imports while coremltools loads makes it skip both; the block is
+    lifted right after, so both stay importable. coremltools imports its optional dependencies under bare
     ``except:``, which would swallow a Ctrl-C: the signal is recorded meanwhile and raised again after.
     """
     from convert.targets import missing_toolchain
@@ -28,15 +32,16 @@ def preload_coremltools() -> None:
         return  # without it, the target says what to install when it is used
     from convert.coreml.ctimport import import_coremltools
 
-    block_tf = "tensorflow" not in sys.modules
-    if block_tf:
-        sys.modules["tensorflow"] = None  # type: ignore[assignment]  # `import tensorflow` fails fast
+    blocked = [name for name in _SKIPPED_BY_COREMLTOOLS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import tensorflow` fails fast
     try:
         with _signals_held():
             import_coremltools()
     finally:
-        if block_tf and sys.modules.get("tensorflow", 0) is None:
-            del sys.modules["tensorflow"]
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 @contextlib.contextmanager

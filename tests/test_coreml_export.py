@@ -90,7 +90,8 @@ def s1(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -> S1
     source = load_source(ModelSpec(variant="s1", weights=_checkpoint("s1", root, seed=3)))
     outcomes = {}
     for precision in COREML.precisions:
-        extra = {"calib": folders["calib"], "calib_count": CALIB_IMAGES} if precision == "int8" else {}
+        # int8 in full mode (every op W8A8): the accuracy-aware search is tested in test_int8 on image-dependent S1
+        extra = {"calib": folders["calib"], "calib_count": CALIB_IMAGES, "int8_mode": "full"} if precision == "int8" else {}
         outcomes[precision] = _export(source, out_dir=root / "out", images=folders["check"], precision=precision, **extra)
     return S1Exports(source, outcomes)
 
