@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.bench.cli import main as bench_main
+from convert.cli.bench import main as bench_main
 
 VARIANTS = "s1,s2,s3,s4"
 FLOAT_TARGETS = ("onnx", "tflite", "tflite:fp16", "tflite:int8-weights", "coreml", "coreml:int8-weights")

@@ -8,12 +8,12 @@ Python API (what the commands are thin layers over)::
 
 - :mod:`convert.targets`   the registry of targets (one :class:`~convert.targets.Target` per sub-package)
 - :mod:`convert.config`    what an export is: model, options, output
-- :mod:`convert.onnx`, :mod:`convert.coreml`, :mod:`convert.tflite`   the targets
+- :mod:`convert.onnx`, :mod:`convert.coreml`, :mod:`convert.tflite`, :mod:`convert.coreai`   the targets
 - :mod:`convert.api`       export and check, stage by stage
 - :mod:`convert.validate`  parity against PyTorch: runtimes in subprocesses, reports
 - :mod:`convert.bench`     the benchmark
 - :mod:`convert.io`        atomic staging, scratch folders, sidecars
-- :mod:`convert.cli`, ``convert/validate/check.py``, ``convert/bench/cli.py``  the commands
+- :mod:`convert.cli`       the commands (``shvit-convert``, ``shvit-check``, ``shvit-bench``, ``shvit-demo``)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import tree_sitter_kotlin
 import tree_sitter_swift
 from tree_sitter import Language, Node, Parser
 
-from mobile_demo.cli import main as demo_main
+from convert.cli.demo import main as demo_main
 from mobile_demo.output import STAGING_PREFIX
 
 SWIFT = Parser(Language(tree_sitter_swift.language()))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from calib.proxy import RESIDUAL_BRANCH_BNS, randomize_bn, recompute_bn_stats, trained_like
-from convert.cliutil import run_command
+from convert.cli.common import run_command
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, *, rel: float, what: str = "logits") -> None:

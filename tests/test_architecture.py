@@ -14,7 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("shvit", "calib", "convert", "mobile_demo")
-CLI_MODULES = frozenset({"convert.cli", "convert.cliutil", "convert.validate.check", "convert.bench.cli", "mobile_demo.cli"})
+CLI_MODULES = frozenset(
+    {"convert.cli", "convert.cli.convert", "convert.cli.common", "convert.cli.check", "convert.cli.bench", "convert.cli.demo"}
+)
 """The commands and their shared plumbing: nothing but a command may import these."""
 ENTRY_MODULES = CLI_MODULES | {"convert.process"}
 """Where process-wide changes (signal handlers, import blocks, interpreter flags) may live."""
@@ -113,6 +115,10 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def test_every_command_lives_in_the_cli_package() -> None:
+    assert CLI_MODULES == {name for name in _modules() if name == "convert.cli" or name.startswith("convert.cli.")}
 
 
 def test_nothing_but_a_command_imports_a_cli_module() -> None:

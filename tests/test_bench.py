@@ -14,8 +14,8 @@ import pytest
 from helpers import Run, private_cache, run_cli
 from PIL import Image
 
-from convert.bench.cli import bench_command
 from convert.bench.output import CSV_FIELDS, SCHEMA
+from convert.cli.bench import bench_command
 
 RUNS = 3
 ROUNDS = 2  # 3 runs in 2 rounds: shares of 2 and 1

@@ -13,8 +13,8 @@ import pytest
 from helpers import Run, private_cache, run_cli
 
 from convert import targets
-from convert.bench.cli import bench_command
 from convert.bench.latency import LatencyUnavailable, Model, measure_all, run_rounds, schedule
+from convert.cli.bench import bench_command
 from convert.io.scratch import Scratch
 from convert.io.sidecar import sidecar_path
 

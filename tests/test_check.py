@@ -18,10 +18,10 @@ from onnx import numpy_helper
 
 import calib
 import shvit
+from convert.cli.check import check_command
 from convert.errors import ConvertError
 from convert.onnx.export import export_onnx
 from convert.validate.accuracy import UNKNOWN, accuracy, from_label_map
-from convert.validate.check import check_command
 from convert.validate.report import SCHEMA, STATUSES
 from shvit.config import SHViTConfig
 

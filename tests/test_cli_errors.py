@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bad_inputs import PWNED_MARKER, checkpoint, image_folder, labels, read_only_dir
 
-from convert.cli import main as convert_main
+from convert.cli.convert import main as convert_main
 
 CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
     ("unknown variant", lambda r: ["--variant", "s7", "--target", "onnx"], "Invalid value for '--variant': 's7' is not one of", 2),

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from helpers import assert_common_export_record, run_cli
 
-from convert.cli import convert_command
+from convert.cli.check import check_command
+from convert.cli.convert import convert_command
 from convert.coreai.inspect import facts
-from convert.validate.check import check_command
 
 PRECISIONS = ("fp16", "fp32", "int8-weights")
 

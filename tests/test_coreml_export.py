@@ -21,8 +21,8 @@ from helpers import assert_close, assert_common_export_record, export_source, re
 import calib
 import shvit
 from convert.api.pipeline import ExportResult
-from convert.cli import convert_command
-from convert.cliutil import run_command
+from convert.cli.common import run_command
+from convert.cli.convert import convert_command
 from convert.config import ExportOptions, ModelSpec, plan
 from convert.coreml.ctimport import import_coremltools
 from convert.coreml.export import LOGITS_NAME, export_coreml

@@ -18,10 +18,10 @@ import pytest
 import yaml
 from demo_helpers import SWIFT, decode_literal, leftovers, nodes, one_line, run_demo_cli, swift_constants, syntax_problems
 
-from convert.cliutil import run_command
+from convert.cli.common import run_command
+from convert.cli.demo import demo_group
 from convert.io.sidecar import sha256_path
 from mobile_demo import DemoError, NotAnImageClassifier, generate_demo
-from mobile_demo.cli import demo_group
 from mobile_demo.output import MARKER
 
 APP = "SHViTDemo"

@@ -16,9 +16,9 @@ from helpers import run_cli
 import calib
 import convert
 import shvit
-from convert.cli import convert_command
-from convert.validate.check import check_command
-from mobile_demo.cli import demo_group
+from convert.cli.check import check_command
+from convert.cli.convert import convert_command
+from convert.cli.demo import demo_group
 from shvit.provenance import weights_digest
 
 BIN = Path(sys.executable).parent
@@ -113,7 +113,7 @@ def test_every_command_has_a_version_and_parses_arguments_without_pytorch() -> N
         run = subprocess.run([str(BIN / command), "--version"], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0 and run.stdout.strip() == f"{command} {shvit.__version__}", run.stderr
     probe = (
-        "import sys, convert.cli, convert.validate.check, convert.bench.cli, mobile_demo.cli; "
+        "import sys, convert.cli.convert, convert.cli.check, convert.cli.bench, convert.cli.demo; "
         "print(sorted(m for m in ('torch', 'tensorflow', 'coremltools') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env={**os.environ})

@@ -343,7 +343,7 @@ def test_the_checker_asks_the_tflite_target(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tflite_export_records_gpu_delegate_coverage(tiny, tmp_path: Path, capsys) -> None:
-    from convert.cli import main as convert_main
+    from convert.cli.convert import main as convert_main
 
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as info:

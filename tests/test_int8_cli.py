@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from helpers import run_cli
 
-from convert.cli import convert_command
+from convert.cli.convert import convert_command
 
 
 def _convert(tiny: Any, out: Path, *extra: object):
@@ -93,7 +93,7 @@ def test_int8_options_are_checked_before_any_work(tiny: Any, tmp_path: Path, ext
 
 
 def _check(tiny: Any, *artifacts: Path, tmp_path: Path, report: bool = True):
-    from convert.validate.check import check_command
+    from convert.cli.check import check_command
 
     json_path, html_path = tmp_path / "per_layer.json", tmp_path / "per_layer.html"
     extra = ("--json", json_path, "--html", html_path) if report else ()

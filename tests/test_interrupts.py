@@ -20,17 +20,17 @@ from typing import Any
 
 import pytest
 
-from convert.cliutil import EXIT_INTERRUPTED, INTERRUPTED
+from convert.cli.common import EXIT_INTERRUPTED, INTERRUPTED
 from convert.io.scratch import SCRATCH_PREFIX
 from convert.io.sidecar import sha256_path
 from convert.io.staging import STAGING_PREFIX, sweep_stale
 
 ARGS = ["--variant", "s1", "--target", "onnx", "--random-init"]
 MODULES = {
-    "shvit-convert": "convert.cli",
-    "shvit-check": "convert.validate.check",
-    "shvit-bench": "convert.bench.cli",
-    "shvit-demo": "mobile_demo.cli",
+    "shvit-convert": "convert.cli.convert",
+    "shvit-check": "convert.cli.check",
+    "shvit-bench": "convert.cli.bench",
+    "shvit-demo": "convert.cli.demo",
 }
 
 
@@ -117,7 +117,7 @@ def _no_process_works_in(folder: Path) -> bool:
 NESTED_INTERRUPT = """
 import ctypes, sys
 import click
-from convert.cliutil import run_command
+from convert.cli.common import run_command
 
 run_string = ctypes.pythonapi.PyRun_String
 run_string.restype = ctypes.py_object
@@ -145,7 +145,7 @@ def test_ctrl_c_inside_a_nested_interpreter_call_still_exits_130(tmp_path: Path)
 @pytest.fixture(scope="module")
 def previous(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     out = tmp_path_factory.mktemp("prev")
-    subprocess.run([sys.executable, "-m", "convert.cli", *ARGS, "--out", str(out)], check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "convert.cli.convert", *ARGS, "--out", str(out)], check=True, capture_output=True, timeout=300)
     artifact = out / "shvit_s1_fp32.onnx"
     return artifact, artifact.read_bytes()
 
@@ -221,7 +221,7 @@ def _tiny_args(tiny: Any, target: str, out: Path) -> list[object]:
 def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_files(tiny: Any, target: str, tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
     first = subprocess.run(
-        [sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, target, out))], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "convert.cli.convert", *map(str, _tiny_args(tiny, target, out))], capture_output=True, text=True, timeout=600
     )
     assert first.returncode == 0, first.stderr
     before = _listing(out)
@@ -257,7 +257,7 @@ def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_fil
         assert time.monotonic() < deadline, "the onnx2tf child outlived the killed CLI"
         time.sleep(0.2)
     again = subprocess.run(
-        [sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, "onnx", out))],
+        [sys.executable, "-m", "convert.cli.convert", *map(str, _tiny_args(tiny, "onnx", out))],
         capture_output=True,
         text=True,
         timeout=600,
@@ -346,7 +346,7 @@ def copytree(src, dst, *args, **kwargs):
     os.killpg(os.getpgrp(), signal.SIGINT)
     signal.pause()
 ios.shutil.copytree = copytree
-from mobile_demo.cli import main
+from convert.cli.demo import main
 main(sys.argv[1:])
 """
 
@@ -354,7 +354,10 @@ main(sys.argv[1:])
 def test_ctrl_c_in_shvit_demo_leaves_no_project(tiny: Any, tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "export", tmp_path / "tmp"
     made = subprocess.run(
-        [sys.executable, "-m", "convert.cli", *map(str, _tiny_args(tiny, "coreml", out))], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "convert.cli.convert", *map(str, _tiny_args(tiny, "coreml", out))],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert made.returncode == 0, made.stderr
     model = next(out.glob("*.mlpackage"))

@@ -477,7 +477,7 @@ def test_compute_plan_summary_is_none_off_macos_and_aggregates_costs(tmp_path: P
 
 
 def test_convert_demo_shortcut_writes_the_artifact_and_its_app(tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from convert.cli import main as convert_main
+    from convert.cli.convert import main as convert_main
 
     out, demo = tmp_path / "exports", tmp_path / "demo-ios"
     with pytest.raises(SystemExit) as info:

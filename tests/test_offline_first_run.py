@@ -16,7 +16,7 @@ import pytest
 import torch
 from bad_inputs import assert_one_error_line
 
-from convert.cli import main as convert_main
+from convert.cli.convert import main as convert_main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -55,7 +55,7 @@ def test_non_finite_checkpoint_through_the_installed_command(tmp_path: Path) -> 
     path, key, _ = _poisoned_checkpoint(tmp_path, float("nan"), count=5)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "tflite", "--weights", str(path), "--out", str(out)],
+        [sys.executable, "-m", "convert.cli.convert", "--variant", "s1", "--target", "tflite", "--weights", str(path), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -100,7 +100,7 @@ def _offline(command: list[str]) -> list[str]:
 
 def _convert_offline(args: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
     """``shvit-convert ARGS`` as a fresh process with no network."""
-    command = _offline([sys.executable, "-m", "convert.cli", *args])
+    command = _offline([sys.executable, "-m", "convert.cli.convert", *args])
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
 
 

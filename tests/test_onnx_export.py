@@ -16,7 +16,7 @@ from helpers import assert_close, recompute_bn_stats
 
 import calib
 import shvit
-from convert.cli import main as convert_main
+from convert.cli.convert import main as convert_main
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,19 @@ def s1_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def exported(s1_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("onnx-out")
     proc = subprocess.run(
-        [sys.executable, "-m", "convert.cli", "--variant", "s1", "--target", "onnx", "--weights", str(s1_checkpoint), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "convert.cli.convert",
+            "--variant",
+            "s1",
+            "--target",
+            "onnx",
+            "--weights",
+            str(s1_checkpoint),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -72,8 +72,8 @@ def test_check_api_accepts_a_plugin_artifact(exported: convert.ExportResult, mod
 
 
 def test_shvit_convert_and_shvit_check_take_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
-    from convert.cli import convert_command
-    from convert.validate.check import check_command
+    from convert.cli.check import check_command
+    from convert.cli.convert import convert_command
 
     made = run_cli(convert_command, "--variant", "auto", "--weights", checkpoint, "--target", "toy", "--out", tmp_path)
     assert made.code == 0, made.stderr
@@ -85,7 +85,7 @@ def test_shvit_convert_and_shvit_check_take_the_plugin(checkpoint: Path, tmp_pat
 
 
 def test_shvit_bench_times_the_plugin(checkpoint: Path, tmp_path: Path) -> None:
-    from convert.bench.cli import bench_command
+    from convert.cli.bench import bench_command
 
     run = run_cli(
         bench_command,

@@ -22,7 +22,7 @@ def _convert_args(tiny: Any, tmp_path: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "convert.cli",
+        "convert.cli.convert",
         "--variant",
         "auto",
         "--weights",

@@ -31,10 +31,10 @@ def test_ci_installs_with_the_readme_install_command() -> None:
 
 
 def _commands() -> list:
-    from convert.bench.cli import bench_command
-    from convert.cli import convert_command
-    from convert.validate.check import check_command
-    from mobile_demo.cli import android_command, ios_command
+    from convert.cli.bench import bench_command
+    from convert.cli.check import check_command
+    from convert.cli.convert import convert_command
+    from convert.cli.demo import android_command, ios_command
 
     return [convert_command, check_command, bench_command, ios_command, android_command]
 

@@ -33,17 +33,17 @@ from helpers import private_cache, run_cli
 
 import calib
 import convert
-from convert.bench.cli import bench_command
-from convert.cli import convert_command
+from convert.cli.bench import bench_command
+from convert.cli.check import check_command
+from convert.cli.convert import convert_command
+from convert.cli.demo import demo_group
 from convert.io.staging import STAGING_PREFIX
-from convert.validate.check import check_command
-from mobile_demo.cli import demo_group
 
 MODULES = {
-    "shvit-convert": "convert.cli",
-    "shvit-check": "convert.validate.check",
-    "shvit-bench": "convert.bench.cli",
-    "shvit-demo": "mobile_demo.cli",
+    "shvit-convert": "convert.cli.convert",
+    "shvit-check": "convert.cli.check",
+    "shvit-bench": "convert.cli.bench",
+    "shvit-demo": "convert.cli.demo",
 }
 COMMANDS = {"shvit-convert": convert_command, "shvit-check": check_command, "shvit-bench": bench_command, "shvit-demo": demo_group}
 
@@ -461,12 +461,12 @@ def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(target
     with small_disk(inputs.root, megabytes=8) as disk:
         out = disk / "exports"
         args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", target, "--out", out]
-        first = subprocess.run([sys.executable, "-m", "convert.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+        first = subprocess.run([sys.executable, "-m", "convert.cli.convert", *map(str, args)], capture_output=True, text=True, timeout=300)
         assert first.returncode == 0, first.stderr
         previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
         _fill(disk, leave_kib=64)
         full = subprocess.run(
-            [sys.executable, "-m", "convert.cli", *map(str, args), "--force"], capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "convert.cli.convert", *map(str, args), "--force"], capture_output=True, text=True, timeout=300
         )
         assert full.returncode == 1, full.stderr
         assert_one_error_line(full.stderr, prog="shvit-convert", message="no space left on the device")

@@ -4,5 +4,4 @@
 - :mod:`convert.bench.baselines`  the plain conversions the Core ML and TFLite exports are measured against
 - :mod:`convert.bench.run`        per variant: export (or reuse), or given artifacts per reference; check against PyTorch, time
 - :mod:`convert.bench.output`     table, CSV, JSON and the speed–accuracy chart
-- :mod:`convert.bench.cli`        the command
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from convert.cliutil import EXIT_ERROR, FLAGS, run_command, version_option
+from convert.cli.common import EXIT_ERROR, FLAGS, run_command, version_option
 from convert.process import preload_coremltools
 from convert.validate.checker import DEFAULT_COUNT
 

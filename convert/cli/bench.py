@@ -21,7 +21,7 @@ from convert.bench.run import (
     default_targets,
     run_bench,
 )
-from convert.cliutil import EXIT_ERROR, run_command, version_option
+from convert.cli.common import EXIT_ERROR, run_command, version_option
 from convert.config import DEFAULT_CALIB_COUNT
 from convert.errors import UsageError
 from convert.process import preload_coremltools

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from convert.cliutil import run_command, version_option
+from convert.cli.common import run_command, version_option
 from convert.process import preload_coremltools
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from convert import targets
-from convert.cliutil import EXIT_ERROR, run_command, version_option
+from convert.cli.common import EXIT_ERROR, run_command, version_option
 from convert.config import DEFAULT_CALIB_COUNT
 from convert.process import preload_coremltools
 
