@@ -246,10 +246,10 @@ def test_tiny_auto_keeps_top1_accuracy_on_held_out_images(tiny, tiny_auto: tuple
 def _main_ops(package: Path) -> list[Any]:
     from coremltools.proto import Model_pb2
 
-    from convert.coreml.mil_executor import _root_model_file
+    from convert.coreml.mil_executor import root_model_file
 
     spec = Model_pb2.Model()
-    spec.ParseFromString(_root_model_file(package).read_bytes())
+    spec.ParseFromString(root_model_file(package).read_bytes())
     function = spec.mlProgram.functions["main"]
     return list(function.block_specializations[function.opset].operations)
 

@@ -92,11 +92,11 @@ def program_ops(package: Path, shapes: dict[str, tuple[int, ...]] | None = None)
 def _main_block(package: Path) -> tuple[Any, Any]:
     from coremltools.proto import Model_pb2
 
-    from convert.coreml.mil_executor import _root_model_file
+    from convert.coreml.mil_executor import root_model_file
 
     import_coremltools()
     spec = Model_pb2.Model()
-    spec.ParseFromString(_root_model_file(Path(package)).read_bytes())
+    spec.ParseFromString(root_model_file(Path(package)).read_bytes())
     function = spec.mlProgram.functions["main"]
     return function, function.block_specializations[function.opset]
 

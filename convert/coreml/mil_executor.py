@@ -90,7 +90,7 @@ class MILExecutor:
         self._mil = MIL_pb2
         self.package = Path(package)
         self.emulate_fp16 = emulate_fp16
-        model_file = _root_model_file(self.package)
+        model_file = root_model_file(self.package)
         self.spec = Model_pb2.Model()
         self.spec.ParseFromString(model_file.read_bytes())
         if self.spec.WhichOneof("Type") != "mlProgram":
@@ -428,7 +428,7 @@ class MILExecutor:
         return [op.type for op in self._ops]
 
 
-def _root_model_file(package: Path) -> Path:
+def root_model_file(package: Path) -> Path:
     manifest = package / "Manifest.json"
     if not manifest.is_file():
         raise ConvertError(f"{package} is not an .mlpackage (no Manifest.json)")

@@ -127,8 +127,8 @@ def export_tflite(
                 input_description=INPUT_NOTES[inp.dtype],
                 output_description=OUTPUT_NOTE,
                 extra={
-                    "input": _io_record(inp, layout="NHWC"),
-                    "output": _io_record(outp),
+                    "input": io_record(inp, layout="NHWC"),
+                    "output": io_record(outp),
                     "export": {
                         "precision": precision,
                         "onnx2tf": run["onnx2tf_version"],
@@ -156,7 +156,7 @@ def _check_io(precision: str, inp: graphinfo.TensorInfo, out: graphinfo.TensorIn
         raise ConvertError(f"the TFLite {precision} model does not have the expected interface: {'; '.join(problems)}")
 
 
-def _io_record(tensor: graphinfo.TensorInfo, *, layout: str | None = None) -> dict[str, Any]:
+def io_record(tensor: graphinfo.TensorInfo, *, layout: str | None = None) -> dict[str, Any]:
     record = tensor.as_dict()
     if layout:
         record.update(layout=layout, range="RGB 0-255", normalization="baked into the model (ImageNet mean/std)")

@@ -25,7 +25,7 @@ import numpy as np
 from convert.int8.engine import Int8Options, QuantOp, quantise_int8
 from convert.int8.ranges import RangeObserver
 from convert.int8.report import ALONE_IMAGES, Int8Report, LayerError, Quality, SqnrSum, quality, sqnr_db
-from convert.tflite.quantize import FLOAT_ISLAND_OPS, _eps_adds, _representative
+from convert.tflite.quantize import FLOAT_ISLAND_OPS, eps_adds, representative_dataset
 
 MAC_OPS: tuple[str, ...] = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 _MODEL_PREFIX = re.compile(r"^model(_\d+)?/")
@@ -135,7 +135,7 @@ def quantised_ops(model: bytes) -> list[TFLiteOp]:
 
     ``model`` is any ``.tflite`` of the same export (fp32, calibrated, or int8: the names are the same).
     """
-    islands = set(_eps_adds(model))
+    islands = set(eps_adds(model))
     return [op for op in op_table(model) if op.op_type not in (*FLOAT_ISLAND_OPS, "QUANTIZE", "DEQUANTIZE") and op.tensor not in islands]
 
 
@@ -149,7 +149,7 @@ def calibrate(function: Any, pixels: np.ndarray, *, on_image: Progress | None = 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _representative(pixels, on_image)
+    converter.representative_dataset = lambda: representative_dataset(pixels, on_image)
     converter._experimental_calibrate_only = True
     return converter.convert()
 
@@ -164,7 +164,7 @@ def observe(calibrated: bytes, pixels: np.ndarray) -> tuple[RangeObserver, np.nd
     wanted = [(t["index"], t["name"]) for t in it.get_tensor_details() if t["dtype"] == np.float32 and t["index"] != inp["index"]]
     observer = RangeObserver()
     logits = []
-    for (image,) in _representative(pixels, None):
+    for (image,) in representative_dataset(pixels, None):
         it.set_tensor(inp["index"], image)
         it.invoke()
         logits.append(it.get_tensor(out["index"]).copy())
@@ -212,7 +212,7 @@ def quantize(calibrated: bytes, *, keep_float: Sequence[str] = (), hybrid: bytes
         **io,
         enable_numeric_verify=debug,
         denylisted_ops=list(FLOAT_ISLAND_OPS),
-        denylisted_nodes=[*_eps_adds(calibrated), *keep_float],
+        denylisted_nodes=[*eps_adds(calibrated), *keep_float],
     )
     return hybridize(model, hybrid) if hybrid is not None and keep_float else model
 
@@ -263,9 +263,9 @@ def hybridize(mixed: bytes, hybrid: bytes) -> bytes:
 
 
 def _code(code: Any) -> str:
-    from convert.tflite.quantize import _code_name
+    from convert.tflite.quantize import code_name
 
-    return _code_name(code)
+    return code_name(code)
 
 
 def run_logits(model: bytes, pixels: np.ndarray) -> np.ndarray:
@@ -299,7 +299,7 @@ def layer_errors(calibrated: bytes, pixels: np.ndarray) -> dict[str, float]:
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr_db": sqnr})
     debugger = tf.lite.experimental.QuantizationDebugger(
         quant_debug_model_content=quantize(calibrated, debug=True),
-        debug_dataset=lambda: ([image.astype(np.float32)] for (image,) in _representative(pixels, None)),
+        debug_dataset=lambda: ([image.astype(np.float32)] for (image,) in representative_dataset(pixels, None)),
         debug_options=options,
     )
     debugger.run()

@@ -89,7 +89,7 @@ def _full_integer(converter: Any, pixels: np.ndarray, on_image: Progress | None)
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize  # what tf.lite.experimental.QuantizationDebugger uses
 
-    converter.representative_dataset = lambda: _representative(pixels, on_image)
+    converter.representative_dataset = lambda: representative_dataset(pixels, on_image)
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     return mlir_quantize(
@@ -97,11 +97,11 @@ def _full_integer(converter: Any, pixels: np.ndarray, on_image: Progress | None)
         input_data_type=tf.uint8,
         output_data_type=tf.float32,
         denylisted_ops=list(FLOAT_ISLAND_OPS),
-        denylisted_nodes=_eps_adds(calibrated),
+        denylisted_nodes=eps_adds(calibrated),
     )
 
 
-def _representative(pixels: np.ndarray, on_image: Progress | None) -> Iterator[list[np.ndarray]]:
+def representative_dataset(pixels: np.ndarray, on_image: Progress | None) -> Iterator[list[np.ndarray]]:
     """Calibration images, one at a time, the first with one black and one white pixel.
 
     The input tensor's range comes from calibration: photos that never reach 0 or 255 would give the
@@ -119,7 +119,7 @@ def _representative(pixels: np.ndarray, on_image: Progress | None) -> Iterator[l
             on_image(i + 1, total)
 
 
-def _eps_adds(calibrated: bytes) -> list[str]:
+def eps_adds(calibrated: bytes) -> list[str]:
     """Names of the ADD ops feeding an RSQRT (``var + eps``), kept in float with the RSQRT."""
     from ai_edge_litert import schema_py_generated as schema
 
@@ -165,7 +165,7 @@ def keep_float_weights(hybrid: bytes, float_model: bytes) -> bytes:
             float_filters[name] = source.Buffers(weights.Buffer()).DataAsNumpy().copy()
 
     tree = schema.ModelT.InitFromObj(schema.Model.GetRootAs(hybrid, 0))
-    names = [_code_name(code) for code in tree.operatorCodes]
+    names = [code_name(code) for code in tree.operatorCodes]
     graph = tree.subgraphs[0]
     for op in graph.operators:
         if names[op.opcodeIndex] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -187,7 +187,7 @@ def keep_float_weights(hybrid: bytes, float_model: bytes) -> bytes:
     return bytes(builder.Output())
 
 
-def _code_name(code: Any) -> str:
+def code_name(code: Any) -> str:
     from ai_edge_litert import schema_py_generated as schema
 
     number = max(code.builtinCode, code.deprecatedBuiltinCode)

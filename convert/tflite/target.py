@@ -58,7 +58,7 @@ class TFLiteTarget(TargetBase):
 
     def export(self, context: ExportContext, staging: Staging) -> ExportRecord:
         from convert.tflite import graphinfo, metadata
-        from convert.tflite.export import _io_record, export_tflite, gpu_delegate_record
+        from convert.tflite.export import export_tflite, gpu_delegate_record, io_record
         from convert.tflite.quantize import FLOAT_ISLAND_OPS
 
         started = time.perf_counter()
@@ -98,8 +98,8 @@ class TFLiteTarget(TargetBase):
             details["float_islands"] = list(FLOAT_ISLAND_OPS)
             log_int8_report(report, log=context.log)
         return ExportRecord(
-            input=_io_record(result.input, layout="NHWC"),
-            output={**_io_record(result.output), "classes": context.source.num_classes},
+            input=io_record(result.input, layout="NHWC"),
+            output={**io_record(result.output), "classes": context.source.num_classes},
             contents=describe_outcome(report) if report else None,
             int8=report,
             details=details,
