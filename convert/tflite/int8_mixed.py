@@ -272,17 +272,11 @@ def run_logits(model: bytes, pixels: np.ndarray) -> np.ndarray:
     """Logits of a full-integer (uint8 in) or float model on uint8 NHWC pixels, one image at a time."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from convert.tflite.runtime import from_output, to_input
+    from convert.tflite.runtime import logits_of
 
     it = Interpreter(model_content=model, num_threads=1)
     it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    logits = []
-    for image in pixels:
-        it.set_tensor(inp["index"], to_input(image[None], inp))
-        it.invoke()
-        logits.append(from_output(it.get_tensor(out["index"]), out))
-    return np.concatenate(logits)
+    return logits_of(it, pixels)
 
 
 def layer_errors(calibrated: bytes, pixels: np.ndarray) -> dict[str, float]:

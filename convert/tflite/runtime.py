@@ -47,10 +47,21 @@ def from_output(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def logits_of(it: Any, pixels: np.ndarray) -> np.ndarray:
+    """Float logits of an allocated interpreter on uint8 NHWC ``pixels``, one image at a time (batch-1 graphs)."""
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    logits = []
+    for image in pixels:
+        it.set_tensor(inp["index"], to_input(image[None], inp))
+        it.invoke()
+        logits.append(from_output(it.get_tensor(out["index"]), out))
+    return np.concatenate(logits)
+
+
 class TFLiteRuntime(RuntimeBase):
     def open(self, path: Path, *, threads: int | None) -> Loaded:
         it, runtime = interpreter(path, threads=threads)
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        inp = it.get_input_details()[0]
         expected = tuple(int(d) for d in inp["shape"])
 
         def predict(pixels: np.ndarray) -> np.ndarray:
@@ -58,12 +69,7 @@ class TFLiteRuntime(RuntimeBase):
                 raise ValueError(
                     f"model input {inp['name']} has shape {list(expected)}, images are {list(pixels.shape)}: wrong variant or input size?"
                 )
-            logits = []
-            for image in pixels:
-                it.set_tensor(inp["index"], to_input(image[None], inp))
-                it.invoke()
-                logits.append(from_output(it.get_tensor(out["index"]), out))
-            return np.concatenate(logits)
+            return logits_of(it, pixels)
 
         def prepare(pixels: np.ndarray) -> Step:
             if list(expected[1:]) != list(pixels.shape[1:]):  # an NCHW graph (a plain conversion may keep one)
