@@ -163,7 +163,7 @@ class Child:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None and not issubclass(kind, (Exception, ChildFailure)):
+        if kind is not None and not issubclass(kind, Exception):
             self.kill()  # Ctrl-C or SIGTERM: no child may outlive the command, none gets time to linger
         self.close()
 
