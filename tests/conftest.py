@@ -34,6 +34,33 @@ def _load_triton_before_tensorflow() -> None:
 
 _load_triton_before_tensorflow()
 
+HEAVIEST_FIRST = (
+    "test_robustness",
+    "test_interrupts",
+    "test_int8_cli",
+    "test_int8",
+    "test_first_use",
+    "test_coreml_export",
+    "test_coreai",
+    "test_tflite_export",
+    "test_mobile_demo",
+    "test_api",
+    "test_reproducible",
+    "test_progress",
+    "test_bench",
+    "test_bench_artifacts",
+    "test_coreai_cli",
+)
+"""Modules of several minutes each, longest first. With ``--dist loadfile`` a worker takes one whole module at a
+time in collection order: starting the long ones first leaves short ones to even out the end, instead of one
+worker finishing a long module alone while the other idles."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: a module's own order is kept
+
+
 _LOOPBACK = ("127.", "::1", "localhost")
 
 
