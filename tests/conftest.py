@@ -36,24 +36,26 @@ _load_triton_before_tensorflow()
 
 HEAVIEST_FIRST = (
     "test_robustness",
+    "test_api",
     "test_interrupts",
     "test_int8_cli",
     "test_int8",
     "test_first_use",
     "test_coreml_export",
-    "test_coreai",
     "test_tflite_export",
     "test_mobile_demo",
-    "test_api",
+    "test_coreai",
     "test_reproducible",
     "test_progress",
+    "test_offline_first_run",
     "test_bench",
-    "test_bench_artifacts",
     "test_coreai_cli",
+    "test_bench_artifacts",
 )
-"""Modules of several minutes each, longest first. With ``--dist loadfile`` a worker takes one whole module at a
-time in collection order: starting the long ones first leaves short ones to even out the end, instead of one
-worker finishing a long module alone while the other idles."""
+"""Modules of a minute or more each (measured on 2 cores), longest first, except that the second, which the other
+worker starts with, needs no tiny model: it runs while the first worker trains it. With ``--dist loadfile
+--no-loadscope-reorder`` a worker takes one whole module at a time in collection order: the long ones first leave
+the short ones to even out the end, instead of one worker finishing a long module alone while the other idles."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
