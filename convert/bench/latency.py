@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from convert import targets
-from convert.io.child import DEFAULT_TIMEOUT_S, Child, ChildFailure
+from convert.io.child import DEFAULT_TIMEOUT_S, Child, ChildFailure, needs_coremltools
 from convert.io.scratch import Scratch
 from convert.validate.runner import child_target
 
@@ -214,7 +214,7 @@ class _RuntimeChild:
             threads=threads,
             env=scratch.child_env(),
             timeout_s=timeout_s,
-            preload_coremltools=model.artifact is not None and model.artifact.suffix == ".mlpackage",
+            preload_coremltools=needs_coremltools(model.artifact),
         )
 
     def _ask(self, work: Callable[[], Any]) -> Any:

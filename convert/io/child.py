@@ -238,14 +238,13 @@ class Child:
 
 def run_isolated(entry: str, /, **options: Any) -> Any:
     """``entry(**args)`` in a child of its own (options as :class:`Child`'s); its result, or a :class:`ChildFailure`."""
-    child = Child(entry, **options)
-    try:
+    with Child(entry, **options) as child:
         return child.result()
-    except BaseException:
-        child.kill()
-        raise
-    finally:
-        child.close()
+
+
+def needs_coremltools(artifact: Path | None) -> bool:
+    """Whether a child working on ``artifact`` should load coremltools first (``preload_coremltools``)."""
+    return artifact is not None and Path(artifact).suffix == ".mlpackage"
 
 
 def last_error_line(stderr: str) -> str:

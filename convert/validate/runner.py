@@ -18,7 +18,7 @@ import numpy as np
 
 from convert import targets
 from convert.errors import ConvertError, RuntimeCrash
-from convert.io.child import DEFAULT_TIMEOUT_S, ChildFailure, run_isolated
+from convert.io.child import DEFAULT_TIMEOUT_S, ChildFailure, needs_coremltools, run_isolated
 from convert.io.scratch import Scratch
 from convert.targets import ArtifactFacts, Target
 
@@ -56,7 +56,7 @@ def run_artifact(
             threads=threads,
             env=scratch.child_env(),
             timeout_s=timeout_s,
-            preload_coremltools=artifact.suffix == ".mlpackage",
+            preload_coremltools=needs_coremltools(artifact),
         )
     except ChildFailure as exc:
         raise RuntimeCrash(f"{artifact.name}: {exc.describe('the runtime', 'while loading or running the model')}") from None
@@ -74,7 +74,7 @@ def inspect_artifact(artifact: Path, *, scratch: Scratch, timeout_s: float = INS
             args={**_where(target), "artifact": Path(artifact)},
             env=scratch.child_env(),
             timeout_s=timeout_s,
-            preload_coremltools=Path(artifact).suffix == ".mlpackage",
+            preload_coremltools=needs_coremltools(artifact),
         )
     except ChildFailure as exc:
         raise ConvertError(exc.describe("the graph reader", "while reading the graph")) from None
