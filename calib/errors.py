@@ -11,5 +11,3 @@ class CalibError(SHViTError):
     The message is always a single line that names the problem and says what
     to do, so command-line tools can print it as is instead of a traceback.
     """
-
-    templated = False

@@ -145,16 +145,16 @@ def plan(options: ExportOptions, output: OutputSpec | None = None, *, name: str 
     targets.require_toolchain(target)
     if precision in target.calibrated and options.calib is None:
         raise ArgumentError(
-            f"{{precision={precision}}} calibrates activations on real images: pass {{calib=DIR}} (a folder of photos; 32+ recommended)",
+            f"{precision} calibrates activations on real images: give a folder of photos (32+ recommended)",
             argument="calib",
         )
     if options.calib_count < 1:
-        raise ArgumentError(f"{{calib_count}} must be at least 1, not {options.calib_count}", argument="calib_count")
+        raise ArgumentError(f"must be at least 1, not {options.calib_count}", argument="calib_count")
     declared = {option.name for option in target.options}
     foreign = sorted(set(options.target_options) - declared)
     if foreign:
         takes = ", ".join(sorted(declared)) or "no options of its own"
-        raise ArgumentError(f"{{{foreign[0]}}} does not apply to {{target={target.name}}} (it takes {takes})", argument=foreign[0])
+        raise ArgumentError(f"does not apply to the {target.name} target (it takes {takes})", argument=foreign[0])
     resolved = target.resolve_options(precision, dict(options.target_options))
     return ExportPlan(
         target,
@@ -172,8 +172,8 @@ def check_out_dir(out_dir: Path) -> None:
     suffix = out_dir.suffix.lower()
     if suffix and (suffix in targets.suffixes() or suffix in ARTIFACT_LIKE_SUFFIXES) and not out_dir.is_dir():
         raise UsageError(
-            f"{{out_dir={out_dir}}} looks like a file name, but it is the folder to write into: "
-            f"pass {{out_dir=DIR}} and name the file with {{name={out_dir.stem}}}",
+            f"{out_dir} looks like a file name, but it is the folder to write into: "
+            f"give a folder, and {out_dir.stem!r} as the artifact's name",
             argument="out_dir",
         )
 
@@ -182,11 +182,11 @@ def check_name(name: str, target: Target) -> str:
     """The artifact's stem from a user's ``name``: a plain file name, with or without the target's suffix."""
     stem = name[: -len(target.suffix)] if name.lower().endswith(target.suffix) else name
     if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or stem.startswith("."):
-        raise UsageError(f"{{name={name}}} is not a plain file name: give the name only, and the folder with {{out_dir}}", argument="name")
+        raise UsageError(f"{name!r} is not a plain file name: give the name only, and the folder as the output folder", argument="name")
     other = Path(stem).suffix.lower()
     if other in targets.suffixes():
         raise UsageError(
-            f"{{name={name}}} ends in {other}, but a {target.name} export is a {target.suffix} file: pass {{name={Path(stem).stem}}}",
+            f"{name!r} ends in {other}, but a {target.name} export is a {target.suffix} file: name it {Path(stem).stem!r}",
             argument="name",
         )
     return stem

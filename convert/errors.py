@@ -1,8 +1,4 @@
-"""Typed errors of the export pipeline; the CLIs print each as one line.
-
-Messages name arguments as ``{name}`` placeholders (see :class:`shvit.errors.SHViTError`): from
-Python they read ``calib=DIR``, from ``shvit-convert`` ``--calib DIR``.
-"""
+"""Typed errors of the export pipeline, under the one root :class:`shvit.errors.SHViTError`."""
 
 from __future__ import annotations
 
@@ -44,8 +40,6 @@ class ToleranceError(SHViTError):
     ``result`` is the export's result (artifact written and marked failed in its sidecar) when the
     error comes from :func:`convert.export` with ``strict=True``.
     """
-
-    templated = False
 
     def __init__(self, artifact: str, failures: list[str], *, result: Any = None) -> None:
         self.artifact = artifact

@@ -361,9 +361,7 @@ def resolve_precision(target: Target, precision: str | None) -> str:
     if not precision:
         return target.default_precision
     if precision in target.unavailable:
-        raise UsageError(
-            f"{{precision={precision}}} is not available for {target.name}: {target.unavailable[precision]}", argument="precision"
-        )
+        raise UsageError(f"{precision} is not available for {target.name}: {target.unavailable[precision]}", argument="precision")
     if precision not in target.precisions:
         raise UsageError(
             f"precision {precision!r} is not available for {target.name}: choose one of {', '.join(target.precisions)}",

@@ -63,14 +63,14 @@ def read_coreai(path: Path) -> CoreAIFacts:
     except CoreAIUnavailable:
         raise
     except ConvertError as exc:
-        raise DemoError(f"model {path} is not a readable Core AI asset ({exc}); re-export it with shvit-convert --target coreai") from None
+        raise DemoError(f"model {path} is not a readable Core AI asset ({exc}); re-export it for the coreai target") from None
     except Exception as exc:  # coreai-core raises its own runtime errors for damaged programs
         said = f"; coreai-core: {native[-1].rpartition('error: ')[2]}" if native else ""
         raise DemoError(f"model {path} is not a readable Core AI asset ({type(exc).__name__}: {exc}{said}); re-export it") from None
     shape = read["input_shape"]
     if read["input_name"] is None or shape is None or len(shape) != 4 or shape[:2] != [1, 3] or shape[2] != shape[3]:
         raise NotAnImageClassifier(
-            f"{path.name} takes {read['input_name']!r} shaped {shape}, not one 1x3xSxS image: export it with shvit-convert --target coreai"
+            f"{path.name} takes {read['input_name']!r} shaped {shape}, not one 1x3xSxS image: export it for the coreai target"
         )
     if read["input_dtype"] != INPUT_DTYPE:
         raise NotAnImageClassifier(f"{path.name} takes {read['input_dtype']} pixels: the demo packs {INPUT_DTYPE} RGB 0-255")
@@ -78,9 +78,7 @@ def read_coreai(path: Path) -> CoreAIFacts:
         raise NotAnImageClassifier(f"{path.name} has no {LOGITS_NAME!r} output of class scores: it is not an SHViT classifier asset")
     labels = read["labels"]
     if not labels:
-        raise NotAnImageClassifier(
-            f"{path.name} has no labels in its creator metadata 'shvit.labels': re-export it with shvit-convert --target coreai"
-        )
+        raise NotAnImageClassifier(f"{path.name} has no labels in its creator metadata 'shvit.labels': re-export it for the coreai target")
     if len(labels) != read["num_classes"]:
         raise NotAnImageClassifier(
             f"{path.name} stores {len(labels)} labels for {read['num_classes']} class scores: re-export it with the right labels"

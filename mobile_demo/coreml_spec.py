@@ -68,12 +68,12 @@ def facts_from_spec(spec: Any, path: Path) -> CoreMLFacts:
     if image_input.type.WhichOneof("Type") != "imageType":
         raise NotAnImageClassifier(
             f"{path.name} takes a {image_input.type.WhichOneof('Type')} input {image_input.name!r}, not an image: "
-            "export with an image input (shvit-convert --target coreml does)"
+            "export with an image input (the coreml target does)"
         )
     if not description.predictedFeatureName or not description.predictedProbabilitiesName:
         raise NotAnImageClassifier(
             f"{path.name} is not a classifier (no class label and probabilities outputs): "
-            "export it as a classifier with class labels (shvit-convert --target coreml does)"
+            "export it as a classifier with class labels (the coreml target does)"
         )
     labels = _class_labels(spec, path)
     if len(labels) < 2:

@@ -20,7 +20,7 @@ def checked_model_path(path: Path, *, suffix: str, folder: bool, target: str, ki
     :class:`DemoError` every reader gives: missing, or not a ``kind``; ``takes`` says what the demo takes."""
     path = Path(path)
     if not path.exists():
-        raise DemoError(f"model {path} does not exist: pass the {suffix} that shvit-convert --target {target} wrote")
+        raise DemoError(f"{path} does not exist: give the {suffix} of a {target} export", argument="model_path")
     if path.suffix.lower() != suffix or not (path.is_dir() if folder else path.is_file()):
-        raise DemoError(f"model {path} is not a {kind}: {takes} (shvit-convert --target {target})")
+        raise DemoError(f"{path} is not a {kind}: {takes} (a {target} export)", argument="model_path")
     return path

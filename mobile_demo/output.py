@@ -46,31 +46,35 @@ def random_weights_warning(model: Path) -> str | None:
     if not is_random((sidecar or {}).get("weights", {})):
         return None
     return (
-        f"warning: {model.name} was exported from random weights (shvit-convert --random-init): the app will run, but its "
-        "labels mean nothing; export with --weights imagenet (or your checkpoint) for a real demo"
+        f"warning: {model.name} was exported from random weights: the app will run, but its "
+        "labels mean nothing; export the released ImageNet weights (or your checkpoint) for a real demo"
     )
 
 
 def check_destination(out_dir: Path, *, model: Path, force: bool) -> None:
-    """Refuse, before any work, an --out that cannot or must not receive the demo."""
+    """Refuse, before any work, an output folder that cannot or must not receive the demo."""
     out_abs, model_abs = out_dir.resolve(), model.resolve()
     if out_abs == model_abs or out_abs in model_abs.parents:
-        raise DemoError(f"--out {out_dir} contains the model {model}: choose a new folder for the demo app")
+        raise DemoError(f"{out_dir} contains the model {model}: choose a new folder for the demo app", argument="out_dir")
     if model_abs in out_abs.parents:
-        raise DemoError(f"--out {out_dir} is inside the model package {model}: choose a folder outside it")
+        raise DemoError(f"{out_dir} is inside the model package {model}: choose a folder outside it", argument="out_dir")
     if out_dir.exists() and not out_dir.is_dir():
-        raise DemoError(f"--out {out_dir} is a file: pass a folder (it is created if missing)")
+        raise DemoError(f"{out_dir} is a file: give a folder (it is created if missing)", argument="out_dir")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not force:
-            raise DemoError(f"{out_dir} already exists and is not empty: pass --force to replace it, or choose another --out")
+            raise DemoError(
+                f"{out_dir} already exists and is not empty: pass it to replace the folder, or choose another output folder",
+                argument="force",
+            )
         if not (out_dir / MARKER).is_file():
             raise DemoError(
-                f"{out_dir} is not a demo written by shvit-demo (no {MARKER} in it), so --force will not replace it: "
-                "choose another --out or remove the folder yourself"
+                f"{out_dir} is not a demo written by shvit-demo (no {MARKER} in it), so it is never replaced: "
+                "choose another output folder or remove the folder yourself",
+                argument="out_dir",
             )
     problem = output_dir_problem(out_abs.parent)
     if problem:
-        raise DemoError(f"cannot create {out_dir}: its folder {out_abs.parent} {problem}; pass a writable --out")
+        raise DemoError(f"cannot create {out_dir}: its folder {out_abs.parent} {problem}; give a writable folder", argument="out_dir")
 
 
 @contextlib.contextmanager
@@ -82,7 +86,10 @@ def staged_tree(out_dir: Path, *, model: Path, force: bool) -> Iterator[Path]:
     check_destination(out_dir, model=model, force=force)
 
     def disk_full() -> DemoError:
-        return DemoError(f"no space left on the device writing to {out_dir} (no partial files left): free some space or pass another --out")
+        return DemoError(
+            f"no space left on the device writing to {out_dir} (no partial files left): free some space or write to another folder",
+            argument="out_dir",
+        )
 
     try:
         with staging_folder(parent, prefix=STAGING_PREFIX, disk_full=disk_full) as staging:

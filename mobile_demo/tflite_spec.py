@@ -66,7 +66,7 @@ def read_tflite(path: Path) -> TFLiteFacts:
 
     data = path.read_bytes()
     if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise DemoError(f"model {path} is not a TFLite flatbuffer (no TFL3 identifier): re-export it with shvit-convert --target tflite")
+        raise DemoError(f"model {path} is not a TFLite flatbuffer (no TFL3 identifier): re-export it for the tflite target")
     try:
         model = schema.Model.GetRootAs(data, 0)
         graph = _graph_facts(model, schema, path)

@@ -41,7 +41,7 @@ def create_model(
     elif variant == "auto":
         if weights is None or str(weights) == "imagenet":
             raise SHViTError(
-                "variant 'auto' infers the architecture from a checkpoint file: pass its path as the weights (--weights PATH), "
+                "variant 'auto' infers the architecture from a checkpoint file: give its path as the weights, "
                 "or name the variant (s1-s4) to use the released ImageNet weights"
             )
         state_dict = read_state_dict(weights)

@@ -415,9 +415,9 @@ def _mismatch_message(
         parts.append(f"{len(mismatched)} shape mismatches (first: {k} {list(sd[k].shape)} vs {list(model.state_dict()[k].shape)})")
     published = published_variant(found)
     if published is not None and f"SHViT-{published.upper()}" != wanted:
-        parts.append(f"it is an SHViT-{published.upper()} checkpoint: pass {{variant={published}}}")
+        parts.append(f"it is an SHViT-{published.upper()} checkpoint: load it as variant {published}")
     elif found is not None and published is None:
-        parts.append("to load it as it is, use {variant=auto}, which builds the model the checkpoint describes")
+        parts.append("to load it as it is, use variant auto, which builds the model the checkpoint describes")
     return "; ".join(parts)
 
 
@@ -460,7 +460,7 @@ def _resolve_host(url: str, *, timeout_s: float) -> None:
 
 
 def _download(url: str, out, *, progress: bool) -> None:
-    hint = "download it by hand and pass {weights=PATH}"
+    hint = "download it by hand and give its path as the weights"
     try:
         _resolve_host(url, timeout_s=DNS_TIMEOUT_S)
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -474,9 +474,11 @@ def _download(url: str, out, *, progress: bool) -> None:
                     received += len(chunk)
                     bar.update(len(chunk))
             if total is not None and received != total:
-                raise WeightsError(f"download of {url} was cut short ({received} of {total} bytes): try again or {hint}")
+                raise WeightsError(
+                    f"download of {url} was cut short ({received} of {total} bytes): try again or {hint}", argument="weights"
+                )
     except urllib.error.HTTPError as exc:
-        raise WeightsError(f"cannot download {url}: HTTP {exc.code}: {hint}") from None
+        raise WeightsError(f"cannot download {url}: HTTP {exc.code}: {hint}", argument="weights") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise WeightsError(f"cannot download {url} (no network? {reason}): {hint}") from None
+        raise WeightsError(f"cannot download {url} (no network? {reason}): {hint}", argument="weights") from None

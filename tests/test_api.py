@@ -65,13 +65,17 @@ def test_a_fused_model_exports_like_the_unfused_one(small: torch.nn.Module, tmp_
 @pytest.mark.parametrize(
     ("kwargs", "argument", "text"),
     [
-        ({"target": "nope"}, "target", "unknown target 'nope'"),
+        ({"target": "nope"}, "target", "target: unknown target 'nope'"),
         ({"target": "onnx", "precision": "int9"}, "precision", "precision 'int9' is not available for onnx"),
-        ({"target": "tflite", "precision": "int8"}, "calib", "pass calib=DIR"),
-        ({"target": "coreml", "precision": "int8", "calib": "x", "min_ios": "16"}, "min_ios", "pass min_ios=17"),
+        ({"target": "tflite", "precision": "int8"}, "calib", "calib: int8 calibrates activations on real images: give a folder of photos"),
+        (
+            {"target": "coreml", "precision": "int8", "calib": "x", "min_ios": "16"},
+            "min_ios",
+            "min_ios: int8 (W8A8) needs iOS 17+ for its int8 activation ops, not iOS 16: target iOS 17",
+        ),
         ({"target": "onnx", "labels": ["a", "b"]}, "labels", "labels has 2 labels but the model has 10 classes"),
-        ({"target": "onnx", "images": "no/such/folder"}, "images", "images folder no/such/folder does not exist"),
-        ({"target": "onnx", "calib_count": 0}, "calib_count", "calib_count must be at least 1"),
+        ({"target": "onnx", "images": "no/such/folder"}, "images", "images: folder no/such/folder does not exist"),
+        ({"target": "onnx", "calib_count": 0}, "calib_count", "calib_count: must be at least 1, not 0"),
     ],
 )
 def test_bad_arguments_raise_typed_errors_naming_the_argument(

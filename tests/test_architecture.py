@@ -169,3 +169,40 @@ def test_library_modules_change_nothing_process_wide() -> None:
         if pattern.search(path.read_text(encoding="utf-8"))
     )
     assert offenders == []
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*(=[^{}]*)?\}")
+LOG_CALLS = frozenset({"log", "debug", "info", "warning", "error", "warn"})
+
+
+def _message_texts(tree: ast.AST) -> list[tuple[int, str]]:
+    """The literal text of every message an error or a log line carries (f-string parts included)."""
+    texts = set()
+    for node in ast.walk(tree):
+        calls = []
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            calls.append(node.exc)
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in LOG_CALLS or name.endswith("Error"):
+                calls.append(node)
+        for call in calls:
+            for argument in call.args[:1]:
+                for part in ast.walk(argument):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        texts.add((part.lineno, part.value))
+    return sorted(texts)
+
+
+def test_library_messages_are_plain_text_without_flags_or_placeholders() -> None:
+    """A message reads the same from Python and from a command: flags are the CLI's to add (``--calib:``), so library
+    errors and log lines neither spell a flag nor carry a template."""
+    found = [
+        f"{module}:{line}: {text!r}"
+        for module, path in _modules().items()
+        if module not in CLI_MODULES
+        for line, text in _message_texts(ast.parse(path.read_text()))
+        if FLAG.search(text) or PLACEHOLDER.search(text)
+    ]
+    assert not found, "\n".join(found)

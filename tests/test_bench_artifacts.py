@@ -97,7 +97,7 @@ def test_an_artifact_without_sidecar_needs_variant_and_weights(given: Any, tiny:
     assert run.code == 2, run.stderr
     assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
     assert f"cannot tell what {bare} was exported from" in run.stderr and "no sidecar" in run.stderr
-    assert "pass --variant and --weights" in run.stderr
+    assert "error: --variant: " in run.stderr and "name its variant, and its weights or random initialisation" in run.stderr
     assert not out.exists()
     named = run_cli(
         bench_command,
@@ -163,13 +163,17 @@ def test_artifacts_of_different_input_sizes_get_a_reference_each(given: Any, tin
 def test_export_options_with_artifacts_are_a_usage_error(given: Any, tmp_path: Path, extra: tuple[str, ...], flag: str) -> None:
     out = tmp_path / "out"
     run = run_cli(bench_command, given[2][0], *extra, "--out", out)
-    assert run.code == 2 and f"{flag} says what to export" in run.stderr and run.stderr.strip().count("\n") == 0
+    assert run.code == 2 and f"{flag}: says what to export" in run.stderr and run.stderr.strip().count("\n") == 0
     assert not out.exists()
 
 
 def test_no_variant_and_no_artifacts_says_what_to_pass(tmp_path: Path) -> None:
     run = run_cli(bench_command, "--out", tmp_path / "out")
-    assert run.code == 2 and "pass --variant" in run.stderr and "paths of exported artifacts" in run.stderr
+    assert (
+        run.code == 2
+        and "error: --variant: nothing to benchmark: name the variants" in run.stderr
+        and "paths of exported artifacts" in run.stderr
+    )
 
 
 # ---- the rounds --------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def test_corrupted_artifacts_fail_and_the_others_are_still_checked(bad_run: Run,
 
 def test_artifact_of_another_input_size_gets_a_one_line_reason(bad_run: Run, exports: dict[str, Path]) -> None:
     reason = bad_run.artifact(exports["size128"].name)["reason"]
-    assert "model input is 128×128 but the check runs at 96×96" in reason and "--input-size 128" in reason
+    assert "model input is 128×128 but the check runs at 96×96" in reason and "check it separately at input size 128" in reason
     assert "\n" not in reason and reason in bad_run.row(exports["size128"].name)
 
 
@@ -260,13 +260,13 @@ def test_artifact_whose_sidecar_names_another_variant_is_named(exports: dict[str
         json_path=tmp_path / "r.json",
     )
     assert run.code == 1 and run.report is not None
-    assert run.artifact("model.onnx")["reason"] == "exported from SHViT-S2 (sidecar), checked against SHViT-S1: pass --variant s2"
+    assert run.artifact("model.onnx")["reason"] == "exported from SHViT-S2 (sidecar), checked against SHViT-S1: check it against variant s2"
 
 
 def test_without_images_generated_ones_are_used_and_said(exports: dict[str, Path], tiny: Any) -> None:
     run = run_cli(check_command, exports["onnx"], "--variant", "auto", "--weights", tiny.checkpoint, "--count", "6")
     assert run.code == 0, run.stderr
-    assert "Images: 6 generated natural-looking images (no --images given" in run.stdout
+    assert "Images: 6 generated natural-looking images (no images given: a folder of your own photos makes a truer check)" in run.stdout
     assert "acc@1" not in run.stdout  # no labels, no accuracy columns
 
 
@@ -332,7 +332,7 @@ def test_bad_command_lines_fail_fast_with_one_line(tiny: Any, exports: dict[str,
     assert missing.code == 1 and missing.stderr.strip().count("\n") == 0 and "nope.onnx does not exist" in missing.stderr
     assert not (tmp_path / "r.json").exists()
     no_images = run_cli(check_command, exports["onnx"], "--variant", "auto", "--weights", tiny.checkpoint, "--labels-from-folders")
-    assert no_images.code == 2 and "need --images" in no_images.stderr
+    assert no_images.code == 2 and "error: --images: the images' classes were given, but no folder of images" in no_images.stderr
     folder_json = run_cli(check_command, exports["onnx"], "--variant", "auto", "--weights", tiny.checkpoint, "--json", tmp_path)
     assert folder_json.code == 1 and "is a folder" in folder_json.stderr
 

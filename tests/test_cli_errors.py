@@ -29,13 +29,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
     (
         "int8 without calib (coreml)",
         lambda r: ["--variant", "s1", "--target", "coreml", "--precision", "int8"],
-        "--precision int8 calibrates activations on real images: pass --calib DIR",
+        "--calib: int8 calibrates activations on real images: give a folder of photos",
         1,
     ),
     (
         "int8 without calib (tflite)",
         lambda r: ["--variant", "s1", "--target", "tflite", "--precision", "int8"],
-        "--precision int8 calibrates activations on real images: pass --calib DIR",
+        "--calib: int8 calibrates activations on real images: give a folder of photos",
         1,
     ),
     (
@@ -131,7 +131,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, int]] = [
     (
         "calib-count zero",
         lambda r: ["--variant", "s1", "--target", "onnx", "--random-init", "--calib-count", "0"],
-        "--calib-count must be at least 1",
+        "--calib-count: must be at least 1, not 0",
         1,
     ),
     (
@@ -165,8 +165,8 @@ def test_output_inside_a_read_only_directory(tmp_path: Path, capsys) -> None:
             convert_main(["--variant", "s1", "--target", "onnx", "--random-init", "--out", str(ro / "exports")])
         assert info.value.code == 1
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"shvit-convert: error: output folder {ro / 'exports'} is not writable")
-        assert err.endswith("pass a writable folder with --out")
+        assert err.startswith(f"shvit-convert: error: --out: output folder {ro / 'exports'} is not writable")
+        assert err.endswith("give a writable folder")
         assert len(err.splitlines()) == 1 and not list(ro.iterdir())
 
 
@@ -176,7 +176,7 @@ def test_imagenet_weights_without_network_fail_fast_with_a_hint(tmp_path: Path, 
         convert_main(["--variant", "s1", "--target", "onnx", "--weights", "imagenet", "--out", str(tmp_path / "out")])
     assert info.value.code == 1
     err = capsys.readouterr().err
-    assert "cannot download https://github.com/" in err and "pass --weights PATH" in err
+    assert "error: --weights: cannot download https://github.com/" in err and "download it by hand and give its path" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -187,3 +187,20 @@ def test_debug_shows_the_traceback(tmp_path: Path, capsys) -> None:
         convert_main(
             ["--variant", "s1", "--target", "onnx", "--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o"), "--debug"]
         )
+
+
+def test_one_message_reads_from_python_and_from_a_command(tmp_path: Path, capsys) -> None:
+    """The same error: Python leads it with the keyword at fault, the command with its flag; the text is the same."""
+    import convert
+    from convert.errors import ArgumentError
+
+    with pytest.raises(ArgumentError) as caught:
+        convert.export("s1", weights=None, target="onnx", calib_count=0, out_dir=tmp_path / "api")
+    assert caught.value.argument == "calib_count" and str(caught.value) == "calib_count: must be at least 1, not 0"
+    with pytest.raises(SystemExit):
+        convert_main(["--variant", "s1", "--target", "onnx", "--random-init", "--calib-count", "0", "--out", str(tmp_path / "o")])
+    assert capsys.readouterr().err.strip() == f"shvit-convert: error: --calib-count: {caught.value.message}"
+    with pytest.raises(SystemExit):
+        convert_main(["--variant", "s1", "--target", "onnx", "--random-init", "--out", str(tmp_path / "shvit.onnx")])
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("shvit-convert: error: --out: ") and "out_dir" not in said, "out_dir's flag is --out"

@@ -99,12 +99,12 @@ def test_shvit_check_runs_an_aimodel_in_the_core_ai_runtime(exported: dict[str, 
     [
         (
             ("--precision", "int8"),
-            "--precision int8 is not available for coreai: int8 activations (W8A8) are not offered for Core AI: "
+            "--precision: int8 is not available for coreai: int8 activations (W8A8) are not offered for Core AI: "
             "choose int8-weights or int4-weights (weights-only, activations fp16), fp16 or fp32",
             2,
         ),
         (("--precision", "int2-weights"), "Invalid value for '--precision': 'int2-weights' is not one of", 2),
-        (("--min-ios", "17"), "--min-ios does not apply to --target coreai", 1),
+        (("--min-ios", "17"), "--min-ios: does not apply to the coreai target", 1),
     ],
 )
 def test_what_core_ai_cannot_do_is_one_line_and_writes_nothing(

@@ -199,7 +199,7 @@ def test_bad_assets_are_refused_with_one_line(asset: Path, tmp_path: Path, capsy
         (tmp_path / "missing.aimodel", "does not exist"),
         (not_asset, "is not a Core AI asset"),
         (damaged, "is not a readable Core AI asset"),
-        (tmp_path / "missing.mlpackage", "does not exist: pass the .mlpackage"),
+        (tmp_path / "missing.mlpackage", "does not exist: give the .mlpackage of a coreml export"),
     ]
     for model, message in cases:
         code, out, err = run_demo_cli(["ios", "--model", str(model), "--out", str(tmp_path / "app")], capsys)

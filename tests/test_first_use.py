@@ -70,8 +70,8 @@ def test_outputs_are_named_and_an_out_that_looks_like_a_file_is_refused(tiny: An
     refused = _tiny_convert(tiny, tmp_path / "my_model.onnx")
     assert refused.code == 2 and not (tmp_path / "my_model.onnx").exists()
     assert refused.stderr.strip().splitlines() == [
-        f"shvit-convert: error: --out {tmp_path / 'my_model.onnx'} looks like a file name, but it is the folder to write into: "
-        "pass --out DIR and name the file with --name my_model (see shvit-convert --help)"
+        f"shvit-convert: error: --out: {tmp_path / 'my_model.onnx'} looks like a file name, but it is the folder to write into: "
+        "give a folder, and 'my_model' as the artifact's name (see shvit-convert --help)"
     ]
     named = _tiny_convert(tiny, tmp_path / "out", "--name", "my_model.onnx")
     assert named.code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my_model.onnx", "my_model.onnx.json"]
@@ -91,7 +91,7 @@ def test_a_checkpoint_of_another_variant_names_that_variant(tiny: Any, tmp_path:
     checkpoint = tmp_path / "s2.pth"
     torch.save(shvit.create_model("s2", seed=0).state_dict(), checkpoint)
     run = run_cli(convert_command, "--variant", "s1", "--weights", checkpoint, "--target", "onnx", "--out", tmp_path / "out")
-    assert run.code == 1 and "it is an SHViT-S2 checkpoint: pass --variant s2" in run.stderr and "--variant auto" not in run.stderr
+    assert run.code == 1 and "it is an SHViT-S2 checkpoint: load it as variant s2" in run.stderr and "variant auto" not in run.stderr
 
 
 def test_heic_photos_are_listed_as_skipped(tmp_path: Path) -> None:
@@ -221,6 +221,6 @@ def test_demo_with_a_target_that_has_none_names_the_apps_in_words(tmp_path: Path
 def test_a_seed_without_random_init_is_a_usage_error(tmp_path: Path) -> None:
     run = run_cli(convert_command, "--variant", "s1", "--target", "onnx", "--seed", 3, "--out", tmp_path / "out")
     assert run.code == 2 and run.stderr.strip().splitlines() == [
-        "shvit-convert: error: --seed picks a random draw: it goes with --random-init (see shvit-convert --help)"
+        "shvit-convert: error: --seed: picks a random draw: it goes with --random-init (see shvit-convert --help)"
     ]
     assert not (tmp_path / "out").exists()

@@ -68,7 +68,7 @@ def test_an_unknown_keep_float_name_is_one_line_saying_where_the_names_are(
     run = _convert(tiny, tmp_path / "out", "--precision", "int8", "--calib", calib_dir, "--keep-float", "no_such_op")
     lines = run.stderr.strip().splitlines()
     assert run.code == 1 and "Traceback" not in run.stderr, run.stderr
-    assert lines[-1].startswith("shvit-convert: error: no quantisable TFLite op named 'no_such_op' for --keep-float")
+    assert lines[-1].startswith("shvit-convert: error: --keep-float: no quantisable TFLite op named 'no_such_op'")
     assert "export.int8.ops" in lines[-1]
     assert not list((tmp_path / "out").glob("*.tflite"))
 
@@ -76,9 +76,9 @@ def test_an_unknown_keep_float_name_is_one_line_saying_where_the_names_are(
 @pytest.mark.parametrize(
     ("extra", "text"),
     [
-        (("--int8-mode", "full"), "--int8-mode applies to --precision int8 only, not fp32"),
-        (("--precision", "int8", "--calib", "x", "--int8-min-cosine", "high"), "--int8-min-cosine high is not a number"),
-        (("--precision", "int8", "--calib", "x", "--int8-min-top1", "1.5"), "--int8-min-top1 1.5 must be a fraction"),
+        (("--int8-mode", "full"), "--int8-mode: applies to int8 only, not fp32"),
+        (("--precision", "int8", "--calib", "x", "--int8-min-cosine", "high"), "--int8-min-cosine: 'high' is not a number"),
+        (("--precision", "int8", "--calib", "x", "--int8-min-top1", "1.5"), "--int8-min-top1: 1.5 must be a fraction"),
     ],
 )
 def test_int8_options_are_checked_before_any_work(tiny: Any, tmp_path: Path, extra: tuple[str, ...], text: str) -> None:
@@ -243,7 +243,7 @@ def test_per_layer_refuses_a_float_artifact_in_one_line(tiny: Any, tmp_path: Pat
     check = _check(tiny, Path(run.stdout.strip()), tmp_path=tmp_path, report=False)
     lines = check.stderr.strip().splitlines()
     assert check.code == 2 and "Traceback" not in check.stderr
-    assert lines[-1].startswith("shvit-check: error: --per-layer compares int8 artifacts op by op; ") and "is fp32" in lines[-1]
+    assert lines[-1].startswith("shvit-check: error: --per-layer: compares int8 artifacts op by op; ") and "is fp32" in lines[-1]
 
 
 def test_per_layer_from_python(tiny: Any, coreml_auto_int8: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
@@ -278,5 +278,5 @@ def test_per_layer_from_python(tiny: Any, coreml_auto_int8: tuple[Path, dict[str
         convert.check(
             [Path(onnx.stdout.strip())], reference=str(tiny.checkpoint), weights=None, count=4, input_size=tiny.input_size, per_layer=True
         )
-    assert caught.value.argument == "per_layer" and str(caught.value).startswith("per_layer compares int8 artifacts")
+    assert caught.value.argument == "per_layer" and str(caught.value).startswith("per_layer: compares int8 artifacts")
     assert "--" not in str(caught.value)

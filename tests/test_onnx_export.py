@@ -92,7 +92,7 @@ def test_reexport_is_refused_without_force_and_byte_identical_with_it(exported, 
         convert_main(args)
     assert info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"shvit-convert: error: {path} already exists: pass --force to replace it, or choose another --out"]
+    assert err == [f"shvit-convert: error: --force: {path} already exists: pass it to replace the file, or choose another output folder"]
     with pytest.raises(SystemExit) as info:
         convert_main([*args, "--force"])
     assert info.value.code == 0
@@ -106,7 +106,7 @@ def test_output_path_that_is_a_file(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         convert_main(["--variant", "s1", "--target", "onnx", "--random-init", "--out", str(target)])
     assert info.value.code == 1
-    assert capsys.readouterr().err.strip() == f"shvit-convert: error: output path {target} is a file: pass a folder with --out"
+    assert capsys.readouterr().err.strip() == f"shvit-convert: error: --out: output path {target} is a file: give a folder"
     assert target.read_text() == "x"
 
 

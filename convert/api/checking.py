@@ -20,7 +20,6 @@ from convert.validate.images import check_image_folders, check_image_options, lo
 from convert.validate.per_layer import PER_LAYER_IMAGES, check_per_layer
 from convert.validate.per_layer import per_layer as per_layer_report
 from convert.validate.report import CheckReport
-from shvit.errors import Message
 
 _logger = logging.getLogger(__name__)
 
@@ -57,9 +56,9 @@ def check(
         raise UsageError("no artifacts to check: pass exported model files", argument="artifacts")
     check_image_options(images=images, labels_from_folders=labels_from_folders, labels_file=labels_file)
     if count < 0:
-        raise UsageError(f"{{count}} must be 0 (all images) or more, not {count}", argument="count")
+        raise UsageError(f"must be 0 (all images) or more, not {count}", argument="count")
     if threads is not None and threads < 1:
-        raise UsageError(f"{{threads}} must be at least 1, not {threads}", argument="threads")
+        raise UsageError(f"must be at least 1, not {threads}", argument="threads")
     paths = artifact_paths(paths)
     images_dir = Path(images) if images is not None else None
     check_image_folders({"images": images_dir})
@@ -89,7 +88,7 @@ def check(
             sorted_order=labels is None and named is None and source.num_classes == 1000,
             progress=progress,
         )
-        _logger.info(Message(f"→ images: {images_found.note.template}") if images_found.note else f"→ images: {images_found.description}")
+        _logger.info(f"→ images: {images_found.description}")
         report = check_artifacts(infos, source=source, images=images_found, scratch=scratch, threads=threads, progress=progress)
         if per_layer:
             pixels = images_found.pixels[:PER_LAYER_IMAGES]

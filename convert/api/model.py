@@ -38,7 +38,7 @@ def model_spec(
             f"model must be an nn.Module, a checkpoint path or a variant name, not {type(model).__name__}", argument="model"
         )
     if seed is not None and (weights is not None or not is_variant(str(model))):
-        raise ArgumentError("{seed} picks a random draw: it goes with a variant name and {weights=None}", argument="seed")
+        raise ArgumentError("picks a random draw, so it goes with a variant name and no weights", argument="seed")
     if is_variant(str(model)):
         # ModelSpec.weights is annotated str | Path, but its readers take only str() or Path() of it, so any
         # PathLike works (widening that annotation needs preflight's in convert/api/pipeline.py widened too).

@@ -31,10 +31,10 @@ from convert.source import ModelSource
 from convert.targets import ExportContext
 from convert.validate.images import check_image_folders, load_images
 from convert.validate.runner import run_artifact
-from shvit.errors import Message, WeightsError
+from shvit.errors import WeightsError
 
 DEFAULT_CHECK_COUNT = 32
-CHECK_HINT = "(pass {images=DIR} to check on your own photos)"
+CHECK_HINT = "(no images given: a folder of your own photos makes a truer check)"
 RANDOM_WEIGHTS_NOTE = "  · top-1 agreement reported, not enforced: random weights give near-tied logits, so it measures chance"
 
 Log = Callable[[object], None]
@@ -168,7 +168,7 @@ def run_export(
         staged = staging.path(names[0])
         for extra in names[2:]:
             staging.path(extra)
-        log(Message(f"→ checking parity against PyTorch on {check.note.template if check.note else check.description}"))
+        log(f"→ checking parity against PyTorch on {check.description}")
         logits, runtime = run_artifact(staged, check.pixels, scratch=scratch)
         report = compare(source.reference_logits(check.pixels, progress=output.progress), logits)
         tolerance = target.tolerances[export_plan.precision]

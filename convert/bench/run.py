@@ -42,7 +42,6 @@ from convert.validate.artifact_info import ArtifactInfo, inspect
 from convert.validate.checker import artifact_paths, check_artifacts, display_names, reference_runtime, sidecar_labels
 from convert.validate.images import EvalImages, check_image_folders, check_image_options, load_images
 from convert.validate.report import CRASH, ERROR, MISMATCH, ArtifactResult
-from shvit.errors import Message
 from shvit.provenance import is_random
 
 if TYPE_CHECKING:
@@ -54,6 +53,7 @@ EXPORTED, REUSED, GIVEN, EXPORT_FAILED = "exported", "reused", "given", "export 
 BUILT = (EXPORTED, REUSED, GIVEN)
 """Export statuses of a row that has an artifact to check and time."""
 VARIANT_NAMES = ("s1", "s2", "s3", "s4", "auto")
+AUTO_WITH_RANDOM_WEIGHTS = "auto infers the architecture from a checkpoint, so it cannot go with random initialisation"
 DEFAULT_RUNS = 50
 DEFAULT_WARMUP = 10
 DEFAULT_COUNT = 64
@@ -75,7 +75,7 @@ def parse_target(text: str) -> TargetSpec:
     name, _, precision = text.strip().lower().partition(":")
     if name not in targets.names():
         raise ArgumentError(
-            f"unknown target {name!r} in {{target={text}}}: choose one of {', '.join(targets.names())} (optionally :precision)",
+            f"unknown target {name!r} in {text!r}: choose one of {', '.join(targets.names())} (optionally :precision)",
             argument="target",
         )
     target = targets.get(name)
@@ -192,7 +192,7 @@ def export_ours(
     """(status, detail) of one export through the pipeline; a failed parity keeps the artifact (the check reports it)."""
     path = export.output.out_dir / export.artifact_name(source.naming)
     if not settings.reexport and reusable(export, source):
-        log(f"→ reusing {path} (same weights and settings; --reexport to redo)")
+        log(f"→ reusing {path} (same weights and settings; reexport redoes it)")
         return REUSED, ""
     log(f"→ exporting {export.target.name} {export.precision}")
     try:
@@ -344,8 +344,7 @@ def time_rows(rows: Sequence[BenchRow], *, source: ModelSource, settings: BenchS
 
 
 def _log_images(images: EvalImages) -> None:
-    """Which images, with a note's ``{argument}`` spelled as the command's flag (as shvit-check logs it)."""
-    _logger.info(Message(f"→ images: {images.note.template}") if images.note else f"→ images: {images.description}")
+    _logger.info(f"→ images: {images.description}")
 
 
 def _text(value: object) -> str | None:
@@ -369,7 +368,7 @@ def check_settings(
         ("count", count, 0),
     ):
         if value < low:
-            raise UsageError(f"{{{argument}}} must be at least {low}, not {value}", argument=argument)
+            raise UsageError(f"must be at least {low}, not {value}", argument=argument)
 
 
 def _record(settings: BenchSettings, *, count: int, images_dir: Path | None, labelled: bool) -> dict[str, Any]:
@@ -402,17 +401,15 @@ def run_bench(
             raise UsageError(f"unknown variant {name!r}: choose from {', '.join(VARIANT_NAMES)}", argument="variant")
     if not variants:
         raise UsageError(
-            "nothing to benchmark: pass {variant} (what to export and time) or the paths of exported artifacts", argument="variant"
+            "nothing to benchmark: name the variants to export and time, or give the paths of exported artifacts", argument="variant"
         )
     specs = list(dict.fromkeys(parse_target(t) for t in target_specs))
     check_settings(settings, count=count, images_dir=images_dir, labels_from_folders=labels_from_folders, labels_file=labels_file)
     if random_init and "auto" in variants:
-        raise UsageError(
-            "{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}", argument="variant"
-        )
+        raise UsageError(AUTO_WITH_RANDOM_WEIGHTS, argument="variant")
     if not random_init and settings.weights != "imagenet" and len(variants) > 1:
         raise UsageError(
-            f"{{weights={settings.weights}}} is one checkpoint: benchmark one variant with it, or use {{weights=imagenet}}",
+            f"{settings.weights} is one checkpoint: benchmark one variant with it, or several with the released (imagenet) weights",
             argument="weights",
         )
     calibrated = [spec for spec in specs if spec.precision in targets.get(spec.target).calibrated]
@@ -491,21 +488,22 @@ def artifact_reference(path: Path, *, variant: str | None, weights: str | None, 
     if sidecar is None and variant is None:
         why = note or f"it has no sidecar ({path.name}.json)"
         raise UsageError(
-            f"cannot tell what {path} was exported from: {why}; pass {{variant}} and {{weights}} (or {{random_init}})", argument="variant"
+            f"cannot tell what {path} was exported from: {why}; name its variant, and its weights or random initialisation",
+            argument="variant",
         )
     recorded = sidecar.get("weights", {}) if sidecar is not None else {}
     recorded = recorded if isinstance(recorded, dict) else {}
     seed = _seed(recorded.get("seed"))
     name = str(variant or (sidecar or {}).get("config", {}).get("variant") or "")
     if name not in VARIANT_NAMES:
-        raise UsageError(f"{path.name}'s sidecar names no SHViT variant ({name!r}): pass {{variant}}", argument="variant")
+        raise UsageError(f"{path.name}'s sidecar names no SHViT variant ({name!r}): name it", argument="variant")
     if random_init or (weights is None and sidecar is not None and is_random(recorded)):
         if name == "auto":
-            raise UsageError(f"{path.name}: random weights need a named variant: pass {{variant}} (s1…s4)", argument="variant")
+            raise UsageError(f"{path.name}: random weights need a named variant (s1…s4), not auto", argument="variant")
         return Reference(name, None, seed)
     if weights is not None or sidecar is None:
         if name == "auto" and (weights or "imagenet") == "imagenet":
-            raise UsageError("{variant=auto} infers the architecture from a checkpoint: pass {weights=PATH}", argument="weights")
+            raise UsageError("variant auto infers the architecture from a checkpoint: give the checkpoint's path", argument="weights")
         return Reference(name, weights or "imagenet")
     if recorded.get("source") == "imagenet":
         return Reference(name, "imagenet")
@@ -513,12 +511,12 @@ def artifact_reference(path: Path, *, variant: str | None, weights: str | None, 
     if not checkpoint:
         raise ArgumentError(
             f"{path.name} was exported from {recorded.get('source', 'unrecorded weights')}, which its sidecar cannot "
-            "point back to: pass {weights=PATH} (the checkpoint it was exported from)",
+            "point back to: give the path of the checkpoint it was exported from",
             argument="weights",
         )
     if not Path(checkpoint).is_file():
         raise ArgumentError(
-            f"{path.name} was exported from {checkpoint}, which is not there any more: pass {{weights=PATH}} (the same checkpoint)",
+            f"{path.name} was exported from {checkpoint}, which is not there any more: give the path of the same checkpoint",
             argument="weights",
         )
     return Reference(name, str(checkpoint))
@@ -542,9 +540,7 @@ def bench_artifacts(
     if variant is not None and variant not in VARIANT_NAMES:
         raise UsageError(f"unknown variant {variant!r}: choose from {', '.join(VARIANT_NAMES)}", argument="variant")
     if random_init and variant == "auto":
-        raise UsageError(
-            "{variant=auto} infers the architecture from {weights=PATH}; it cannot be combined with {random_init}", argument="variant"
-        )
+        raise UsageError(AUTO_WITH_RANDOM_WEIGHTS, argument="variant")
     check_settings(settings, count=count, images_dir=images_dir, labels_from_folders=labels_from_folders, labels_file=labels_file)
     if not paths:
         raise UsageError("no artifacts to benchmark: pass exported model files", argument="artifacts")

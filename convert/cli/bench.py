@@ -166,13 +166,12 @@ def bench_command(
         given = [flag for name, flag in EXPORT_ONLY.items() if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)]
         if given:
             raise UsageError(
-                f"{{{given[0]}}} says what to export, and with artifact paths nothing is exported: drop {{{given[0]}}}, "
-                "or drop the artifacts to export and time",
+                "says what to export, and with artifact paths nothing is exported: drop it, or drop the artifacts to export and time",
                 argument=given[0],
             )
         if len(names) > 1:
             raise UsageError(
-                "with artifact paths, {variant} names the one variant they were exported from: "
+                "with artifact paths, it names the one variant they were exported from: "
                 "benchmark other variants' artifacts by their sidecars",
                 argument="variant",
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from convert.cli.common import EXIT_ERROR, FLAGS, run_command, version_option
+from convert.cli.common import EXIT_ERROR, run_command, version_option
 from convert.process import preload_coremltools
 from convert.validate.checker import DEFAULT_COUNT
 
@@ -128,7 +128,6 @@ def check_command(
         per_layer=per_layer,
         progress=True,
     )
-    report.spell_for_cli(FLAGS)
     click.echo("\n".join(format_table(report)))
     for layers in report.per_layer:
         click.echo("")

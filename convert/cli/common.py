@@ -20,15 +20,25 @@ from click.decorators import FC
 
 from convert.errors import UsageError
 from convert.io.staging import DISK_FULL, visible_folder
-from shvit.errors import Message, SHViTError
+from shvit.errors import SHViTError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 INTERRUPTED = "interrupted; no partial output was left behind"
-FLAGS: dict[str, str] = {"out_dir": "--out"}
-"""Python argument → command-line flag, where the flag is not simply ``--argument-name``."""
+FLAGS: dict[str, str | None] = {"out_dir": "--out", "model_path": "--model", "artifacts": None}
+"""Python argument → command-line flag, where the flag is not simply ``--argument-name`` (None: a positional argument)."""
 LOGGERS: tuple[str, ...] = ("convert", "mobile_demo", "shvit")
+
+
+def flag(argument: str) -> str | None:
+    """The command-line spelling of a Python argument's name."""
+    return FLAGS.get(argument, "--" + argument.replace("_", "-"))
+
+
+def for_cli(exc: SHViTError) -> str:
+    """An error's message led by the flag of the argument at fault, as click and argparse report a bad option."""
+    return exc.led_by(flag(exc.argument) if exc.argument else None)
 
 
 def version_option() -> Callable[[FC], FC]:
@@ -79,7 +89,7 @@ class _ProgressLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
-        message = record.msg.for_cli(FLAGS) if isinstance(record.msg, Message) else record.getMessage()
+        message = record.getMessage()
         tqdm.write(f"warning: {message}" if record.levelno >= logging.WARNING else message, file=sys.stderr)
 
 
@@ -171,7 +181,7 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     except UsageError as exc:
         if debug:
             raise
-        click.echo(f"{prog}: error: {exc.for_cli(FLAGS)} (see {prog} --help)", err=True)
+        click.echo(f"{prog}: error: {for_cli(exc)} (see {prog} --help)", err=True)
         return EXIT_USAGE
     except (click.Abort, KeyboardInterrupt):
         _forget_caught_interrupt()
@@ -180,7 +190,7 @@ def run_command(command: click.Command, argv: Sequence[str] | None = None) -> in
     except SHViTError as exc:
         if debug:
             raise
-        click.echo(f"{prog}: error: {exc.for_cli(FLAGS)}", err=True)
+        click.echo(f"{prog}: error: {for_cli(exc)}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: still one line, traceback on request
         if _Interrupts.received and not debug:

@@ -185,7 +185,7 @@ def convert_command(
         )
         raise ArgumentError(f"--demo builds a demo app ({apps}), not for {chosen.name}")
     if seed is not None and not random_init:
-        raise UsageError("--seed picks a random draw: it goes with --random-init", argument="seed")
+        raise UsageError("picks a random draw: it goes with --random-init", argument="seed")
     if chosen.name == "coreml":
         preload_coremltools()
     given: dict[str, Any] = {name: value for name, value in target_options.items() if value is not None}

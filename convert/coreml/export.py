@@ -206,7 +206,7 @@ def package_size(path: Path) -> int:
 def _check_options(precision: str, min_ios: str, calib_pixels: np.ndarray | None, labels: list[str], deploy: nn.Module) -> None:
     resolve_min_ios(precision, min_ios)
     if precision == "int8" and (calib_pixels is None or len(calib_pixels) == 0):
-        raise ArgumentError("{precision=int8} calibrates activations on images: pass {calib=DIR}", argument="calib")
+        raise ArgumentError("int8 calibrates activations on images: give a folder of photos", argument="calib")
     classes = getattr(getattr(deploy, "head", None), "out_features", None)
     if classes is not None and classes != len(labels):
         raise ArgumentError(f"{len(labels)} labels for a model with {classes} classes: give one label per class", argument="labels")

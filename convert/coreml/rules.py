@@ -16,14 +16,14 @@ def resolve_min_ios(precision: str, min_ios: str) -> str:
     if precision not in PRECISIONS:
         raise ArgumentError(f"Core ML precision {precision!r} is not one of {', '.join(PRECISIONS)}", argument="precision")
     if min_ios not in MIN_IOS_CHOICES:
-        raise ArgumentError(f"{{min_ios={min_ios}}} is not supported: choose one of {', '.join(MIN_IOS_CHOICES)}", argument="min_ios")
+        raise ArgumentError(f"iOS {min_ios} is not supported: choose one of {', '.join(MIN_IOS_CHOICES)}", argument="min_ios")
     w8a8 = precision == "int8"
     if min_ios == "auto":
         return W8A8_MIN_IOS if w8a8 else DEFAULT_MIN_IOS
     if w8a8 and int(min_ios) < int(W8A8_MIN_IOS):
         raise ArgumentError(
-            f"{{precision=int8}} (W8A8) needs iOS {W8A8_MIN_IOS}+ for its int8 activation ops, but {{min_ios}} is {min_ios}: "
-            f"pass {{min_ios={W8A8_MIN_IOS}}} (or leave it out), or use {{precision=int8-weights}} for iOS {min_ios}",
+            f"int8 (W8A8) needs iOS {W8A8_MIN_IOS}+ for its int8 activation ops, not iOS {min_ios}: "
+            f"target iOS {W8A8_MIN_IOS} (or leave it to auto), or use int8-weights for iOS {min_ios}",
             argument="min_ios",
         )
     return min_ios

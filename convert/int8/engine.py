@@ -53,9 +53,9 @@ class Int8Options:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ArgumentError(f"{{int8_mode={self.mode}}} is not one of {', '.join(MODES)}", argument="int8_mode")
+            raise ArgumentError(f"{self.mode!r} is not one of {', '.join(MODES)}", argument="int8_mode")
         if self.calibration not in METHODS:
-            raise ArgumentError(f"{{calib_method={self.calibration}}} is not one of {', '.join(METHODS)}", argument="calib_method")
+            raise ArgumentError(f"{self.calibration!r} is not one of {', '.join(METHODS)}", argument="calib_method")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -243,7 +243,7 @@ def _resolve(names: Sequence[str], ops: Sequence[QuantOp], display: str) -> list
     if unknown:
         sample = ", ".join(op.name for op in ops[:3])
         raise ArgumentError(
-            f"no quantisable {display} op named {unknown[0]!r} for {{keep_float}}: the valid names (e.g. {sample}) are "
+            f"no quantisable {display} op named {unknown[0]!r}: the valid names (e.g. {sample}) are "
             "listed in any int8 export's .json sidecar under export.int8.ops",
             argument="keep_float",
         )

@@ -50,13 +50,13 @@ def resolve_int8(precision: str, given: Mapping[str, Any]) -> dict[str, Any]:
     named = [option.name for option in OPTIONS if given.get(option.name) not in (None, "")]
     if precision != "int8":
         if named:
-            raise ArgumentError(f"{{{named[0]}}} applies to {{precision=int8}} only, not {precision}", argument=named[0])
+            raise ArgumentError(f"applies to int8 only, not {precision}", argument=named[0])
         return {}
     mode = str(given.get("int8_mode") or INT8_MODE.default)
     method = str(given.get("calib_method") or CALIB_METHOD.default)
     for option, value in ((INT8_MODE, mode), (CALIB_METHOD, method)):
         if option.choices is not None and value not in option.choices:
-            raise ArgumentError(f"{{{option.name}={value}}} is not one of {', '.join(option.choices)}", argument=option.name)
+            raise ArgumentError(f"{value!r} is not one of {', '.join(option.choices)}", argument=option.name)
     keep = given.get("keep_float") or ()
     names = tuple(n.strip() for n in (keep.split(",") if isinstance(keep, str) else keep) if n.strip())
     return {
@@ -80,9 +80,7 @@ def _fraction(given: Mapping[str, Any], option: TargetOption) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ArgumentError(
-            f"{{{option.name}={text}}} is not a number: give a fraction such as {option.default}", argument=option.name
-        ) from None
+        raise ArgumentError(f"{text!r} is not a number: give a fraction such as {option.default}", argument=option.name) from None
     if not 0.0 < value <= 1.0:
-        raise ArgumentError(f"{{{option.name}={text}}} must be a fraction in (0, 1], such as {option.default}", argument=option.name)
+        raise ArgumentError(f"{text} must be a fraction in (0, 1], such as {option.default}", argument=option.name)
     return value

@@ -306,7 +306,7 @@ def _serve_child() -> int:
                 raise NetworkBlocked(f"it tried to reach the network ({attempts[0]}); it must run offline")
         except Exception as exc:
             traceback.print_exc()
-            text = (str(getattr(exc, "template", exc)).strip().splitlines() or [""])[0]  # placeholders kept for the CLI
+            text = (str(getattr(exc, "message", exc)).strip().splitlines() or [""])[0]  # without the argument it may lead with
             channel.write(encode({"error": {"type": type(exc).__name__, "message": text, "argument": getattr(exc, "argument", None)}}))
             return False, None
         channel.write(encode({"result": None if keep else value}))

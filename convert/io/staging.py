@@ -52,14 +52,14 @@ def check_output_dir(out_dir: Path, *, argument: str = "out_dir") -> None:
     """Fail before any work when the output folder can never receive the artifact."""
     problem = output_dir_problem(out_dir)
     if problem:
-        noun, fix = ("output path", "pass a folder") if problem.endswith("a file") else ("output folder", "pass a writable folder")
-        raise OutputError(f"{noun} {out_dir} {problem}: {fix} with {{{argument}}}", argument=argument)
+        noun, fix = ("output path", "give a folder") if problem.endswith("a file") else ("output folder", "give a writable folder")
+        raise OutputError(f"{noun} {out_dir} {problem}: {fix}", argument=argument)
 
 
 def refuse_existing(out_dir: Path, names: list[str], *, force: bool) -> None:
     existing = [out_dir / n for n in names if (out_dir / n).exists()]
     if existing and not force:
-        raise OutputError(f"{existing[0]} already exists: pass {{force}} to replace it, or choose another {{out_dir}}", argument="force")
+        raise OutputError(f"{existing[0]} already exists: pass it to replace the file, or choose another output folder", argument="force")
 
 
 def visible_folder(path: str | None) -> str | None:
@@ -221,7 +221,7 @@ def staged_output(out_dir: Path, names: list[str], *, force: bool) -> Iterator[S
 
     def disk_full() -> Exception:
         return OutputError(
-            f"no space left on the device writing to {out_dir} (no partial files left): free some space or pass another {{out_dir}}",
+            f"no space left on the device writing to {out_dir} (no partial files left): free some space or write to another folder",
             argument="out_dir",
         )
 

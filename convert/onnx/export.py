@@ -145,7 +145,7 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
     simplified, ok = onnxsim.simplify(model)
     if not ok:
-        raise ConvertError("onnxsim could not verify the simplified ONNX graph; re-run with --debug and report it")
+        raise ConvertError("onnxsim could not verify the simplified ONNX graph: please report it (with the traceback)")
     return simplified
 
 

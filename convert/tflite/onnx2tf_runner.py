@@ -69,7 +69,7 @@ def convert_onnx(
     the result then holds its ``int8_report``.
     """
     if "int8" in outputs and (calib_pixels is None or not len(calib_pixels)):
-        raise ArgumentError("int8 calibration needs images: pass {calib=DIR} (a folder of photos)", argument="calib")
+        raise ArgumentError("int8 calibration needs images: give a folder of photos", argument="calib")
     with scratch.temporary(WORKDIR_PREFIX) as work:
         job: dict[str, Any] = {"onnx": str(Path(onnx_path).resolve()), "outputs": {p: str(Path(o).resolve()) for p, o in outputs.items()}}
         if calib_pixels is not None and "int8" in outputs:

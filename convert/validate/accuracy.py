@@ -64,8 +64,8 @@ def class_ids(
     strangers = sorted({name for name in wanted if name.lower() not in by_name})[:3]
     raise ConvertError(
         f"{what} names {', '.join(strangers)} are neither the model's class names nor class indices, and there are "
-        f"{len(distinct)} of them for {len(class_names)} classes: pass --labels FILE with the model's class names "
-        "(one per line), or name them by class index"
+        f"{len(distinct)} of them for {len(class_names)} classes: give the model's labels (a file with its class names, one per line), "
+        "or name them by class index"
     )
 
 
@@ -75,8 +75,9 @@ def from_folders(
     """Classes from the images' sub-folders (``calib.ImageSet.labels`` / ``.class_names``)."""
     if labels is None or not folder_names:
         raise ConvertError(
-            f"--labels-from-folders needs one sub-folder per class in {folder}, but its images are not in class "
-            "sub-folders: arrange them so, or pass --labels-file MAP"
+            f"classes from sub-folders need one sub-folder per class in {folder}, but its images are not in class "
+            "sub-folders: arrange them so, or give the classes as a labels file",
+            argument="labels_from_folders",
         )
     ids, how = class_ids(folder_names, universe=folder_names, class_names=class_names, what="sub-folder", sorted_order=sorted_order)
     return GroundTruth(np.asarray([ids[i] for i in labels], dtype=np.int64), f"sub-folders of {folder}", how)

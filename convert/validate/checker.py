@@ -44,11 +44,11 @@ def _mismatch(info: ArtifactInfo, *, variant: str, input_size: int, num_classes:
     """One line naming why ``info`` cannot be this reference's export, or None."""
     exported = str(info.sidecar_config("variant") or "")
     if exported and "auto" not in (exported, variant) and exported != variant:
-        return f"exported from SHViT-{exported.upper()} (sidecar), checked against SHViT-{variant.upper()}: pass --variant {exported}"
+        return f"exported from SHViT-{exported.upper()} (sidecar), checked against SHViT-{variant.upper()}: check it against variant {exported}"
     if info.input_size and info.input_size != input_size:
         return (
             f"model input is {info.input_size}×{info.input_size} but the check runs at {input_size}×{input_size}: "
-            f"check it separately with --input-size {info.input_size}, or re-export it at {input_size}"
+            f"check it separately at input size {info.input_size}, or re-export it at {input_size}"
         )
     classes = info.num_classes or (info.sidecar or {}).get("export", {}).get("output", {}).get("classes")
     if isinstance(classes, int) and classes != num_classes:
@@ -57,7 +57,9 @@ def _mismatch(info: ArtifactInfo, *, variant: str, input_size: int, num_classes:
 
 
 def _classes_mismatch(classes: int, expected: int) -> str:
-    return f"model outputs {classes} classes, the reference {expected}: exported from another variant or head (check --variant/--weights)"
+    return (
+        f"model outputs {classes} classes, the reference {expected}: exported from another variant or head (check the variant and weights)"
+    )
 
 
 def check_artifact(
@@ -83,7 +85,7 @@ def check_artifact(
     expected_sha = (info.sidecar or {}).get("weights", {}).get("sha256")
     given_sha = cast("str | None", source.weights_info.get("sha256"))  # the weights record holds it as hex text
     if expected_sha and given_sha and expected_sha != given_sha:
-        notes.append(f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than --weights (sha256 {given_sha[:12]}…)")
+        notes.append(f"its sidecar names other weights (sha256 {expected_sha[:12]}…) than the weights given (sha256 {given_sha[:12]}…)")
     if info.unreadable:
         notes.append(f"could not read its graph: {info.unreadable}")
     result.tolerance = target.tolerances.get(precision)
@@ -118,11 +120,11 @@ def check_artifact(
     recorded = (info.sidecar or {}).get("weights", {})
     if result.status == FAIL and is_random(recorded) and not source.random_weights:
         seed = f", seed {recorded['seed']}" if "seed" in recorded else ""
-        result.reason = f"exported from random weights (a try-out{seed}, says its sidecar): check it with --random-init"
+        result.reason = f"exported from random weights (a try-out{seed}, says its sidecar): check it against random initialisation"
     elif result.status == FAIL and result.parity.cosine < UNRELATED_COSINE:
         result.reason = (
             f"outputs unrelated to the reference (cosine {result.parity.cosine:.2f}): exported from other weights or "
-            "another variant? (check --variant/--weights)"
+            "another variant? (check the variant and weights)"
         )
     if images.truth is not None:
         result.accuracy = accuracy(logits, images.truth)
@@ -198,7 +200,6 @@ def check_artifacts(
         reference_accuracy=accuracy(reference, truth) if truth is not None else None,
         artifacts=results,
         versions=toolkit_versions(),
-        images_note=images.note,
     )
 
 
@@ -229,9 +230,9 @@ def artifact_paths(paths: Sequence[Path]) -> list[Path]:
 
 
 def resolve_input_size(requested: int | None, infos: Sequence[ArtifactInfo], variant: str) -> tuple[int, str]:
-    """--input-size, else what the artifacts' sidecars agree on most, else the variant's."""
+    """The requested size, else what the artifacts' sidecars agree on most, else the variant's."""
     if requested:
-        return requested, "--input-size"
+        return requested, "the requested input size"
     sizes = Counter(i.sidecar_config("input_size") for i in infos if isinstance(i.sidecar_config("input_size"), int))
     if sizes:
         return sizes.most_common(1)[0][0], "the artifacts' sidecars"

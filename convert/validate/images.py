@@ -10,19 +10,18 @@ import numpy as np
 
 from convert.errors import ArgumentError, UsageError
 from convert.validate.accuracy import GroundTruth, from_folders, from_label_map
-from shvit.errors import Message
 
 DEFAULT_COUNT = 128
-SYNTHETIC_HINT = "(no {images} given: pass {images=DIR} to check on your own photos)"
-"""Follows the generated images' description: a template, so a command names its own flag."""
+SYNTHETIC_HINT = "(no images given: a folder of your own photos makes a truer check)"
+"""Follows the generated images' description."""
 
 
 def check_image_options(*, images: object, labels_from_folders: bool, labels_file: object) -> None:
     """Accuracy needs labelled photos: a class source without a folder, or two of them, is a usage error."""
     if (labels_from_folders or labels_file) and images is None:
-        raise UsageError("{labels_from_folders}/{labels_file} need {images=DIR}", argument="images")
+        raise UsageError("the images' classes were given, but no folder of images", argument="images")
     if labels_from_folders and labels_file is not None:
-        raise UsageError("pass either {labels_from_folders} or {labels_file}, not both", argument="labels_file")
+        raise UsageError("the classes come from the sub-folders or from a file, not both", argument="labels_file")
 
 
 def check_image_folders(folders: Mapping[str, Path | None]) -> None:
@@ -34,11 +33,11 @@ def check_image_folders(folders: Mapping[str, Path | None]) -> None:
             continue
         if not Path(folder).is_dir():
             what = "is a file" if Path(folder).exists() else "does not exist"
-            raise ArgumentError(f"{{{argument}}} folder {folder} {what}: pass a folder of images", argument=argument)
+            raise ArgumentError(f"folder {folder} {what}: pass a folder of images", argument=argument)
         try:
             calib.scan_folder(folder)
         except calib.CalibError as exc:
-            raise ArgumentError(f"{{{argument}}}: {exc}", argument=argument) from None
+            raise ArgumentError(exc.message, argument=argument) from None
 
 
 @dataclass
@@ -50,8 +49,6 @@ class EvalImages:
     source: str
     folder: Path | None = None
     truth: GroundTruth | None = None
-    note: Message | None = None
-    """The description as a template (generated images only): ``note.for_cli()`` names the command's flags."""
 
 
 def load_images(
@@ -69,16 +66,15 @@ def load_images(
 ) -> EvalImages:
     """User photos (sampled with a fixed seed, ``count`` 0 = all) or, without a folder, generated ones.
 
-    ``hint`` follows the generated images' description (:data:`SYNTHETIC_HINT`, spelled for Python in ``description``
-    and kept as a template in ``note`` for a command to spell with its flags);
+    ``hint`` follows the generated images' description (:data:`SYNTHETIC_HINT`);
     ``quiet`` drops the warnings of bad files (when the same folder was already loaded once).
     """
     import calib
 
     if images_dir is None:
         n = count or DEFAULT_COUNT
-        note = Message(f"{n} generated natural-looking images" + (f" {hint}" if hint else ""))
-        return EvalImages(calib.synthetic_images(n, size, seed=0), str(note), "synthetic", note=note)
+        description = f"{n} generated natural-looking images" + (f" {hint}" if hint else "")
+        return EvalImages(calib.synthetic_images(n, size, seed=0), description, "synthetic")
     found = calib.load_folder(
         images_dir,
         size=size,

@@ -228,19 +228,18 @@ def check_per_layer(infos: Sequence[ArtifactInfo]) -> None:
         precision, _ = info.precision
         if precision != "int8":
             raise UsageError(
-                f"{{per_layer}} compares int8 artifacts op by op; {info.path.name} is {precision or 'of unknown precision'}: "
-                "pass only int8 artifacts",
+                f"compares int8 artifacts op by op; {info.path.name} is {precision or 'of unknown precision'}: give only int8 artifacts",
                 argument="per_layer",
             )
         if not targets.get(info.target).per_layer_check:
-            raise UsageError(f"{{per_layer}} is not available for {info.target} artifacts ({info.path.name})", argument="per_layer")
+            raise UsageError(f"not available for {info.target} artifacts ({info.path.name})", argument="per_layer")
 
 
 def per_layer(info: ArtifactInfo, source: ModelSource, pixels: np.ndarray, *, scratch: Scratch, log: Log) -> PerLayerReport:
     """:class:`PerLayerReport` of one int8 artifact (see :func:`check_per_layer`) on ``pixels``."""
     target = targets.get(info.target)
     if not target.per_layer_check:
-        raise UsageError(f"{{per_layer}} is not available for {info.target} artifacts", argument="per_layer")
+        raise UsageError(f"not available for {info.target} artifacts", argument="per_layer")
     errors: list[LayerError]
     errors, twin = target.per_layer(info.path, source, pixels, scratch=scratch, log=log)
     export = ((info.sidecar or {}).get("export") or {}).get("int8") or {}

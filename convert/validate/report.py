@@ -10,7 +10,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,6 @@ from convert.errors import ConvertError
 from convert.io.staging import write_atomic
 from convert.parity import ParityReport, Tolerance
 from convert.validate.accuracy import Accuracy
-from shvit.errors import Message
 
 SCHEMA = "shvit-check/1"
 PASS, FAIL, CRASH, MISMATCH, ERROR = "pass", "fail", "crash", "mismatch", "error"
@@ -71,15 +70,8 @@ class CheckReport:
     artifacts: list[ArtifactResult]
     versions: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    images_note: Message | None = None
-    """The images' description as a template (generated images), for a command to spell with its flags."""
     per_layer: list[Any] = field(default_factory=list)
     """``shvit-check --per-layer``: :class:`convert.validate.per_layer.PerLayerReport` per int8 artifact."""
-
-    def spell_for_cli(self, flags: Mapping[str, str]) -> None:
-        """Name the command's flags wherever the report tells the user what to pass."""
-        if self.images_note is not None:
-            self.images["description"] = self.images_note.for_cli(flags)
 
     @property
     def passed(self) -> bool:
