@@ -29,10 +29,9 @@ from bad_inputs import (
     unprivileged,
     unreadable,
 )
-from helpers import private_cache, run_cli
+from helpers import run_cli
 
 import calib
-import convert
 from convert.cli.bench import bench_command
 from convert.cli.check import check_command
 from convert.cli.convert import convert_command
@@ -88,13 +87,11 @@ class Inputs:
 
 
 @pytest.fixture(scope="module")
-def exports(tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def exports(
+    tiny_exports: dict[str, Path], tiny_previous_exports: Callable[[str, Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     made = dict(tiny_exports)
-    out = tmp_path_factory.mktemp("hardening-coreml")
-    with private_cache(tmp_path_factory):
-        made["mlpackage"] = convert.export(
-            tiny.checkpoint, target="coreml", out_dir=out, input_size=tiny.input_size, labels=tiny.labels_file
-        ).path
+    made["mlpackage"] = tiny_previous_exports("coreml", tmp_path_factory.mktemp("hardening-coreml"))
     return made
 
 
@@ -457,13 +454,17 @@ def _fill(disk: Path, *, leave_kib: int) -> None:
 
 
 @pytest.mark.parametrize("target", ["onnx", "coreml", "tflite"])
-def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(target: str, inputs: Inputs) -> None:
+def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(
+    target: str, inputs: Inputs, tiny_previous_exports: Callable[[str, Path], Path]
+) -> None:
+    tiny = inputs.tiny
     with small_disk(inputs.root, megabytes=8) as disk:
         out = disk / "exports"
-        args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", target, "--out", out]
-        first = subprocess.run([sys.executable, "-m", "convert.cli.convert", *map(str, args)], capture_output=True, text=True, timeout=300)
-        assert first.returncode == 0, first.stderr
+        args = ["--variant", "auto", "--weights", inputs.ckpt, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
+        args += ["--target", target, "--out", out]
+        tiny_previous_exports(target, out)  # what a first `shvit-convert` with these args leaves in out
         previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert previous, "a previous export to keep"
         _fill(disk, leave_kib=64)
         full = subprocess.run(
             [sys.executable, "-m", "convert.cli.convert", *map(str, args), "--force"], capture_output=True, text=True, timeout=300
