@@ -363,7 +363,7 @@ def test_debug_shows_the_traceback(prog: str, tmp_path: Path) -> None:
     args = {
         "shvit-convert": ["--variant", "s1", "--target", "onnx", "--weights", missing, "--out", tmp_path / "out"],
         "shvit-check": [tmp_path / "missing.onnx", "--variant", "s1", "--weights", missing],
-        "shvit-bench": ["--variant", "s1", "--weights", missing, "--out", tmp_path / "out"],
+        "shvit-bench": ["--variant", "s1", "--target", "onnx", "--weights", missing, "--out", tmp_path / "out"],  # no Core ML to load
         "shvit-demo": ["android", "--model", tmp_path / "missing.tflite", "--out", tmp_path / "out"],
     }[prog]
     plain = subprocess.run([sys.executable, "-m", MODULES[prog], *map(str, args)], capture_output=True, text=True, timeout=120)
