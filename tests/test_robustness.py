@@ -438,11 +438,13 @@ def test_an_unreadable_sub_folder_is_skipped_with_a_warning(inputs: Inputs) -> N
         (folder / source.name).write_bytes(source.read_bytes())
     with unreadable(images / "locked"):
         result = _run_as_user(
-            "shvit-convert", "--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--images", images, "--out", inputs.out
+            "shvit-convert",
+            *("--variant", "auto", "--weights", inputs.ckpt, "--input-size", inputs.tiny.input_size, "--target", "onnx"),
+            *("--images", images, "--out", inputs.out),
         )
     assert result.returncode == 0, result.stderr
     assert f"warning: skipped folder {images / 'locked'}: " in result.stderr and "ermission denied" in result.stderr
-    assert (inputs.out / "shvit_custom_8cls_fp32.onnx").is_file()
+    assert (inputs.out / "shvit_custom_96px_8cls_fp32.onnx").is_file()
 
 
 def _fill(disk: Path, *, leave_kib: int) -> None:
@@ -490,14 +492,17 @@ def test_check_bench_and_demo_on_a_full_disk_leave_nothing_half_written(inputs: 
             assert files_under(disk) == {"filler.bin"}, (prog, files_under(disk))
 
 
-def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_during_an_export_is_one_line_on_any_machine(
+    inputs: Inputs, tiny_previous_exports: Callable[[str, Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same failure injected in-process, so it is covered where no filesystem can be mounted."""
     import convert.api.pipeline
 
-    out = inputs.out
-    args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--out", out]
-    assert run_cli(convert_command, *args).code == 0
-    previous = (out / "shvit_custom_8cls_fp32.onnx").read_bytes()
+    out, tiny = inputs.out, inputs.tiny
+    args = ["--variant", "auto", "--weights", inputs.ckpt, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
+    args += ["--target", "onnx", "--out", out]
+    tiny_previous_exports("onnx", out)  # what a first `shvit-convert` with these args leaves in out
+    previous = (out / "shvit_custom_96px_8cls_fp32.onnx").read_bytes()
 
     def full(path: Path, *_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -506,5 +511,5 @@ def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, m
     result = run_cli(convert_command, *args, "--force")
     assert result.code == 1
     assert_one_error_line(result.stderr, prog="shvit-convert", message=f"no space left on the device writing to {out}")
-    assert (out / "shvit_custom_8cls_fp32.onnx").read_bytes() == previous
+    assert (out / "shvit_custom_96px_8cls_fp32.onnx").read_bytes() == previous
     assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
