@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,48 @@ def tiny_exports(tiny: tiny_model.TinyModel, tmp_path_factory: pytest.TempPathFa
                 ).path
         record.write_text(json.dumps({name: str(path) for name, path in made.items()}))
         return made
+
+
+PREVIOUS_TARGETS = ("onnx", "coreml", "tflite", "coreai")
+
+
+@pytest.fixture(scope="session")
+def tiny_previous_exports(tiny: tiny_model.TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Path], Path]:
+    """``copy(target, out)`` fills ``out`` with what ``shvit-convert --variant auto --weights CKPT --input-size
+    tiny.input_size --labels tiny.labels_file --target TARGET --out OUT`` leaves in OUT (artifact, sidecar, any
+    extra file) and returns the artifact's path there: a previous export for a test to overwrite or interrupt,
+    without running a whole conversion first. Each target's fp32 export is made once per run, when first asked
+    for, in a folder of its own shared by the xdist workers (made under a lock, as tiny_exports)."""
+    from filelock import FileLock
+
+    root = _run_wide_folder(tmp_path_factory)
+
+    def made(target: str) -> Path:
+        assert target in PREVIOUS_TARGETS, target
+        record = root / f"tiny-previous-{target}.json"
+        with FileLock(str(root / f"tiny-previous-{target}.lock")):
+            if record.exists():
+                return Path(json.loads(record.read_text())["artifact"])
+            folder = Path(tempfile.mkdtemp(prefix=f"tiny-previous-{target}-", dir=root))
+            with private_cache(tmp_path_factory):
+                result = convert.export(  # the call shvit-convert makes for those options
+                    "auto",
+                    target=target,
+                    weights=str(tiny.checkpoint),
+                    out_dir=folder,
+                    input_size=tiny.input_size,
+                    labels=tiny.labels_file,
+                )
+            assert result.passed, f"the tiny model's {target} export failed its parity check"  # shvit-convert would exit 1
+            record.write_text(json.dumps({"artifact": str(result.path)}))
+            return result.path
+
+    def copy(target: str, out: Path) -> Path:
+        artifact = made(target)
+        shutil.copytree(artifact.parent, out, dirs_exist_ok=True)
+        return out / artifact.name
+
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -52,13 +52,13 @@ def test_random_draws_are_reproducible_and_leave_the_global_generator_alone() ->
 
 def test_an_exported_model_object_records_the_weights_it_really_holds(tiny: Any, tmp_path: Path) -> None:
     loaded = shvit.create_model("auto", weights=tiny.checkpoint)
-    as_loaded = convert.export(loaded, target="onnx", out_dir=tmp_path / "a")
+    as_loaded = convert.export(loaded, target="onnx", out_dir=tmp_path / "a", input_size=tiny.input_size)
     recorded = as_loaded.sidecar["weights"]
     assert recorded["sha256"] == shvit.weights.sha256_of(tiny.checkpoint) and recorded["path"] == str(tiny.checkpoint)
     assert json.loads(as_loaded.sidecar_path.read_text()) == json.loads(json.dumps(as_loaded.sidecar, default=str))
     with torch.no_grad():
         loaded.head.l.weight.add_(0.01)  # fine-tuned since loading
-    changed = convert.export(loaded, target="onnx", out_dir=tmp_path / "b").sidecar["weights"]
+    changed = convert.export(loaded, target="onnx", out_dir=tmp_path / "b", input_size=tiny.input_size).sidecar["weights"]
     assert "sha256" not in changed and changed["source"].startswith("in-memory SHViT, changed since loaded from")
     assert changed["state_sha256"] == shvit.provenance.state_sha256(loaded)
     assert weights_digest(changed) == f"{changed['state_sha256']} (tensors of an in-memory model; no checkpoint file)"
@@ -73,7 +73,7 @@ def test_outputs_are_named_and_an_out_that_looks_like_a_file_is_refused(tiny: An
         f"shvit-convert: error: --out: {tmp_path / 'my_model.onnx'} looks like a file name, but it is the folder to write into: "
         "give a folder, and 'my_model' as the artifact's name (see shvit-convert --help)"
     ]
-    named = _tiny_convert(tiny, tmp_path / "out", "--name", "my_model.onnx")
+    named = _tiny_convert(tiny, tmp_path / "out", "--name", "my_model.onnx", "--input-size", tiny.input_size)
     assert named.code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my_model.onnx", "my_model.onnx.json"]
     wrong = _tiny_convert(tiny, tmp_path / "out", "--name", "my_model.tflite", "--force")
     assert wrong.code == 2 and "a onnx export is a .onnx file" in wrong.stderr
@@ -121,7 +121,7 @@ def test_every_command_has_a_version_and_parses_arguments_without_pytorch() -> N
 
 
 def test_check_table_gives_both_errors_relative_to_the_logit_scale(tiny: Any, tmp_path: Path) -> None:
-    made = _tiny_convert(tiny, tmp_path)
+    made = _tiny_convert(tiny, tmp_path, "--input-size", tiny.input_size)
     checked = run_cli(check_command, made.stdout.strip(), "--variant", "auto", "--weights", tiny.checkpoint, "--count", 4)
     header = next(line for line in checked.stdout.splitlines() if line.startswith("artifact"))
     assert "max|Δ|/scale" in header and "mean|Δ|/scale" in header

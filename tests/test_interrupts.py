@@ -218,12 +218,11 @@ def _tiny_args(tiny: Any, target: str, out: Path) -> list[object]:
 
 
 @pytest.mark.parametrize("target", ["coreml", "tflite", "coreai"])
-def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_files(tiny: Any, target: str, tmp_path: Path) -> None:
+def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_files(
+    tiny: Any, tiny_previous_exports: Callable[[str, Path], Path], target: str, tmp_path: Path
+) -> None:
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
-    first = subprocess.run(
-        [sys.executable, "-m", "convert.cli.convert", *map(str, _tiny_args(tiny, target, out))], capture_output=True, text=True, timeout=600
-    )
-    assert first.returncode == 0, first.stderr
+    tiny_previous_exports(target, out)  # what `shvit-convert` with _tiny_args(tiny, target, out) leaves in out
     before = _listing(out)
     code, output = _interrupt(
         "shvit-convert",
@@ -351,15 +350,9 @@ main(sys.argv[1:])
 """
 
 
-def test_ctrl_c_in_shvit_demo_leaves_no_project(tiny: Any, tmp_path: Path) -> None:
+def test_ctrl_c_in_shvit_demo_leaves_no_project(tiny_previous_exports: Callable[[str, Path], Path], tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "export", tmp_path / "tmp"
-    made = subprocess.run(
-        [sys.executable, "-m", "convert.cli.convert", *map(str, _tiny_args(tiny, "coreml", out))],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert made.returncode == 0, made.stderr
+    tiny_previous_exports("coreml", out)  # what `shvit-convert` with _tiny_args(tiny, "coreml", out) leaves in out
     model = next(out.glob("*.mlpackage"))
     apps = tmp_path / "apps"
     apps.mkdir()

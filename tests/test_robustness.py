@@ -30,10 +30,9 @@ from bad_inputs import (
     unprivileged,
     unreadable,
 )
-from helpers import private_cache, run_cli
+from helpers import run_cli
 
 import calib
-import convert
 from convert.cli.bench import bench_command
 from convert.cli.check import check_command
 from convert.cli.convert import convert_command
@@ -89,13 +88,11 @@ class Inputs:
 
 
 @pytest.fixture(scope="module")
-def exports(tiny: Any, tiny_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def exports(
+    tiny_exports: dict[str, Path], tiny_previous_exports: Callable[[str, Path], Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     made = dict(tiny_exports)
-    out = tmp_path_factory.mktemp("hardening-coreml")
-    with private_cache(tmp_path_factory):
-        made["mlpackage"] = convert.export(
-            tiny.checkpoint, target="coreml", out_dir=out, input_size=tiny.input_size, labels=tiny.labels_file
-        ).path
+    made["mlpackage"] = tiny_previous_exports("coreml", tmp_path_factory.mktemp("hardening-coreml"))
     return made
 
 
@@ -382,7 +379,7 @@ def test_debug_shows_the_traceback(prog: str, tmp_path: Path) -> None:
     args = {
         "shvit-convert": ["--variant", "s1", "--target", "onnx", "--weights", missing, "--out", tmp_path / "out"],
         "shvit-check": [tmp_path / "missing.onnx", "--variant", "s1", "--weights", missing],
-        "shvit-bench": ["--variant", "s1", "--weights", missing, "--out", tmp_path / "out"],
+        "shvit-bench": ["--variant", "s1", "--target", "onnx", "--weights", missing, "--out", tmp_path / "out"],  # no Core ML to load
         "shvit-demo": ["android", "--model", tmp_path / "missing.tflite", "--out", tmp_path / "out"],
     }[prog]
     plain = subprocess.run([sys.executable, "-m", MODULES[prog], *map(str, args)], capture_output=True, text=True, timeout=120)
@@ -459,11 +456,13 @@ def test_an_unreadable_sub_folder_is_skipped_with_a_warning(inputs: Inputs) -> N
         (folder / source.name).write_bytes(source.read_bytes())
     with unreadable(images / "locked"):
         result = _run_as_user(
-            "shvit-convert", "--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--images", images, "--out", inputs.out
+            "shvit-convert",
+            *("--variant", "auto", "--weights", inputs.ckpt, "--input-size", inputs.tiny.input_size, "--target", "onnx"),
+            *("--images", images, "--out", inputs.out),
         )
     assert result.returncode == 0, result.stderr
     assert f"warning: skipped folder {images / 'locked'}: " in result.stderr and "ermission denied" in result.stderr
-    assert (inputs.out / "shvit_custom_8cls_fp32.onnx").is_file()
+    assert (inputs.out / "shvit_custom_96px_8cls_fp32.onnx").is_file()
 
 
 def _fill(disk: Path, *, leave_kib: int) -> None:
@@ -475,13 +474,17 @@ def _fill(disk: Path, *, leave_kib: int) -> None:
 
 
 @pytest.mark.parametrize("target", ["onnx", "coreml", "tflite"])
-def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(target: str, inputs: Inputs) -> None:
+def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(
+    target: str, inputs: Inputs, tiny_previous_exports: Callable[[str, Path], Path]
+) -> None:
+    tiny = inputs.tiny
     with small_disk(inputs.root, megabytes=8) as disk:
         out = disk / "exports"
-        args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", target, "--out", out]
-        first = subprocess.run([sys.executable, "-m", "convert.cli.convert", *map(str, args)], capture_output=True, text=True, timeout=300)
-        assert first.returncode == 0, first.stderr
+        args = ["--variant", "auto", "--weights", inputs.ckpt, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
+        args += ["--target", target, "--out", out]
+        tiny_previous_exports(target, out)  # what a first `shvit-convert` with these args leaves in out
         previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert previous, "a previous export to keep"
         _fill(disk, leave_kib=64)
         full = subprocess.run(
             [sys.executable, "-m", "convert.cli.convert", *map(str, args), "--force"], capture_output=True, text=True, timeout=300
@@ -507,14 +510,17 @@ def test_check_bench_and_demo_on_a_full_disk_leave_nothing_half_written(inputs: 
             assert files_under(disk) == {"filler.bin"}, (prog, files_under(disk))
 
 
-def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_during_an_export_is_one_line_on_any_machine(
+    inputs: Inputs, tiny_previous_exports: Callable[[str, Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same failure injected in-process, so it is covered where no filesystem can be mounted."""
     import convert.api.pipeline
 
-    out = inputs.out
-    args = ["--variant", "auto", "--weights", inputs.ckpt, "--target", "onnx", "--out", out]
-    assert run_cli(convert_command, *args).code == 0
-    previous = (out / "shvit_custom_8cls_fp32.onnx").read_bytes()
+    out, tiny = inputs.out, inputs.tiny
+    args = ["--variant", "auto", "--weights", inputs.ckpt, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
+    args += ["--target", "onnx", "--out", out]
+    tiny_previous_exports("onnx", out)  # what a first `shvit-convert` with these args leaves in out
+    previous = (out / "shvit_custom_96px_8cls_fp32.onnx").read_bytes()
 
     def full(path: Path, *_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -523,5 +529,5 @@ def test_disk_full_during_an_export_is_one_line_on_any_machine(inputs: Inputs, m
     result = run_cli(convert_command, *args, "--force")
     assert result.code == 1
     assert_one_error_line(result.stderr, prog="shvit-convert", message=f"no space left on the device writing to {out}")
-    assert (out / "shvit_custom_8cls_fp32.onnx").read_bytes() == previous
+    assert (out / "shvit_custom_96px_8cls_fp32.onnx").read_bytes() == previous
     assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
