@@ -39,20 +39,21 @@ _load_triton_before_tensorflow()
 HEAVIEST_FIRST = (
     "test_robustness",
     "test_api",
-    "test_interrupts",
-    "test_int8_cli",
     "test_int8",
+    "test_int8_cli",
     "test_first_use",
+    "test_interrupts",
     "test_coreml_export",
     "test_tflite_export",
-    "test_mobile_demo",
     "test_coreai",
-    "test_reproducible",
+    "test_mobile_demo",
     "test_progress",
     "test_offline_first_run",
-    "test_bench",
     "test_coreai_cli",
+    "test_reproducible",
     "test_bench_artifacts",
+    "test_process",
+    "test_bench",
 )
 """Modules of a minute or more each (measured on 2 cores), longest first, except that the second, which the other
 worker starts with, needs no tiny model: it runs while the first worker trains it. With ``--dist loadfile

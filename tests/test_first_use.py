@@ -177,6 +177,8 @@ def test_a_newcomer_walk_through_readme_on_the_tiny_model(tiny: Any, tmp_path: P
             "1",
             "--rounds",
             "2",
+            "--count",
+            "8",
             "--out",
             "bench/",
         ],

@@ -1,4 +1,7 @@
-"""Re-running the same export gives the same bytes: byte-identical TFLite files, an identical Core ML weight file."""
+"""Re-running the same export gives the same bytes: byte-identical TFLite files, an identical Core ML weight file.
+
+The first export is the run's shared one (``tiny_previous_exports``: the same options, made earlier, in whichever
+worker process needed it first), so the two runs share neither a process nor a moment."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ PAYLOAD = {"tflite": "", "coreml": "Data/com.apple.CoreML/weights/weight.bin"}
 
 
 @pytest.mark.parametrize("target", sorted(PAYLOAD))
-def test_the_same_export_twice_gives_the_same_bytes(tiny, tmp_path: Path, target: str) -> None:
-    first, second = (_export(tiny, target, tmp_path / run) / PAYLOAD[target] for run in ("a", "b"))
+def test_the_same_export_twice_gives_the_same_bytes(tiny, tiny_previous_exports, tmp_path: Path, target: str) -> None:
+    first = tiny_previous_exports(target, tmp_path / "a") / PAYLOAD[target]
+    second = _export(tiny, target, tmp_path / "b") / PAYLOAD[target]
     assert first.read_bytes() == second.read_bytes()
