@@ -182,7 +182,7 @@ def check_name(name: str, target: Target) -> str:
     """The artifact's stem from a user's ``name``: a plain file name, with or without the target's suffix."""
     stem = name[: -len(target.suffix)] if name.lower().endswith(target.suffix) else name
     if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or stem.startswith("."):
-        raise UsageError(f"{name!r} is not a plain file name: give the name only, and the folder as the output folder", argument="name")
+        raise UsageError(f"{name!r} is not a plain file name: give a file name only (the folder is the output folder)", argument="name")
     other = Path(stem).suffix.lower()
     if other in targets.suffixes():
         raise UsageError(
