@@ -34,7 +34,6 @@ from convert.validate.runner import run_artifact
 from shvit.errors import WeightsError
 
 DEFAULT_CHECK_COUNT = 32
-CHECK_HINT = "(no images given: a folder of your own photos makes a truer check)"
 RANDOM_WEIGHTS_NOTE = "  · top-1 agreement reported, not enforced: random weights give near-tied logits, so it measures chance"
 
 Log = Callable[[object], None]
@@ -149,7 +148,6 @@ def run_export(
         class_names=source.labels,
         progress=output.progress,
         quiet=images is None and export_plan.calibrated,
-        hint=CHECK_HINT,
     )
     with staged_output(output.out_dir, names, force=output.force) as staging:
         context = ExportContext(

@@ -62,18 +62,16 @@ def load_images(
     sorted_order: bool = False,
     progress: bool = False,
     quiet: bool = False,
-    hint: str = SYNTHETIC_HINT,
 ) -> EvalImages:
     """User photos (sampled with a fixed seed, ``count`` 0 = all) or, without a folder, generated ones.
 
-    ``hint`` follows the generated images' description (:data:`SYNTHETIC_HINT`);
     ``quiet`` drops the warnings of bad files (when the same folder was already loaded once).
     """
     import calib
 
     if images_dir is None:
         n = count or DEFAULT_COUNT
-        description = f"{n} generated natural-looking images" + (f" {hint}" if hint else "")
+        description = f"{n} generated natural-looking images {SYNTHETIC_HINT}"
         return EvalImages(calib.synthetic_images(n, size, seed=0), description, "synthetic")
     found = calib.load_folder(
         images_dir,
