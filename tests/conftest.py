@@ -140,11 +140,11 @@ PREVIOUS_TARGETS = ("onnx", "coreml", "tflite", "coreai")
 
 @pytest.fixture(scope="session")
 def tiny_previous_exports(tiny: tiny_model.TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Path], Path]:
-    """``copy(target, out)`` fills ``out`` with what ``shvit-convert --variant auto --weights CKPT --input-size
-    tiny.input_size --labels tiny.labels_file --target TARGET --out OUT`` leaves in OUT (artifact, sidecar, any
-    extra file) and returns the artifact's path there: a previous export for a test to overwrite or interrupt,
-    without running a whole conversion first. Each target's fp32 export is made once per run, when first asked
-    for, in a folder of its own shared by the xdist workers (made under a lock, as tiny_exports)."""
+    """``copy(target, out)`` fills ``out`` with what ``shvit-convert`` with ``helpers.tiny_convert_args(tiny, target,
+    out)`` leaves there (artifact, sidecar, any extra file) and returns the artifact's path in it: a previous export
+    for a test to overwrite or interrupt, without running a whole conversion first. Each target's fp32 export is
+    made once per run, when first asked for, in a folder of its own shared by the xdist workers (made under a lock,
+    as tiny_exports)."""
     from filelock import FileLock
 
     root = _run_wide_folder(tmp_path_factory)

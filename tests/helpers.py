@@ -89,6 +89,13 @@ def run_cli(command: Any, *args: object, json_path: Path | None = None, html_pat
     return Run(code, out.getvalue(), err.getvalue(), report, page)
 
 
+def tiny_convert_args(tiny: Any, target: str, out: Path) -> list[object]:
+    """``shvit-convert`` arguments exporting the tiny model at its own size: the export conftest's
+    ``tiny_previous_exports`` makes once per run, so a test can start from it and re-run the command."""
+    model = ["--variant", "auto", "--weights", tiny.checkpoint, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
+    return [*model, "--target", target, "--out", out]
+
+
 @contextlib.contextmanager
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Module-scoped fixtures run before the autouse (function-scoped) cache isolation: isolate here too."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import tiny_convert_args
 
 from convert.cli.common import EXIT_INTERRUPTED, INTERRUPTED
 from convert.io.scratch import SCRATCH_PREFIX
@@ -200,33 +201,16 @@ def test_sweep_restores_an_artifact_killed_mid_swap(tmp_path: Path) -> None:
 CONVERTING = {"coreml": "converting to a Core ML", "tflite": "converting with onnx2tf", "coreai": "converting with coreai-torch"}
 
 
-def _tiny_args(tiny: Any, target: str, out: Path) -> list[object]:
-    return [
-        "--variant",
-        "auto",
-        "--weights",
-        tiny.checkpoint,
-        "--input-size",
-        tiny.input_size,
-        "--labels",
-        tiny.labels_file,
-        "--target",
-        target,
-        "--out",
-        out,
-    ]
-
-
 @pytest.mark.parametrize("target", ["coreml", "tflite", "coreai"])
 def test_ctrl_c_mid_conversion_keeps_the_previous_export_and_leaves_no_temp_files(
     tiny: Any, tiny_previous_exports: Callable[[str, Path], Path], target: str, tmp_path: Path
 ) -> None:
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
-    tiny_previous_exports(target, out)  # what `shvit-convert` with _tiny_args(tiny, target, out) leaves in out
+    tiny_previous_exports(target, out)  # what shvit-convert with tiny_convert_args(tiny, target, out) leaves
     before = _listing(out)
     code, output = _interrupt(
         "shvit-convert",
-        [*_tiny_args(tiny, target, out), "--force"],
+        [*tiny_convert_args(tiny, target, out), "--force"],
         tmpdir=tmpdir,
         when=lambda text: CONVERTING[target] in text,
         delay_s=1.0,
@@ -241,7 +225,7 @@ def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_fil
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
     code, output = _interrupt(
         "shvit-convert",
-        _tiny_args(tiny, "tflite", out),
+        tiny_convert_args(tiny, "tflite", out),
         tmpdir=tmpdir,
         when=lambda text: CONVERTING["tflite"] in text,
         sig=signal.SIGKILL,
@@ -256,7 +240,7 @@ def test_a_killed_cli_leaves_no_orphan_converter_and_the_next_run_sweeps_its_fil
         assert time.monotonic() < deadline, "the onnx2tf child outlived the killed CLI"
         time.sleep(0.2)
     again = subprocess.run(
-        [sys.executable, "-m", "convert.cli.convert", *map(str, _tiny_args(tiny, "onnx", out))],
+        [sys.executable, "-m", "convert.cli.convert", *map(str, tiny_convert_args(tiny, "onnx", out))],
         capture_output=True,
         text=True,
         timeout=600,
@@ -352,7 +336,7 @@ main(sys.argv[1:])
 
 def test_ctrl_c_in_shvit_demo_leaves_no_project(tiny_previous_exports: Callable[[str, Path], Path], tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "export", tmp_path / "tmp"
-    tiny_previous_exports("coreml", out)  # what `shvit-convert` with _tiny_args(tiny, "coreml", out) leaves in out
+    tiny_previous_exports("coreml", out)  # what shvit-convert with tiny_convert_args(tiny, "coreml", out) leaves
     model = next(out.glob("*.mlpackage"))
     apps = tmp_path / "apps"
     apps.mkdir()

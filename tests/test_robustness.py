@@ -30,7 +30,7 @@ from bad_inputs import (
     unprivileged,
     unreadable,
 )
-from helpers import run_cli
+from helpers import run_cli, tiny_convert_args
 
 import calib
 from convert.cli.bench import bench_command
@@ -477,11 +477,9 @@ def _fill(disk: Path, *, leave_kib: int) -> None:
 def test_a_full_disk_keeps_the_previous_artifact_and_leaves_no_temp_files(
     target: str, inputs: Inputs, tiny_previous_exports: Callable[[str, Path], Path]
 ) -> None:
-    tiny = inputs.tiny
     with small_disk(inputs.root, megabytes=8) as disk:
         out = disk / "exports"
-        args = ["--variant", "auto", "--weights", inputs.ckpt, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
-        args += ["--target", target, "--out", out]
+        args = tiny_convert_args(inputs.tiny, target, out)
         tiny_previous_exports(target, out)  # what a first `shvit-convert` with these args leaves in out
         previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
         assert previous, "a previous export to keep"
@@ -516,9 +514,8 @@ def test_disk_full_during_an_export_is_one_line_on_any_machine(
     """The same failure injected in-process, so it is covered where no filesystem can be mounted."""
     import convert.api.pipeline
 
-    out, tiny = inputs.out, inputs.tiny
-    args = ["--variant", "auto", "--weights", inputs.ckpt, "--input-size", tiny.input_size, "--labels", tiny.labels_file]
-    args += ["--target", "onnx", "--out", out]
+    out = inputs.out
+    args = tiny_convert_args(inputs.tiny, "onnx", out)
     tiny_previous_exports("onnx", out)  # what a first `shvit-convert` with these args leaves in out
     previous = (out / "shvit_custom_96px_8cls_fp32.onnx").read_bytes()
 
